@@ -1,0 +1,21 @@
+"""The RouteIQ telemetry contract as pydantic models."""
+
+from routeiq_assets.contract.decision import (
+    DECISION_EVENT_NAME,
+    PAYLOAD_ATTRIBUTE,
+    SUPPORTED_VERSIONS,
+    CandidateDeployment,
+    ContractError,
+    RouterDecision,
+    parse_decision_payload,
+)
+
+__all__ = [
+    "DECISION_EVENT_NAME",
+    "PAYLOAD_ATTRIBUTE",
+    "SUPPORTED_VERSIONS",
+    "CandidateDeployment",
+    "ContractError",
+    "RouterDecision",
+    "parse_decision_payload",
+]

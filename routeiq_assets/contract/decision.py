@@ -1,0 +1,125 @@
+"""``routeiq.router_decision.v1``: the span event a RouteIQ gateway emits per routing decision.
+
+The event carries one attribute, ``routeiq.router_decision.payload``, a JSON string. Versions
+"v1", "v1.0" and "v1.1" are accepted (v1.1 adds ``experiment``); anything else is a
+:class:`ContractError` so the record can be quarantined with its reason.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+DECISION_EVENT_NAME = "routeiq.router_decision.v1"
+PAYLOAD_ATTRIBUTE = "routeiq.router_decision.payload"
+SUPPORTED_VERSIONS = ("v1", "v1.0", "v1.1")
+OutcomeStatus = Literal["success", "failure", "fallback", "error", "no_candidates", "timeout"]
+
+
+class ContractError(ValueError):
+    """A record that does not satisfy the contract; the message says why."""
+
+
+class _Lenient(BaseModel):
+    # Gateways add fields over time; unknown keys are kept, not rejected.
+    model_config = ConfigDict(extra="allow")
+
+
+class DecisionInput(_Lenient):
+    requested_model: str | None = None
+    query_length: int | None = None
+    user_id: str | None = None
+    team_id: str | None = None
+    api_type: str | None = None
+    request_metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class CandidateDeployment(_Lenient):
+    model_name: str
+    provider: str | None = None
+    score: float | None = None
+    available: bool = True
+
+
+class Experiment(_Lenient):
+    experiment_id: str | None = None
+    variant: str | None = None
+    strategy_name: str | None = None
+    strategy_version: str | None = None
+    weight: float | None = None
+    total_weight: float | None = None
+    hash_bucket: int | None = None
+    hash_key_type: str | None = None
+
+
+class Timings(_Lenient):
+    total_ms: float | None = None
+    strategy_ms: float | None = None
+    embedding_ms: float | None = None
+    candidate_filter_ms: float | None = None
+
+
+class Outcome(_Lenient):
+    status: OutcomeStatus
+    error_message: str | None = None
+    error_type: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    total_tokens: int | None = None
+    api_type: str | None = None
+
+
+class Fallback(_Lenient):
+    fallback_triggered: bool = False
+    original_model: str | None = None
+    fallback_reason: str | None = None
+    fallback_attempt: int | None = None
+
+
+class RouterDecision(_Lenient):
+    """One routing decision, as the gateway logged it."""
+
+    contract_version: str
+    contract_name: str = DECISION_EVENT_NAME
+    event_id: str = Field(min_length=1)
+    trace_id: str = Field(min_length=1)
+    span_id: str | None = None
+    parent_span_id: str | None = None
+    timestamp_utc: str | None = None
+    timestamp_unix_ms: int | None = None
+    input: DecisionInput = Field(default_factory=DecisionInput)
+    strategy_name: str | None = None
+    strategy_version: str | None = None
+    candidate_deployments: list[CandidateDeployment] = Field(default_factory=list)
+    selected_deployment: str | None = None
+    selection_reason: str | None = None
+    experiment: Experiment | None = None
+    timings: Timings = Field(default_factory=Timings)
+    outcome: Outcome
+    fallback: Fallback = Field(default_factory=Fallback)
+    custom_attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+def parse_decision_payload(payload: str | bytes | dict[str, Any]) -> RouterDecision:
+    """Parse and validate one payload; raise :class:`ContractError` naming the problem."""
+    if isinstance(payload, (str, bytes)):
+        try:
+            payload = json.loads(payload)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ContractError(f"payload is not JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise ContractError(f"payload is a JSON {type(payload).__name__}, expected an object")
+    version = payload.get("contract_version")
+    if version not in SUPPORTED_VERSIONS:
+        raise ContractError(
+            f"unknown contract_version {version!r}; supported: {', '.join(SUPPORTED_VERSIONS)}"
+        )
+    try:
+        return RouterDecision.model_validate(payload)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()[:5]
+        )
+        raise ContractError(f"payload violates the contract: {problems}") from None

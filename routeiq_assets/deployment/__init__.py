@@ -1,0 +1,1 @@
+"""Artifact stores, manifests and the MLflow registry."""

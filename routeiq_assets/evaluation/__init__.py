@@ -1,0 +1,1 @@
+"""Metrics, off-policy estimators and report rendering."""

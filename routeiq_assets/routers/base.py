@@ -1,0 +1,125 @@
+"""The router interface and the shared decision rule (ARCHITECTURE.md decision 1).
+
+A router predicts a quality per candidate model (a queries x models matrix); the decision is a
+separate rule, ``argmax quality - lambda * cost`` over the available candidates, so one trained
+router yields a whole quality/cost curve and the gateway can move lambda at run time.
+
+Artifacts are a folder: ``router.json`` (type, label order, embedding model and dimension,
+hyperparameters, cost vector) and ``weights.npz`` (arrays only, loaded with
+``allow_pickle=False``).
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+ROUTER_JSON = "router.json"
+WEIGHTS_NPZ = "weights.npz"
+FORMAT_VERSION = 1
+
+
+class Router(ABC):
+    """fit learns, predict_quality answers; learned state ends in an underscore."""
+
+    router_type: ClassVar[str]
+
+    model_names_: list[str]
+    cost_: np.ndarray  # expected cost per model (USD per query), used by the decision rule
+
+    @abstractmethod
+    def fit(
+        self, embeddings: np.ndarray, quality: np.ndarray, mask: np.ndarray,
+        model_names: list[str], cost: np.ndarray,
+    ) -> Router: ...
+
+    @abstractmethod
+    def predict_quality(self, embeddings: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    def hyperparameters(self) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def arrays(self) -> dict[str, np.ndarray]: ...
+
+    @classmethod
+    @abstractmethod
+    def from_arrays(cls, hparams: dict[str, Any], arrays: dict[str, np.ndarray]) -> Router: ...
+
+    def route(
+        self, embeddings: np.ndarray, lam: float = 0.0, available: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Index of the chosen model per query."""
+        return decide(self.predict_quality(embeddings), self.cost_, lam, available)
+
+
+def expected_cost(cost: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Mean observed cost per model; models never observed get the mean of the others."""
+    observed = mask.sum(axis=0)
+    mean = np.where(observed > 0, (cost * mask).sum(axis=0) / np.maximum(observed, 1), np.nan)
+    fill = np.nanmean(mean) if np.isfinite(mean).any() else 0.0
+    return np.where(np.isfinite(mean), mean, fill).astype(np.float64)
+
+
+def decide(
+    quality: np.ndarray, cost: np.ndarray, lam: float = 0.0, available: np.ndarray | None = None
+) -> np.ndarray:
+    """argmax over models of ``quality - lam * cost``, restricted to available models.
+
+    ``cost`` is per model ([n_models]) or per query and model ([n, n_models]). Ties go to the
+    cheaper model, so lam = 0 with equal predictions never pays for nothing.
+    """
+    quality = np.atleast_2d(np.asarray(quality, np.float64))
+    cost = np.broadcast_to(np.asarray(cost, np.float64), quality.shape)
+    utility = quality - lam * cost
+    utility = utility - 1e-12 * cost  # tie-break towards cheaper
+    if available is not None:
+        utility = np.where(np.broadcast_to(available, quality.shape), utility, -np.inf)
+    return np.argmax(utility, axis=1)
+
+
+def save_router(router: Router, folder: Path, extra: dict[str, Any] | None = None) -> list[Path]:
+    """Write ``router.json`` and ``weights.npz``; return the files written."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {**router.arrays(), "cost": np.asarray(router.cost_, np.float64)}
+    np.savez(folder / WEIGHTS_NPZ, **arrays)
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "router_type": router.router_type,
+        "model_names": list(router.model_names_),
+        "hyperparameters": router.hyperparameters(),
+        **(extra or {}),
+    }
+    (folder / ROUTER_JSON).write_text(json.dumps(meta, indent=2, sort_keys=True))
+    return [folder / ROUTER_JSON, folder / WEIGHTS_NPZ]
+
+
+def read_router_meta(folder: Path) -> dict[str, Any]:
+    path = Path(folder) / ROUTER_JSON
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: not a router artifact folder")
+    meta = json.loads(path.read_text())
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: unsupported format_version {meta.get('format_version')!r}")
+    return meta
+
+
+def load_router(folder: Path) -> Router:
+    """Load a router folder written by :func:`save_router` (no pickle anywhere)."""
+    from routeiq_assets.routers import ROUTER_TYPES
+
+    meta = read_router_meta(folder)
+    kind = meta["router_type"]
+    if kind not in ROUTER_TYPES:
+        raise ValueError(f"{folder}: unknown router_type {kind!r}; known: {sorted(ROUTER_TYPES)}")
+    with np.load(Path(folder) / WEIGHTS_NPZ, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    router = ROUTER_TYPES[kind].from_arrays(meta["hyperparameters"], arrays)
+    router.model_names_ = list(meta["model_names"])
+    router.cost_ = arrays["cost"]
+    return router

@@ -1,0 +1,76 @@
+"""Router configs in the seed guide's shape: ``data_path`` and ``hparam``, validated.
+
+``configs/routers/<type>.yaml``; the file name (without .yaml) names the Dagster asset
+``router_<name>``. An unknown key or a bad value is an error that names the file and the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from routeiq_assets.settings import DEFAULT_EMBEDDING_MODEL
+
+
+class DataPath(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # "warehouse" means our training_set table; a path means a file in the seed's formats.
+    train_data: str = "warehouse"
+    llm_data: str | None = None
+
+
+class KNNHparams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    k: int = Field(10, ge=1)
+    weighting: Literal["uniform", "similarity"] = "similarity"
+    prior_weight: float = Field(1.0, ge=0)
+    embedding_model: str = DEFAULT_EMBEDDING_MODEL
+    seed: int = 42
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    def router_kwargs(self) -> dict:
+        return {"k": self.k, "weighting": self.weighting, "prior_weight": self.prior_weight}
+
+
+HPARAMS = {"knn": KNNHparams}
+
+
+class RouterConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    router_type: str
+    data_path: DataPath = Field(default_factory=DataPath)
+    hparam: KNNHparams
+    # the lambda (quality per USD) the deployed router uses by default; the gateway may override
+    default_lambda: float = Field(0.0, ge=0)
+
+
+def load_router_config(path: Path, router_type: str | None = None) -> RouterConfig:
+    """Read and validate one router config; the type comes from the file or the file name."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"router config {path} not found")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping with data_path and hparam")
+    kind = router_type or raw.get("router_type") or path.stem
+    if kind not in HPARAMS:
+        raise ValueError(f"{path}: unknown router type {kind!r}; known: {sorted(HPARAMS)}")
+    raw["router_type"] = kind
+    hparams_model = HPARAMS[kind]
+    try:
+        raw["hparam"] = hparams_model.model_validate(raw.get("hparam") or {})
+        return RouterConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ValueError(f"{path}: invalid router config: {problems}") from None
+
+
+def discover_router_configs(configs_dir: Path) -> dict[str, Path]:
+    """Router name -> config file, for every YAML file in ``configs/routers``."""
+    folder = Path(configs_dir) / "routers"
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))} if folder.exists() else {}

@@ -1,0 +1,1 @@
+"""The runtime a gateway embeds: load a verified router folder and route queries."""

@@ -1,0 +1,129 @@
+"""Where things live: the one settings object.
+
+Every runtime location derives from ``ROUTEIQ_HOME`` (default: the repository's
+``dagster_home/``) and each can be overridden by its own environment variable. With no
+environment set, everything is embedded: a DuckDB file, MLflow on a SQLite file, a local
+folder as the artifact store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def _default_home() -> Path:
+    return REPO_ROOT / "dagster_home"
+
+
+class RouteIQSettings(BaseSettings):
+    """All locations and services the platform uses. Env vars are ``ROUTEIQ_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="ROUTEIQ_", extra="ignore")
+
+    home: Path = Field(default_factory=_default_home, description="Root of all runtime data")
+    landing_dir: Path | None = Field(None, description="Where new telemetry files are dropped")
+    raw_dir: Path | None = Field(None, description="Immutable, content-addressed raw store")
+    duckdb_path: Path | None = Field(None, description="The warehouse file")
+    work_dir: Path | None = Field(None, description="Trained models and reports before deployment")
+    mlflow_tracking_uri: str | None = Field(None, description="MLflow tracking URI")
+    mlflow_experiment: str = "routeiq-routers"
+    artifact_store: str | None = Field(
+        None, description="Deployed artifacts: a local folder or s3://bucket/prefix"
+    )
+    s3_endpoint_url: str | None = Field(None, description="MinIO or other S3 endpoint")
+    configs_dir: Path = Field(default_factory=lambda: REPO_ROOT / "configs")
+    prices_file: Path | None = Field(None, description="Model prices (default configs/prices.yaml)")
+    validation_fraction: float = Field(0.1, ge=0, lt=1)
+    test_fraction: float = Field(0.1, ge=0, lt=1)
+    embedding_model: str = DEFAULT_EMBEDDING_MODEL
+    embedding_batch_size: int = Field(64, ge=1)
+    device: str = Field("auto", description="auto | cpu | cuda")
+    deploy_router: str = Field("knn", description="Which configs/routers/<name>.yaml to deploy")
+    manifest_hmac_secret: SecretStr | None = Field(
+        None, validation_alias="LLMROUTER_MODEL_HMAC_SECRET"
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        if value not in {"auto", "cpu", "cuda"}:
+            raise ValueError(f"device must be auto, cpu or cuda, got {value!r}")
+        return value
+
+    @field_validator("artifact_store")
+    @classmethod
+    def _check_store(cls, value: str | None) -> str | None:
+        if value and "://" in value and urlparse(value).scheme not in {"s3", "file"}:
+            raise ValueError(f"artifact_store must be a folder or s3://bucket/prefix, got {value!r}")
+        return value
+
+    @property
+    def prices_path(self) -> Path:
+        return self.prices_file or self.configs_dir / "prices.yaml"
+
+    @cached_property
+    def resolved(self) -> ResolvedLocations:
+        home = self.home.expanduser().resolve()
+        store = self.artifact_store or str(home / "artifacts")
+        return ResolvedLocations(
+            home=home,
+            landing_dir=(self.landing_dir or home / "landing").expanduser(),
+            raw_dir=(self.raw_dir or home / "raw").expanduser(),
+            duckdb_path=(self.duckdb_path or home / "warehouse" / "routeiq.duckdb").expanduser(),
+            work_dir=(self.work_dir or home / "work").expanduser(),
+            mlflow_tracking_uri=self.mlflow_tracking_uri
+            or f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
+            mlflow_artifact_root=str(home / "mlflow" / "artifacts"),
+            artifact_store=store,
+        )
+
+    def describe(self) -> dict[str, object]:
+        """Every location and service in use, for ``routeiq info`` (no secrets)."""
+        loc = self.resolved
+        return {
+            "home": str(loc.home),
+            "landing_dir": str(loc.landing_dir),
+            "raw_dir": str(loc.raw_dir),
+            "duckdb_path": str(loc.duckdb_path),
+            "work_dir": str(loc.work_dir),
+            "mlflow_tracking_uri": loc.mlflow_tracking_uri,
+            "mlflow_artifact_root": loc.mlflow_artifact_root,
+            "mlflow_experiment": self.mlflow_experiment,
+            "artifact_store": loc.artifact_store,
+            "artifact_store_kind": "s3" if loc.artifact_store.startswith("s3://") else "local",
+            "s3_endpoint_url": self.s3_endpoint_url,
+            "configs_dir": str(self.configs_dir),
+            "prices_file": str(self.prices_path),
+            "embedding_model": self.embedding_model,
+            "device": self.device,
+            "deploy_router": self.deploy_router,
+            "manifest_signing": "hmac-sha256" if self.manifest_hmac_secret else "none",
+        }
+
+
+@dataclass(frozen=True)
+class ResolvedLocations:
+    """Concrete paths and URIs after defaults are applied."""
+
+    home: Path
+    landing_dir: Path
+    raw_dir: Path
+    duckdb_path: Path
+    work_dir: Path
+    mlflow_tracking_uri: str
+    mlflow_artifact_root: str
+    artifact_store: str
+
+
+def load_settings() -> RouteIQSettings:
+    """Read settings from the environment (fresh each call, so tests can change env vars)."""
+    return RouteIQSettings()

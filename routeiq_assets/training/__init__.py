@@ -1,0 +1,1 @@
+"""Labels, splits, embeddings and training sets."""

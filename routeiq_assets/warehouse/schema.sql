@@ -1,0 +1,154 @@
+-- The RouteIQ warehouse: every table is rebuilt from the raw store, batch by batch.
+-- A batch is one raw file (its SHA-256); each batch is written delete-then-insert in one
+-- transaction, so a rerun never duplicates and a crash never leaves half a batch.
+
+CREATE TABLE IF NOT EXISTS raw_files (
+    batch_id        VARCHAR PRIMARY KEY,   -- SHA-256 of the file's bytes
+    original_name   VARCHAR NOT NULL,
+    raw_path        VARCHAR NOT NULL,
+    format          VARCHAR NOT NULL,
+    size_bytes      BIGINT NOT NULL,
+    landed_at       TIMESTAMP NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS ingest_log (
+    batch_id        VARCHAR PRIMARY KEY,
+    records_in      BIGINT NOT NULL,
+    decisions       BIGINT NOT NULL,
+    llm_calls       BIGINT NOT NULL,
+    duplicates      BIGINT NOT NULL,
+    quarantined     BIGINT NOT NULL,
+    other_spans     BIGINT NOT NULL,
+    ingested_at     TIMESTAMP NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS router_decisions (
+    event_id              VARCHAR NOT NULL,
+    batch_id              VARCHAR NOT NULL,
+    location              VARCHAR,
+    contract_version      VARCHAR NOT NULL,
+    contract_name         VARCHAR,
+    trace_id              VARCHAR NOT NULL,
+    span_id               VARCHAR,
+    parent_span_id        VARCHAR,
+    timestamp_utc         TIMESTAMPTZ,
+    timestamp_unix_ms     BIGINT,
+    requested_model       VARCHAR,
+    query_length          INTEGER,
+    user_id               VARCHAR,
+    team_id               VARCHAR,
+    api_type              VARCHAR,
+    request_metadata      JSON,
+    strategy_name         VARCHAR,
+    strategy_version      VARCHAR,
+    selected_deployment   VARCHAR,
+    selection_reason      VARCHAR,
+    experiment_id         VARCHAR,
+    experiment_variant    VARCHAR,
+    experiment_strategy_name    VARCHAR,
+    experiment_strategy_version VARCHAR,
+    experiment_weight     DOUBLE,
+    experiment_total_weight DOUBLE,
+    experiment_hash_bucket INTEGER,
+    experiment_hash_key_type VARCHAR,
+    total_ms              DOUBLE,
+    strategy_ms           DOUBLE,
+    embedding_ms          DOUBLE,
+    candidate_filter_ms   DOUBLE,
+    outcome_status        VARCHAR NOT NULL,
+    error_message         VARCHAR,
+    error_type            VARCHAR,
+    input_tokens          BIGINT,
+    output_tokens         BIGINT,
+    total_tokens          BIGINT,
+    outcome_api_type      VARCHAR,
+    fallback_triggered    BOOLEAN,
+    fallback_original_model VARCHAR,
+    fallback_reason       VARCHAR,
+    fallback_attempt      INTEGER,
+    num_candidates        INTEGER,
+    selection_propensity  DOUBLE,   -- probability the logging policy gave the selected model
+    logging_policy        VARCHAR,
+    quality_score         DOUBLE,   -- an outcome score carried by the event, when known
+    custom_attributes     JSON
+);
+
+CREATE TABLE IF NOT EXISTS decision_candidates (
+    event_id      VARCHAR NOT NULL,
+    batch_id      VARCHAR NOT NULL,
+    position      INTEGER NOT NULL,
+    model_name    VARCHAR NOT NULL,
+    provider      VARCHAR,
+    score         DOUBLE,
+    available     BOOLEAN,
+    is_selected   BOOLEAN NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS llm_calls (
+    trace_id        VARCHAR NOT NULL,
+    span_id         VARCHAR NOT NULL,
+    batch_id        VARCHAR NOT NULL,
+    location        VARCHAR,
+    parent_span_id  VARCHAR,
+    span_name       VARCHAR,
+    prompt_text     VARCHAR,
+    prompt_sha256   VARCHAR,
+    request_model   VARCHAR,
+    response_model  VARCHAR,
+    completion      VARCHAR,
+    input_tokens    BIGINT,
+    output_tokens   BIGINT,
+    total_tokens    BIGINT,
+    duration_ms     DOUBLE,
+    start_unix_ms   BIGINT,
+    status          VARCHAR,
+    task            VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS quarantine (
+    batch_id        VARCHAR NOT NULL,
+    source          VARCHAR NOT NULL,
+    location        VARCHAR NOT NULL,
+    reason          VARCHAR NOT NULL,
+    raw_excerpt     VARCHAR,
+    quarantined_at  TIMESTAMP NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS query_embeddings (
+    text_sha256     VARCHAR NOT NULL,
+    model_name      VARCHAR NOT NULL,
+    dim             INTEGER NOT NULL,
+    embedding       FLOAT[] NOT NULL,
+    created_at      TIMESTAMP NOT NULL,
+    PRIMARY KEY (text_sha256, model_name)
+);
+
+-- One logged decision joined to its LLM call, labelled (rebuilt by routing_examples).
+CREATE TABLE IF NOT EXISTS routing_examples (
+    event_id        VARCHAR NOT NULL,
+    trace_id        VARCHAR NOT NULL,
+    query_text      VARCHAR NOT NULL,
+    query_sha256    VARCHAR NOT NULL,
+    model_name      VARCHAR NOT NULL,
+    task            VARCHAR,
+    outcome_status  VARCHAR NOT NULL,
+    quality         DOUBLE NOT NULL,
+    cost_usd        DOUBLE,
+    latency_ms      DOUBLE,
+    propensity      DOUBLE,
+    label_source    VARCHAR NOT NULL,
+    timestamp_utc   TIMESTAMPTZ
+);
+
+-- (query, model) aggregates with the split each query belongs to.
+CREATE TABLE IF NOT EXISTS training_set (
+    query_sha256    VARCHAR NOT NULL,
+    query_text      VARCHAR NOT NULL,
+    model_name      VARCHAR NOT NULL,
+    split           VARCHAR NOT NULL,
+    quality         DOUBLE NOT NULL,
+    cost_usd        DOUBLE,
+    latency_ms      DOUBLE,
+    propensity      DOUBLE,
+    n_obs           INTEGER NOT NULL
+);

@@ -1,0 +1,139 @@
+"""The DuckDB warehouse: schema, idempotent batch writes, and the count that proves nothing is lost."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from routeiq_assets.warehouse.normalize import NormalisedBatch
+
+TELEMETRY_TABLES = ("router_decisions", "decision_candidates", "llm_calls", "quarantine")
+
+
+def schema_sql() -> str:
+    return resources.files("routeiq_assets.warehouse").joinpath("schema.sql").read_text()
+
+
+@contextmanager
+def connect(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the warehouse (creating file and schema on first write) and always close it."""
+    path = Path(path)
+    if read_only and not path.exists():
+        raise FileNotFoundError(
+            f"warehouse {path} does not exist yet: materialise the telemetry assets first"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path), read_only=read_only)
+    try:
+        if not read_only:
+            con.execute(schema_sql())
+        yield con
+    finally:
+        con.close()
+
+
+@dataclass(frozen=True)
+class BatchCounts:
+    records_in: int
+    decisions: int
+    llm_calls: int
+    duplicates: int
+    quarantined: int
+    other_spans: int = 0
+
+    @property
+    def balanced(self) -> bool:
+        return self.records_in == self.decisions + self.llm_calls + self.duplicates + self.quarantined
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, Any]], where: str = "") -> int:
+    if not rows:
+        return 0
+    incoming = pa.Table.from_pylist(rows)
+    con.register("incoming", incoming)
+    try:
+        inserted = con.execute(
+            f"INSERT INTO {table} BY NAME SELECT * FROM incoming {where}"
+        ).fetchall()[0][0]
+    finally:
+        con.unregister("incoming")
+    return int(inserted)
+
+
+def write_batch(
+    con: duckdb.DuckDBPyConnection, batch_id: str, batch: NormalisedBatch, other_spans: int = 0
+) -> BatchCounts:
+    """Replace one batch's rows in one transaction (delete, then insert).
+
+    Events already stored by another batch are counted as duplicates and not inserted, so
+    re-ingesting the same telemetry under a new file changes nothing.
+    """
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table in (*TELEMETRY_TABLES, "ingest_log"):
+            con.execute(f"DELETE FROM {table} WHERE batch_id = ?", [batch_id]).fetchall()
+        decisions = _insert(
+            con, "router_decisions", batch.decisions,
+            "WHERE event_id NOT IN (SELECT event_id FROM router_decisions)",
+        )
+        if batch.candidates:
+            kept = {row["event_id"] for row in batch.decisions}
+            _insert(
+                con, "decision_candidates", [c for c in batch.candidates if c["event_id"] in kept],
+                "WHERE event_id IN (SELECT event_id FROM router_decisions WHERE batch_id = "
+                f"'{batch_id}')",
+            )
+        calls = _insert(
+            con, "llm_calls", batch.llm_calls,
+            "WHERE (trace_id, span_id) NOT IN (SELECT (trace_id, span_id) FROM llm_calls)",
+        )
+        quarantined = _insert(con, "quarantine", batch.quarantine)
+        duplicates = (
+            batch.duplicates_in_batch
+            + (len(batch.decisions) - decisions)
+            + (len(batch.llm_calls) - calls)
+        )
+        counts = BatchCounts(batch.records_in, decisions, calls, duplicates, quarantined, other_spans)
+        con.execute(
+            "INSERT INTO ingest_log VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [batch_id, counts.records_in, counts.decisions, counts.llm_calls, counts.duplicates,
+             counts.quarantined, other_spans, datetime.now(UTC).replace(tzinfo=None)],
+        ).fetchall()
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return counts
+
+
+def pending_batches(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str, str]]:
+    """Raw files landed but not yet normalised: (batch_id, raw_path, format, original_name)."""
+    return con.execute(
+        "SELECT batch_id, raw_path, format, original_name FROM raw_files "
+        "WHERE batch_id NOT IN (SELECT batch_id FROM ingest_log) ORDER BY landed_at, batch_id"
+    ).fetchall()
+
+
+def ingest_totals(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Totals across all batches, and the row counts actually stored, for the balance check."""
+    logged = con.execute(
+        "SELECT coalesce(sum(records_in),0), coalesce(sum(decisions),0), coalesce(sum(llm_calls),0),"
+        " coalesce(sum(duplicates),0), coalesce(sum(quarantined),0) FROM ingest_log"
+    ).fetchall()[0]
+    stored = {t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in TELEMETRY_TABLES}
+    return {
+        "records_in": int(logged[0]),
+        "decisions": int(logged[1]),
+        "llm_calls": int(logged[2]),
+        "duplicates": int(logged[3]),
+        "quarantined": int(logged[4]),
+        **{f"stored_{t}": int(v) for t, v in stored.items()},
+    }
