@@ -37,8 +37,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         if not args.prices:
             raise SystemExit("--from-table needs --prices (an llm_candidates.json)")
         records, catalog = load_table(Path(args.from_table), Path(args.prices))
-        requests = replay_table(records, catalog, args.seed, args.epsilon,
-                                limit=args.requests or None)
+        requests = replay_table(
+            records, catalog, args.seed, args.epsilon, limit=args.requests or None
+        )
         prefix = f"replay-s{args.seed}"
     else:
         requests = simulate_requests(args.requests, args.seed, epsilon=args.epsilon)
@@ -53,8 +54,17 @@ def _cmd_materialize(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     env.setdefault("DAGSTER_HOME", str(REPO_ROOT / "dagster_home"))
     Path(env["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "dagster", "asset", "materialize",
-           "-m", "routeiq_assets.definitions", "--select", args.select]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "asset",
+        "materialize",
+        "-m",
+        "routeiq_assets.definitions",
+        "--select",
+        args.select,
+    ]
     return subprocess.call(cmd, env=env)
 
 
@@ -68,12 +78,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("simulate", help="write simulated gateway telemetry as OTLP JSON files")
     sim.add_argument("--out", required=True, help="output folder (e.g. the landing folder)")
-    sim.add_argument("--requests", type=int, default=2000,
-                     help="requests to simulate (with --from-table: at most this many rows; 0 = all)")
+    sim.add_argument(
+        "--requests",
+        type=int,
+        default=2000,
+        help="requests to simulate (with --from-table: at most this many rows; 0 = all)",
+    )
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--epsilon", type=float, default=0.2, help="logging policy's exploration rate")
     sim.add_argument("--from-table", help="replay a full-information table (LLMRouter train.json)")
-    sim.add_argument("--prices", help="llm_candidates.json with per-model prices (for --from-table)")
+    sim.add_argument(
+        "--prices", help="llm_candidates.json with per-model prices (for --from-table)"
+    )
     sim.add_argument("--requests-per-file", type=int, default=5000)
     sim.set_defaults(func=_cmd_simulate)
 

@@ -1,6 +1,5 @@
 """The one Definitions object: every stage's assets, checks, jobs and resources."""
 
-
 import dagster as dg
 
 from routeiq_assets.defs.deployment import deployed_router
@@ -14,12 +13,19 @@ from routeiq_assets.settings import load_settings
 _configs = load_settings().configs_dir
 
 all_assets = [
-    raw_traces, telemetry_tables, routing_examples, query_embeddings, training_set,
-    *router_assets(_configs), *evaluation_assets(_configs), deployed_router,
+    raw_traces,
+    telemetry_tables,
+    routing_examples,
+    query_embeddings,
+    training_set,
+    *router_assets(_configs),
+    *evaluation_assets(_configs),
+    deployed_router,
 ]
 
 main_job = dg.define_asset_job(
-    "routeiq_main_job", selection=dg.AssetSelection.all(),
+    "routeiq_main_job",
+    selection=dg.AssetSelection.all(),
     description="The whole graph: telemetry to deployed router.",
     tags={"routeiq/duckdb": "writer"},
 )

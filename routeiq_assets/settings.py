@@ -63,7 +63,9 @@ class RouteIQSettings(BaseSettings):
     @classmethod
     def _check_store(cls, value: str | None) -> str | None:
         if value and "://" in value and urlparse(value).scheme not in {"s3", "file"}:
-            raise ValueError(f"artifact_store must be a folder or s3://bucket/prefix, got {value!r}")
+            raise ValueError(
+                f"artifact_store must be a folder or s3://bucket/prefix, got {value!r}"
+            )
         return value
 
     @property

@@ -9,6 +9,7 @@ from routeiq_assets.settings import RouteIQSettings
 from routeiq_assets.training.embeddings import Encoder, minilm_encoder
 from routeiq_assets.warehouse.store import connect
 
+
 class RouteIQResource(dg.ConfigurableResource):
     """Settings from the environment (ROUTEIQ_*), with an optional home override for tests."""
 

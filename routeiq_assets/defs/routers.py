@@ -11,38 +11,60 @@ from routeiq_assets.training.train import train_from_warehouse, write_run_pointe
 
 GROUP = "routers"
 
+
 def router_asset(name: str, config_path: Path) -> dg.AssetsDefinition:
     config = load_router_config(config_path)
 
     @dg.asset(
-        name=f"router_{name}", group_name=GROUP, deps=["training_set", "query_embeddings"],
-        pool="duckdb", kinds={"torch", "mlflow"}, tags={"routeiq/router_type": config.router_type},
+        name=f"router_{name}",
+        group_name=GROUP,
+        deps=["training_set", "query_embeddings"],
+        pool="duckdb",
+        kinds={"torch", "mlflow"},
+        tags={"routeiq/router_type": config.router_type},
         description=f"A `{config.router_type}` router trained on the train split from "
         f"`{config_path.name}`; predicts a quality per candidate model. Logged to MLflow as a "
         "pyfunc at artifact path `model`.",
     )
-    def _router(context: dg.AssetExecutionContext, routeiq: RouteIQResource) -> dg.MaterializeResult:
+    def _router(
+        context: dg.AssetExecutionContext, routeiq: RouteIQResource
+    ) -> dg.MaterializeResult:
         settings = routeiq.settings()
         loc = settings.resolved
         cfg = load_router_config(config_path)  # re-read: the file may have changed since load
         with routeiq.warehouse() as con:
-            result = train_from_warehouse(con, name, cfg, routeiq.encoder(cfg.hparam.embedding_model),
-                                          loc.work_dir / "routers", context.log.info)
+            result = train_from_warehouse(
+                con,
+                name,
+                cfg,
+                routeiq.encoder(cfg.hparam.embedding_model),
+                loc.work_dir / "routers",
+                context.log.info,
+            )
         run_id = log_router_run(
-            loc.mlflow_tracking_uri, settings.mlflow_experiment, loc.mlflow_artifact_root,
-            run_name=f"router_{name}", router_dir=result.folder,
+            loc.mlflow_tracking_uri,
+            settings.mlflow_experiment,
+            loc.mlflow_artifact_root,
+            run_name=f"router_{name}",
+            router_dir=result.folder,
             params={"router_type": cfg.router_type, **cfg.hparam.model_dump()},
             metrics={**result.metrics, "train_seconds": result.seconds},
             tags={"routeiq.router": name, "dagster.run_id": context.run.run_id},
         )
         write_run_pointer(result.folder, run_id)
-        return dg.MaterializeResult(metadata={
-            "router_dir": dg.MetadataValue.path(str(result.folder)), "mlflow_run_id": run_id,
-            "train_queries": result.n_train, "validation_queries": result.n_validation,
-            "seconds": round(result.seconds, 2), **{k: round(v, 5) for k, v in result.metrics.items()},
-        })
+        return dg.MaterializeResult(
+            metadata={
+                "router_dir": dg.MetadataValue.path(str(result.folder)),
+                "mlflow_run_id": run_id,
+                "train_queries": result.n_train,
+                "validation_queries": result.n_validation,
+                "seconds": round(result.seconds, 2),
+                **{k: round(v, 5) for k, v in result.metrics.items()},
+            }
+        )
 
     return _router
+
 
 def router_assets(configs_dir: Path) -> list[dg.AssetsDefinition]:
     return [router_asset(name, path) for name, path in discover_router_configs(configs_dir).items()]

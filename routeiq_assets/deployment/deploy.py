@@ -36,10 +36,13 @@ def deploy_router_folder(
 ) -> Deployment:
     """Register ``runs:/<run_id>/model``, alias it, then publish the folder (pointer last)."""
     name = registered_name_for(router_name)
-    version = register_version(tracking_uri, run_id, name, alias,
-                               tags={"routeiq.router": router_name})
+    version = register_version(
+        tracking_uri, run_id, name, alias, tags={"routeiq.router": router_name}
+    )
     manifest = build_manifest(
-        folder, version=version, description=f"{name} version {version}",
+        folder,
+        version=version,
+        description=f"{name} version {version}",
         metadata={"registered_model": name, "mlflow_run_id": run_id, "alias": alias},
         hmac_secret=hmac_secret,
     )

@@ -51,13 +51,26 @@ def build_manifest(
     folder = Path(folder)
     created = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     artifacts = [
-        {"path": p.relative_to(folder).as_posix(), "sha256": sha256_bytes(p.read_bytes()),
-         "description": "", "created_at": created, "tags": [], "metadata": {}}
-        for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST_NAME
+        {
+            "path": p.relative_to(folder).as_posix(),
+            "sha256": sha256_bytes(p.read_bytes()),
+            "description": "",
+            "created_at": created,
+            "tags": [],
+            "metadata": {},
+        }
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != MANIFEST_NAME
     ]
-    manifest = {"version": version, "created_at": created, "signature_type": "none",
-                "signature": None, "description": description, "artifacts": artifacts,
-                "metadata": metadata or {}}
+    manifest = {
+        "version": version,
+        "created_at": created,
+        "signature_type": "none",
+        "signature": None,
+        "description": description,
+        "artifacts": artifacts,
+        "metadata": metadata or {},
+    }
     if hmac_secret:
         digest = hmac.new(hmac_secret.encode(), canonical_signing_bytes(manifest), hashlib.sha256)
         manifest["signature_type"] = "hmac-sha256"
@@ -65,9 +78,7 @@ def build_manifest(
     return manifest
 
 
-def verify_manifest(
-    manifest: dict[str, Any], read: Any, hmac_secret: str | None = None
-) -> None:
+def verify_manifest(manifest: dict[str, Any], read: Any, hmac_secret: str | None = None) -> None:
     """Check every file's SHA-256 (``read(path) -> bytes``) and the signature when configured."""
     for artifact in manifest.get("artifacts", []):
         actual = sha256_bytes(read(artifact["path"]))

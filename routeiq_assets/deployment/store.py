@@ -95,7 +95,9 @@ class S3ArtifactStore(ArtifactStore):
         return f"s3://{self.bucket}/{self._key(key)}"
 
 
-def store_from_uri(uri: str, s3_client: Any = None, endpoint_url: str | None = None) -> ArtifactStore:
+def store_from_uri(
+    uri: str, s3_client: Any = None, endpoint_url: str | None = None
+) -> ArtifactStore:
     """A store for a folder path or ``s3://bucket/prefix``."""
     parsed = urlparse(uri)
     if parsed.scheme == "s3":

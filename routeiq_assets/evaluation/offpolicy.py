@@ -40,6 +40,8 @@ def estimate_policy_value(
         return PolicyEstimate(float("nan"), float("nan"), 0, 0, 0.0)
     total = weights.sum()
     ips = float((weights * np.where(usable, reward, 0.0)).sum() / n)
-    snips = float((weights * np.where(usable, reward, 0.0)).sum() / total) if total else float("nan")
+    snips = (
+        float((weights * np.where(usable, reward, 0.0)).sum() / total) if total else float("nan")
+    )
     ess = float(total**2 / (weights**2).sum()) if total else 0.0
     return PolicyEstimate(ips, snips, int((weights > 0).sum()), n, ess)

@@ -55,12 +55,22 @@ def evaluate_against_baselines(
     ]
     logged = EvaluationRow(
         "logging policy (observed)",
-        PolicyEstimate(float(ex.quality.mean()) if n else float("nan"),
-                       float(ex.quality.mean()) if n else float("nan"), n, n, float(n),
-                       kind="on-policy (observed)"),
-        PolicyEstimate(float(ex.cost.mean()) if n else float("nan"),
-                       float(ex.cost.mean()) if n else float("nan"), n, n, float(n),
-                       kind="on-policy (observed)"),
+        PolicyEstimate(
+            float(ex.quality.mean()) if n else float("nan"),
+            float(ex.quality.mean()) if n else float("nan"),
+            n,
+            n,
+            float(n),
+            kind="on-policy (observed)",
+        ),
+        PolicyEstimate(
+            float(ex.cost.mean()) if n else float("nan"),
+            float(ex.cost.mean()) if n else float("nan"),
+            n,
+            n,
+            float(n),
+            kind="on-policy (observed)",
+        ),
     )
     return [*rows, logged]
 

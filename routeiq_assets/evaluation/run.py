@@ -42,9 +42,11 @@ def load_test_examples(
 
 
 def train_quality_by_model(con: duckdb.DuckDBPyConnection, model_names: list[str]) -> np.ndarray:
-    means = dict(con.execute(
-        "SELECT model_name, avg(quality) FROM training_set WHERE split = 'train' GROUP BY 1"
-    ).fetchall())
+    means = dict(
+        con.execute(
+            "SELECT model_name, avg(quality) FROM training_set WHERE split = 'train' GROUP BY 1"
+        ).fetchall()
+    )
     return np.array([means.get(m, 0.0) for m in model_names], np.float64)
 
 
@@ -56,8 +58,9 @@ def evaluate_router_folder(
     router = load_router(folder)
     examples = load_test_examples(con, router.model_names_, meta["embedding_model"], encoder)
     lam = float(meta.get("default_lambda", 0.0))
-    rows = evaluate_against_baselines(router, examples, lam,
-                                      train_quality_by_model(con, router.model_names_))
+    rows = evaluate_against_baselines(
+        router, examples, lam, train_quality_by_model(con, router.model_names_)
+    )
     return {
         "router": folder.name,
         "router_type": meta["router_type"],
@@ -65,8 +68,12 @@ def evaluate_router_folder(
         "test_examples": len(examples.logged_model),
         "estimate": "off-policy SNIPS on logged test-split telemetry",
         "rows": [
-            {"policy": r.policy, "quality": r.quality.as_dict(), "cost": r.cost.as_dict(),
-             "share": r.share}
+            {
+                "policy": r.policy,
+                "quality": r.quality.as_dict(),
+                "cost": r.cost.as_dict(),
+                "share": r.share,
+            }
             for r in rows
         ],
         "markdown": markdown_table(rows),
@@ -81,8 +88,13 @@ def write_report(evaluations: list[dict[str, Any]], out_dir: Path) -> tuple[Path
     json_path.write_text(json.dumps(evaluations, indent=2, sort_keys=True, default=float))
     parts = ["# Router evaluation", ""]
     for ev in evaluations:
-        parts += [f"## {ev['router']} ({ev['router_type']})", "",
-                  f"{ev['test_examples']} logged test examples; {ev['estimate']}.", "",
-                  ev["markdown"], ""]
+        parts += [
+            f"## {ev['router']} ({ev['router_type']})",
+            "",
+            f"{ev['test_examples']} logged test examples; {ev['estimate']}.",
+            "",
+            ev["markdown"],
+            "",
+        ]
     md_path.write_text("\n".join(parts))
     return json_path, md_path

@@ -33,8 +33,12 @@ class Router(ABC):
 
     @abstractmethod
     def fit(
-        self, embeddings: np.ndarray, quality: np.ndarray, mask: np.ndarray,
-        model_names: list[str], cost: np.ndarray,
+        self,
+        embeddings: np.ndarray,
+        quality: np.ndarray,
+        mask: np.ndarray,
+        model_names: list[str],
+        cost: np.ndarray,
     ) -> Router: ...
 
     @abstractmethod

@@ -59,15 +59,23 @@ def load_router_config(path: Path, router_type: str | None = None) -> RouterConf
     if kind not in HPARAMS:
         raise ValueError(f"{path}: unknown router type {kind!r}; known: {sorted(HPARAMS)}")
     raw["router_type"] = kind
-    hparams_model = HPARAMS[kind]
+    problems: list[str] = []
     try:
-        raw["hparam"] = hparams_model.model_validate(raw.get("hparam") or {})
-        return RouterConfig.model_validate(raw)
+        raw["hparam"] = HPARAMS[kind].model_validate(raw.get("hparam") or {})
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise ValueError(f"{path}: invalid router config: {problems}") from None
+        problems += _describe(exc, prefix="hparam.")
+        raw["hparam"] = HPARAMS[kind]()
+    try:
+        config = RouterConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems += _describe(exc)
+    if problems:
+        raise ValueError(f"{path}: invalid router config: {'; '.join(problems)}")
+    return config
+
+
+def _describe(exc: ValidationError, prefix: str = "") -> list[str]:
+    return [f"{prefix}{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
 
 
 def discover_router_configs(configs_dir: Path) -> dict[str, Path]:

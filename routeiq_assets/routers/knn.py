@@ -41,7 +41,9 @@ class KNNRouter(Router):
         observed = self.mask_.sum(axis=0)
         overall = float(self.quality_[self.mask_].mean()) if self.mask_.any() else 0.0
         self.prior_ = np.where(
-            observed > 0, (self.quality_ * self.mask_).sum(axis=0) / np.maximum(observed, 1), overall
+            observed > 0,
+            (self.quality_ * self.mask_).sum(axis=0) / np.maximum(observed, 1),
+            overall,
         ).astype(np.float32)
         self.model_names_ = list(model_names)
         self.cost_ = np.asarray(cost, np.float64)
@@ -53,7 +55,11 @@ class KNNRouter(Router):
         k = min(self.k, self.keys_.shape[0])
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         top_sims = np.take_along_axis(sims, top, axis=1)
-        weights = np.clip(top_sims, 0.0, None) if self.weighting == "similarity" else np.ones_like(top_sims)
+        weights = (
+            np.clip(top_sims, 0.0, None)
+            if self.weighting == "similarity"
+            else np.ones_like(top_sims)
+        )
         obs = self.mask_[top].astype(np.float32) * weights[:, :, None]
         num = (obs * self.quality_[top]).sum(axis=1) + self.prior_weight * self.prior_
         den = obs.sum(axis=1) + self.prior_weight
@@ -63,8 +69,12 @@ class KNNRouter(Router):
         return {"k": self.k, "weighting": self.weighting, "prior_weight": self.prior_weight}
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {"keys": self.keys_, "quality": self.quality_, "mask": self.mask_,
-                "prior": self.prior_}
+        return {
+            "keys": self.keys_,
+            "quality": self.quality_,
+            "mask": self.mask_,
+            "prior": self.prior_,
+        }
 
     @classmethod
     def from_arrays(cls, hparams, arrays):

@@ -26,8 +26,12 @@ class RouteIQRouterModel(PythonModel):
         rows = []
         for emb in embeddings:
             decision = self.runtime.route(embedding=emb, lam=lam)
-            rows.append({"model": decision.model, **{f"quality::{k}": v
-                                                      for k, v in decision.scores.items()}})
+            rows.append(
+                {
+                    "model": decision.model,
+                    **{f"quality::{k}": v for k, v in decision.scores.items()},
+                }
+            )
         return pd.DataFrame(rows)
 
 

@@ -63,9 +63,13 @@ class RouterRuntime:
                 raise ValueError(f"none of the candidates {candidates} is known to this router")
             available = np.array([n in candidates for n in names])
         quality = self.router.predict_quality(np.asarray(embedding)[None, :])
-        idx = int(decide(quality, self.router.cost_, self.default_lambda if lam is None else lam,
-                         available)[0])
+        idx = int(
+            decide(
+                quality, self.router.cost_, self.default_lambda if lam is None else lam, available
+            )[0]
+        )
         return RouteDecision(
-            names[idx], {n: float(q) for n, q in zip(names, quality[0], strict=True)},
+            names[idx],
+            {n: float(q) for n, q in zip(names, quality[0], strict=True)},
             (time.perf_counter() - started) * 1000,
         )

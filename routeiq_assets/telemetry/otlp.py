@@ -47,7 +47,9 @@ def any_value(value: dict[str, Any] | None) -> Any:
     if "arrayValue" in value:
         return [any_value(v) for v in value["arrayValue"].get("values", [])]
     if "kvlistValue" in value:
-        return {kv["key"]: any_value(kv.get("value")) for kv in value["kvlistValue"].get("values", [])}
+        return {
+            kv["key"]: any_value(kv.get("value")) for kv in value["kvlistValue"].get("values", [])
+        }
     if "bytesValue" in value:
         return value["bytesValue"]
     return None
@@ -84,29 +86,49 @@ def _span_records(span: dict[str, Any], location: str) -> Iterator[TelemetryReco
     decision_events = [e for e in span.get("events") or [] if e.get("name") == DECISION_EVENT_NAME]
     is_llm_call = "gen_ai.prompt" in attrs or "gen_ai.request.model" in attrs
     if (decision_events or is_llm_call) and not (trace_id and span_id):
-        yield TelemetryRecord("bad", where, reason="span has no valid traceId/spanId",
-                              raw=_excerpt(json.dumps(span)[:EXCERPT_CHARS]))
+        yield TelemetryRecord(
+            "bad",
+            where,
+            reason="span has no valid traceId/spanId",
+            raw=_excerpt(json.dumps(span)[:EXCERPT_CHARS]),
+        )
         return
     for event in decision_events:
         payload = attributes(event.get("attributes")).get(PAYLOAD_ATTRIBUTE)
         if payload is None:
-            yield TelemetryRecord("bad", where, reason=f"event has no {PAYLOAD_ATTRIBUTE}",
-                                  raw=_excerpt(json.dumps(event)))
+            yield TelemetryRecord(
+                "bad",
+                where,
+                reason=f"event has no {PAYLOAD_ATTRIBUTE}",
+                raw=_excerpt(json.dumps(event)),
+            )
             continue
         yield TelemetryRecord(
-            "decision", where,
-            data={"payload": payload, "trace_id": trace_id, "span_id": span_id,
-                  "span_attributes": attrs},
+            "decision",
+            where,
+            data={
+                "payload": payload,
+                "trace_id": trace_id,
+                "span_id": span_id,
+                "span_attributes": attrs,
+            },
         )
     if is_llm_call:
         start = int(span.get("startTimeUnixNano") or 0)
         end = int(span.get("endTimeUnixNano") or 0)
         yield TelemetryRecord(
-            "llm_call", where,
-            data={"trace_id": trace_id, "span_id": span_id, "name": name,
-                  "parent_span_id": normalise_id(span.get("parentSpanId"), 16),
-                  "start_unix_nano": start, "duration_ms": max(0, end - start) / 1e6,
-                  "status_code": (span.get("status") or {}).get("code"), "attributes": attrs},
+            "llm_call",
+            where,
+            data={
+                "trace_id": trace_id,
+                "span_id": span_id,
+                "name": name,
+                "parent_span_id": normalise_id(span.get("parentSpanId"), 16),
+                "start_unix_nano": start,
+                "duration_ms": max(0, end - start) / 1e6,
+                "status_code": (span.get("status") or {}).get("code"),
+                "attributes": attrs,
+            },
         )
 
 
@@ -121,20 +143,31 @@ def read_otlp_json(path: Path) -> Iterator[TelemetryRecord]:
             try:
                 text = raw_line.decode("utf-8")
             except UnicodeDecodeError as exc:
-                yield TelemetryRecord("bad", location, reason=f"line is not UTF-8: {exc}",
-                                      raw=_excerpt(raw_line.decode("utf-8", "replace")))
+                yield TelemetryRecord(
+                    "bad",
+                    location,
+                    reason=f"line is not UTF-8: {exc}",
+                    raw=_excerpt(raw_line.decode("utf-8", "replace")),
+                )
                 continue
             try:
                 document = json.loads(text)
             except json.JSONDecodeError as exc:
-                yield TelemetryRecord("bad", location, reason=f"line is not JSON: {exc}",
-                                      raw=_excerpt(text))
+                yield TelemetryRecord(
+                    "bad", location, reason=f"line is not JSON: {exc}", raw=_excerpt(text)
+                )
                 continue
             if not isinstance(document, dict) or "resourceSpans" not in document:
-                yield TelemetryRecord("bad", location, reason="not an OTLP export (no resourceSpans)",
-                                      raw=_excerpt(text))
+                yield TelemetryRecord(
+                    "bad",
+                    location,
+                    reason="not an OTLP export (no resourceSpans)",
+                    raw=_excerpt(text),
+                )
                 continue
             for resource in document.get("resourceSpans") or []:
-                for scope in resource.get("scopeSpans") or resource.get("instrumentationLibrarySpans") or []:
+                for scope in (
+                    resource.get("scopeSpans") or resource.get("instrumentationLibrarySpans") or []
+                ):
                     for span in scope.get("spans") or []:
                         yield from _span_records(span, location)

@@ -30,7 +30,8 @@ def file_sha256(path: Path) -> str:
 
 def sniff_format(path: Path) -> str:
     """Best guess of a telemetry file's format from its first bytes."""
-    head = Path(path).open("rb").read(SNIFF_BYTES)
+    with Path(path).open("rb") as handle:
+        head = handle.read(SNIFF_BYTES)
     if not head.strip():
         return "empty"
     if b'"resourceSpans"' in head:
@@ -43,8 +44,10 @@ def landing_files(landing_dir: Path) -> list[Path]:
     if not landing_dir.exists():
         return []
     return sorted(
-        p for p in landing_dir.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(landing_dir).parts)
+        p
+        for p in landing_dir.rglob("*")
+        if p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(landing_dir).parts)
         and not p.name.endswith((".tmp", ".part"))
     )
 

@@ -19,6 +19,9 @@ def read_records(path: Path, fmt: str) -> Iterator[TelemetryRecord]:
     else:
         head = Path(path).read_bytes()[:2000].decode("utf-8", "replace")
         yield TelemetryRecord(
-            "bad", f"{Path(path).name}", raw=head,
-            reason=f"unsupported telemetry format {fmt!r}; supported: {', '.join(SUPPORTED_FORMATS)}",
+            "bad",
+            f"{Path(path).name}",
+            raw=head,
+            reason=f"unsupported telemetry format {fmt!r}; "
+            f"supported: {', '.join(SUPPORTED_FORMATS)}",
         )

@@ -151,14 +151,28 @@ def _request_from_outcome(
     logit = model.skill.get(query.domain, 0.0) - DIFFICULTY[query.difficulty]
     good = rng.random() < 1.0 / (1.0 + math.exp(-logit))
     infra = rng.random()
-    status = "timeout" if infra < 0.01 else "error" if infra < 0.02 else (
-        "success" if good else "failure"
+    status = (
+        "timeout"
+        if infra < 0.01
+        else "error"
+        if infra < 0.02
+        else ("success" if good else "failure")
     )
     output_tokens = expected_output_tokens(query.domain, rng) if status != "timeout" else 0
     return _make_request(
-        rng, query.text, query.domain, catalog, available, model, propensity, incumbent,
-        quality=1.0 if status == "success" else 0.0, status=status, output_tokens=output_tokens,
-        timestamp=start + timedelta(seconds=i * 3 + rng.random()), difficulty=query.difficulty,
+        rng,
+        query.text,
+        query.domain,
+        catalog,
+        available,
+        model,
+        propensity,
+        incumbent,
+        quality=1.0 if status == "success" else 0.0,
+        status=status,
+        output_tokens=output_tokens,
+        timestamp=start + timedelta(seconds=i * 3 + rng.random()),
+        difficulty=query.difficulty,
     )
 
 
@@ -182,11 +196,23 @@ def _make_request(
     duration = model.base_latency_ms + model.ms_per_output_token * output_tokens
     duration *= rng.uniform(0.8, 1.3)
     return SimulatedRequest(
-        query=text, task=task, candidates=tuple(catalog), available=available, selected=model,
-        propensity=propensity, incumbent=incumbent, quality=quality, status=status,
-        input_tokens=max(1, len(text) // CHARS_PER_TOKEN), output_tokens=output_tokens,
-        duration_ms=round(duration, 3), timestamp=timestamp, trace_id=trace_id,
-        decision_span_id=decision_span, llm_span_id=llm_span, event_id=event_id,
+        query=text,
+        task=task,
+        candidates=tuple(catalog),
+        available=available,
+        selected=model,
+        propensity=propensity,
+        incumbent=incumbent,
+        quality=quality,
+        status=status,
+        input_tokens=max(1, len(text) // CHARS_PER_TOKEN),
+        output_tokens=output_tokens,
+        duration_ms=round(duration, 3),
+        timestamp=timestamp,
+        trace_id=trace_id,
+        decision_span_id=decision_span,
+        llm_span_id=llm_span,
+        event_id=event_id,
         difficulty=difficulty,
     )
 
@@ -203,11 +229,14 @@ def load_table(table_path: Path, prices_path: Path) -> tuple[list[dict], list[Ca
         raise ValueError(f"{prices_path}: no price for scored models {missing}")
     catalog = [
         CatalogModel(
-            name=name, provider=str(prices[name].get("service", "unknown")),
+            name=name,
+            provider=str(prices[name].get("service", "unknown")),
             input_price=float(prices[name].get("input_price", 0.0)),
             output_price=float(prices[name].get("output_price", 0.0)),
-            size=str(prices[name].get("size", "")), feature=str(prices[name].get("feature", "")),
-            base_latency_ms=200.0, ms_per_output_token=6.0,
+            size=str(prices[name].get("size", "")),
+            feature=str(prices[name].get("feature", "")),
+            base_latency_ms=200.0,
+            ms_per_output_token=6.0,
         )
         for name in scored
     ]
@@ -241,9 +270,18 @@ def replay_table(
         model = candidates[idx]
         score = float(scores[model.name])
         yield _make_request(
-            rng, text, str(record.get("task", "benchmark")), candidates, available, model,
-            propensity, incumbent, quality=score, status="success" if score >= 0.5 else "failure",
-            output_tokens=TABLE_OUTPUT_TOKENS, timestamp=start + timedelta(seconds=i * 3),
+            rng,
+            text,
+            str(record.get("task", "benchmark")),
+            candidates,
+            available,
+            model,
+            propensity,
+            incumbent,
+            quality=score,
+            status="success" if score >= 0.5 else "failure",
+            output_tokens=TABLE_OUTPUT_TOKENS,
+            timestamp=start + timedelta(seconds=i * 3),
         )
 
 
@@ -302,8 +340,12 @@ def decision_payload(req: SimulatedRequest) -> dict[str, Any]:
         ],
         "selected_deployment": req.selected.name,
         "selection_reason": "incumbent" if req.selected.name == req.incumbent else "exploration",
-        "timings": {"total_ms": 2.5, "strategy_ms": 1.8, "embedding_ms": 0.0,
-                    "candidate_filter_ms": 0.2},
+        "timings": {
+            "total_ms": 2.5,
+            "strategy_ms": 1.8,
+            "embedding_ms": 0.0,
+            "candidate_filter_ms": 0.2,
+        },
         "outcome": {
             "status": req.status,
             "error_message": "upstream timed out" if req.status == "timeout" else None,
@@ -313,8 +355,12 @@ def decision_payload(req: SimulatedRequest) -> dict[str, Any]:
             "total_tokens": req.input_tokens + req.output_tokens,
             "api_type": "chat_completion",
         },
-        "fallback": {"fallback_triggered": fallback, "original_model": None,
-                     "fallback_reason": None, "fallback_attempt": None},
+        "fallback": {
+            "fallback_triggered": fallback,
+            "original_model": None,
+            "fallback_reason": None,
+            "fallback_attempt": None,
+        },
         "custom_attributes": custom,
     }
 

@@ -86,8 +86,13 @@ def minilm_encoder(name: str, device: str = "auto", batch_size: int = 64) -> Enc
     model = load_encoder(name, device)
 
     def encode(texts: list[str]) -> np.ndarray:
-        return model.encode(texts, batch_size=batch_size, convert_to_numpy=True,
-                            normalize_embeddings=True, show_progress_bar=False)
+        return model.encode(
+            texts,
+            batch_size=batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
 
     return encode
 
@@ -103,13 +108,15 @@ def embed_with_cache(
     """Embeddings for ``texts`` in order; misses are embedded and stored, hits are read."""
     hashes = [text_hash(t) for t in texts]
     unique = dict(zip(hashes, texts, strict=True))
-    keys = pa.Table.from_pylist([{"text_sha256": h} for h in unique],
-                                schema=pa.schema([("text_sha256", pa.string())]))
+    keys = pa.Table.from_pylist(
+        [{"text_sha256": h} for h in unique], schema=pa.schema([("text_sha256", pa.string())])
+    )
     con.register("wanted", keys)
     try:
         cached = con.execute(
             "SELECT q.text_sha256, q.embedding FROM query_embeddings q "
-            "JOIN wanted USING (text_sha256) WHERE q.model_name = ?", [model_name]
+            "JOIN wanted USING (text_sha256) WHERE q.model_name = ?",
+            [model_name],
         ).fetchall()
     finally:
         con.unregister("wanted")
@@ -117,27 +124,31 @@ def embed_with_cache(
     missing = [h for h in unique if h not in vectors]
     started = time.perf_counter()
     for start in range(0, len(missing), chunk):
-        part = missing[start:start + chunk]
+        part = missing[start : start + chunk]
         emb = np.asarray(encoder([unique[h] for h in part]), np.float32)
         now = datetime.now(UTC).replace(tzinfo=None)
-        rows = pa.table({
-            "text_sha256": part,
-            "model_name": [model_name] * len(part),
-            "dim": [emb.shape[1]] * len(part),
-            "embedding": list(emb),
-            "created_at": [now] * len(part),
-        })
+        rows = pa.table(
+            {
+                "text_sha256": part,
+                "model_name": [model_name] * len(part),
+                "dim": [emb.shape[1]] * len(part),
+                "embedding": list(emb),
+                "created_at": [now] * len(part),
+            }
+        )
         con.register("new_embeddings", rows)
         try:
-            con.execute("INSERT OR IGNORE INTO query_embeddings BY NAME "
-                        "SELECT * FROM new_embeddings").fetchall()
+            con.execute(
+                "INSERT OR IGNORE INTO query_embeddings BY NAME SELECT * FROM new_embeddings"
+            ).fetchall()
         finally:
             con.unregister("new_embeddings")
         vectors.update(zip(part, emb, strict=True))
         progress(f"embedded {min(start + chunk, len(missing))}/{len(missing)} new texts")
     seconds = time.perf_counter() - started
-    stats = EmbeddingStats(len(texts), len(unique), len(unique) - len(missing), len(missing),
-                           seconds)
+    stats = EmbeddingStats(
+        len(texts), len(unique), len(unique) - len(missing), len(missing), seconds
+    )
     if not texts:
         return np.zeros((0, 0), np.float32), stats
     return np.stack([vectors[h] for h in hashes]), stats

@@ -63,13 +63,22 @@ WHERE d.selected_deployment IS NOT NULL
 """
 
 
-def build_routing_examples(con: duckdb.DuckDBPyConnection, prices: dict[str, ModelPrice]) -> dict[str, int]:
+def build_routing_examples(
+    con: duckdb.DuckDBPyConnection, prices: dict[str, ModelPrice]
+) -> dict[str, int]:
     """Rebuild ``routing_examples`` in one transaction; return counts for the metadata."""
     table = pa.Table.from_pylist(
-        [{"model_name": k, "input_price": v.input_price, "output_price": v.output_price}
-         for k, v in prices.items()],
-        schema=pa.schema([("model_name", pa.string()), ("input_price", pa.float64()),
-                          ("output_price", pa.float64())]),
+        [
+            {"model_name": k, "input_price": v.input_price, "output_price": v.output_price}
+            for k, v in prices.items()
+        ],
+        schema=pa.schema(
+            [
+                ("model_name", pa.string()),
+                ("input_price", pa.float64()),
+                ("output_price", pa.float64()),
+            ]
+        ),
     )
     con.register("prices", table)
     try:

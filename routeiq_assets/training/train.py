@@ -44,14 +44,19 @@ def seed_everything(seed: int) -> None:
         pass
 
 
-def _validation_metrics(router: Router, emb: np.ndarray, quality: np.ndarray, mask: np.ndarray) -> dict[str, float]:
-    """Masked error of predicted quality on observed validation pairs (full-information where seen)."""
+def _validation_metrics(
+    router: Router, emb: np.ndarray, quality: np.ndarray, mask: np.ndarray
+) -> dict[str, float]:
+    """Masked error of predicted quality on the observed validation pairs."""
     if not mask.any():
         return {}
     predicted = router.predict_quality(emb)
     err = (predicted - quality)[mask]
-    return {"val_quality_mae": float(np.abs(err).mean()), "val_quality_rmse": float(np.sqrt((err**2).mean())),
-            "val_observed_pairs": float(mask.sum())}
+    return {
+        "val_quality_mae": float(np.abs(err).mean()),
+        "val_quality_rmse": float(np.sqrt((err**2).mean())),
+        "val_observed_pairs": float(mask.sum()),
+    }
 
 
 def train_from_warehouse(
@@ -67,14 +72,18 @@ def train_from_warehouse(
     seed_everything(config.hparam.seed)
     train = load_quality_matrix(con, "train")
     if not train.query_sha256:
-        raise ValueError("the training split is empty: materialise training_set with more telemetry")
+        raise ValueError(
+            "the training split is empty: materialise training_set with more telemetry"
+        )
     validation = load_quality_matrix(con, "validation", train.model_names)
     model_name = config.hparam.embedding_model
     x_train, stats = embed_with_cache(con, train.query_text, model_name, encoder, progress=log)
     log(f"train embeddings: {stats.unique} unique texts, hit rate {stats.hit_rate:.2%}")
     router_cls = ROUTER_TYPES[config.router_type]
     router = router_cls(**config.hparam.router_kwargs())
-    router.fit(x_train, train.quality, train.mask, train.model_names, expected_cost(train.cost, train.mask))
+    router.fit(
+        x_train, train.quality, train.mask, train.model_names, expected_cost(train.cost, train.mask)
+    )
     metrics: dict[str, float] = {"train_queries": float(len(train.query_sha256))}
     if validation.query_sha256:
         x_val, _ = embed_with_cache(con, validation.query_text, model_name, encoder, progress=log)
@@ -82,17 +91,28 @@ def train_from_warehouse(
     target = Path(out_dir) / name
     staging = Path(out_dir) / f".{name}.staging"
     shutil.rmtree(staging, ignore_errors=True)
-    save_router(router, staging, extra={"embedding_model": model_name,
-                                        "embedding_dim": int(x_train.shape[1]),
-                                        "default_lambda": config.default_lambda,
-                                        "config": config.model_dump(mode="json")})
+    save_router(
+        router,
+        staging,
+        extra={
+            "embedding_model": model_name,
+            "embedding_dim": int(x_train.shape[1]),
+            "default_lambda": config.default_lambda,
+            "config": config.model_dump(mode="json"),
+        },
+    )
     seconds = time.perf_counter() - started
     info: dict[str, Any] = {"name": name, "metrics": metrics, "seconds": seconds}
     (staging / TRAINING_JSON).write_text(json.dumps(info, indent=2, sort_keys=True))
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
-    log(f"trained {config.router_type} router {name!r} on {len(train.query_sha256)} queries in {seconds:.1f}s")
-    return TrainResult(router, target, len(train.query_sha256), len(validation.query_sha256), metrics, seconds)
+    log(
+        f"trained {config.router_type} router {name!r} on {len(train.query_sha256)} queries "
+        f"in {seconds:.1f}s"
+    )
+    return TrainResult(
+        router, target, len(train.query_sha256), len(validation.query_sha256), metrics, seconds
+    )
 
 
 def run_pointer_path(router_folder: Path) -> Path:

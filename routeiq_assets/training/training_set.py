@@ -41,15 +41,23 @@ def build_training_set(
         raise
     finally:
         con.unregister("query_splits")
-    sizes = dict(con.execute(
-        "SELECT split, count(DISTINCT query_sha256) FROM training_set GROUP BY 1"
-    ).fetchall())
-    coverage = dict(con.execute(
-        "SELECT model_name, count(*) FROM training_set WHERE split = 'train' GROUP BY 1 ORDER BY 1"
-    ).fetchall())
+    sizes = dict(
+        con.execute(
+            "SELECT split, count(DISTINCT query_sha256) FROM training_set GROUP BY 1"
+        ).fetchall()
+    )
+    coverage = dict(
+        con.execute(
+            "SELECT model_name, count(*) FROM training_set WHERE split = 'train'"
+            " GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    )
     mean_quality = con.execute("SELECT avg(quality) FROM training_set").fetchall()[0][0]
-    return {"queries_per_split": sizes, "train_pairs_per_model": coverage,
-            "mean_quality": float(mean_quality or 0.0)}
+    return {
+        "queries_per_split": sizes,
+        "train_pairs_per_model": coverage,
+        "mean_quality": float(mean_quality or 0.0),
+    }
 
 
 @dataclass

@@ -21,8 +21,14 @@ def register_raw_file(con: duckdb.DuckDBPyConnection, raw: RawFile) -> bool:
         return False
     con.execute(
         "INSERT INTO raw_files VALUES (?, ?, ?, ?, ?, ?)",
-        [raw.batch_id, raw.original_name, str(raw.raw_path), raw.format, raw.size_bytes,
-         datetime.now(UTC).replace(tzinfo=None)],
+        [
+            raw.batch_id,
+            raw.original_name,
+            str(raw.raw_path),
+            raw.format,
+            raw.size_bytes,
+            datetime.now(UTC).replace(tzinfo=None),
+        ],
     ).fetchall()
     return True
 

@@ -190,9 +190,14 @@ def normalise_records(
 
     def quarantine(rec: TelemetryRecord, reason: str) -> None:
         batch.quarantine.append(
-            {"batch_id": batch_id, "source": source, "location": rec.location, "reason": reason,
-             "raw_excerpt": rec.raw if rec.raw is not None else _excerpt_of(rec),
-             "quarantined_at": now}
+            {
+                "batch_id": batch_id,
+                "source": source,
+                "location": rec.location,
+                "reason": reason,
+                "raw_excerpt": rec.raw if rec.raw is not None else _excerpt_of(rec),
+                "quarantined_at": now,
+            }
         )
 
     for rec in records:

@@ -1,4 +1,5 @@
-"""The DuckDB warehouse: schema, idempotent batch writes, and the count that proves nothing is lost."""
+"""The DuckDB warehouse: schema, idempotent batch writes, and the counts that prove nothing
+is lost."""
 
 from __future__ import annotations
 
@@ -51,10 +52,14 @@ class BatchCounts:
 
     @property
     def balanced(self) -> bool:
-        return self.records_in == self.decisions + self.llm_calls + self.duplicates + self.quarantined
+        return (
+            self.records_in == self.decisions + self.llm_calls + self.duplicates + self.quarantined
+        )
 
 
-def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, Any]], where: str = "") -> int:
+def _insert(
+    con: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, Any]], where: str = ""
+) -> int:
     if not rows:
         return 0
     incoming = pa.Table.from_pylist(rows)
@@ -81,18 +86,24 @@ def write_batch(
         for table in (*TELEMETRY_TABLES, "ingest_log"):
             con.execute(f"DELETE FROM {table} WHERE batch_id = ?", [batch_id]).fetchall()
         decisions = _insert(
-            con, "router_decisions", batch.decisions,
+            con,
+            "router_decisions",
+            batch.decisions,
             "WHERE event_id NOT IN (SELECT event_id FROM router_decisions)",
         )
         if batch.candidates:
             kept = {row["event_id"] for row in batch.decisions}
             _insert(
-                con, "decision_candidates", [c for c in batch.candidates if c["event_id"] in kept],
+                con,
+                "decision_candidates",
+                [c for c in batch.candidates if c["event_id"] in kept],
                 "WHERE event_id IN (SELECT event_id FROM router_decisions WHERE batch_id = "
                 f"'{batch_id}')",
             )
         calls = _insert(
-            con, "llm_calls", batch.llm_calls,
+            con,
+            "llm_calls",
+            batch.llm_calls,
             "WHERE (trace_id, span_id) NOT IN (SELECT (trace_id, span_id) FROM llm_calls)",
         )
         quarantined = _insert(con, "quarantine", batch.quarantine)
@@ -101,11 +112,21 @@ def write_batch(
             + (len(batch.decisions) - decisions)
             + (len(batch.llm_calls) - calls)
         )
-        counts = BatchCounts(batch.records_in, decisions, calls, duplicates, quarantined, other_spans)
+        counts = BatchCounts(
+            batch.records_in, decisions, calls, duplicates, quarantined, other_spans
+        )
         con.execute(
             "INSERT INTO ingest_log VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [batch_id, counts.records_in, counts.decisions, counts.llm_calls, counts.duplicates,
-             counts.quarantined, other_spans, datetime.now(UTC).replace(tzinfo=None)],
+            [
+                batch_id,
+                counts.records_in,
+                counts.decisions,
+                counts.llm_calls,
+                counts.duplicates,
+                counts.quarantined,
+                other_spans,
+                datetime.now(UTC).replace(tzinfo=None),
+            ],
         ).fetchall()
         con.execute("COMMIT")
     except BaseException:
@@ -125,10 +146,13 @@ def pending_batches(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str,
 def ingest_totals(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Totals across all batches, and the row counts actually stored, for the balance check."""
     logged = con.execute(
-        "SELECT coalesce(sum(records_in),0), coalesce(sum(decisions),0), coalesce(sum(llm_calls),0),"
-        " coalesce(sum(duplicates),0), coalesce(sum(quarantined),0) FROM ingest_log"
+        "SELECT coalesce(sum(records_in), 0), coalesce(sum(decisions), 0),"
+        " coalesce(sum(llm_calls), 0), coalesce(sum(duplicates), 0),"
+        " coalesce(sum(quarantined), 0) FROM ingest_log"
     ).fetchall()[0]
-    stored = {t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in TELEMETRY_TABLES}
+    stored = {
+        t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in TELEMETRY_TABLES
+    }
     return {
         "records_in": int(logged[0]),
         "decisions": int(logged[1]),

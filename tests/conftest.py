@@ -1,0 +1,34 @@
+"""Shared fixtures: an isolated RouteIQ home per test, small simulated telemetry."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data" / "llmrouter-benchmark"
+
+
+@pytest.fixture
+def routeiq_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """ROUTEIQ_HOME (and DAGSTER_HOME) in a temporary folder; no other ROUTEIQ_* leaks in."""
+    for key in list(os.environ):
+        if key.startswith("ROUTEIQ_"):
+            monkeypatch.delenv(key)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("ROUTEIQ_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def benchmark_table() -> tuple[Path, Path]:
+    table, prices = SHARED_DATA / "train.json", SHARED_DATA / "llm_candidates.json"
+    if not table.exists():
+        pytest.skip(f"shared benchmark data not found at {SHARED_DATA}")
+    return table, prices

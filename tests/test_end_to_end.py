@@ -1,0 +1,155 @@
+"""The whole graph through the real `dagster asset materialize` CLI, on temporary homes."""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import duckdb
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def _run(cmd, env, timeout=600):
+    result = subprocess.run(
+        cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT
+    )
+    assert result.returncode == 0, (
+        f"{cmd} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+    )
+    return result
+
+
+@pytest.fixture
+def graph_env(routeiq_home, tmp_path):
+    dagster_home = tmp_path / "dagster_home"
+    dagster_home.mkdir()
+    shutil.copy(REPO_ROOT / "dagster_home" / "dagster.yaml", dagster_home / "dagster.yaml")
+    env = dict(
+        os.environ,
+        DAGSTER_HOME=str(dagster_home),
+        ROUTEIQ_HOME=str(routeiq_home),
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+    )
+    return env, routeiq_home
+
+
+def _materialize(env):
+    return _run(
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "asset",
+            "materialize",
+            "-m",
+            "routeiq_assets.definitions",
+            "--select",
+            "*",
+        ],
+        env,
+    )
+
+
+def test_whole_graph_materializes_and_deploys(graph_env):
+    env, home = graph_env
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "definitions",
+            "validate",
+            "-w",
+            str(REPO_ROOT / "workspace.yaml"),
+        ],
+        env,
+    )
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "routeiq_assets.cli",
+            "simulate",
+            "--out",
+            str(home / "landing"),
+            "--requests",
+            "3000",
+            "--seed",
+            "3",
+        ],
+        env,
+    )
+    _materialize(env)
+
+    con = duckdb.connect(str(home / "warehouse" / "routeiq.duckdb"), read_only=True)
+    counts = {
+        t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]
+        for t in (
+            "raw_files",
+            "router_decisions",
+            "llm_calls",
+            "quarantine",
+            "routing_examples",
+            "query_embeddings",
+        )
+    }
+    splits = dict(
+        con.execute(
+            "SELECT split, count(DISTINCT query_sha256) FROM training_set GROUP BY 1"
+        ).fetchall()
+    )
+    con.close()
+    assert counts["raw_files"] == 1
+    assert counts["router_decisions"] == counts["llm_calls"] == counts["routing_examples"] == 3000
+    assert counts["quarantine"] == 0
+    assert counts["query_embeddings"] == sum(splits.values())
+    assert set(splits) == {"train", "validation", "test"}
+
+    router_dir = home / "work" / "routers" / "knn"
+    assert (router_dir / "weights.npz").stat().st_size > 0
+    report = (home / "work" / "evaluation" / "report.md").read_text()
+    assert "router_knn" in report and "always-cheapest" in report
+
+    pointer = json.loads(
+        (home / "artifacts" / "models" / "knn-router" / "current.json").read_text()
+    )
+    version_dir = home / "artifacts" / pointer["manifest"].rsplit("/", 1)[0]
+    manifest = json.loads((version_dir / "manifest.json").read_text())
+    assert {a["path"] for a in manifest["artifacts"]} >= {"router.json", "weights.npz"}
+    for artifact in manifest["artifacts"]:
+        data = (version_dir / artifact["path"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == artifact["sha256"]
+
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{home}/mlflow/mlflow.db")
+    client = mlflow.MlflowClient()
+    version = client.get_model_version_by_alias("knn-router", "production")
+    assert str(version.version) == pointer["version"] == "1"
+
+    # the registered model loads with mlflow.pyfunc and routes
+    model = mlflow.pyfunc.load_model("models:/knn-router@production")
+    import pandas as pd
+
+    out = model.predict(
+        pd.DataFrame({"query": ["Write a Python function that parses a CSV file."]})
+    )
+    assert out.loc[0, "model"] in manifest_models(version_dir)
+
+    # a second run over the same landing folder adds nothing, and deploys version 2
+    _materialize(env)
+    con = duckdb.connect(str(home / "warehouse" / "routeiq.duckdb"), read_only=True)
+    assert con.execute("SELECT count(*) FROM router_decisions").fetchall()[0][0] == 3000
+    con.close()
+    assert str(client.get_model_version_by_alias("knn-router", "production").version) == "2"
+
+
+def manifest_models(version_dir):
+    return json.loads((version_dir / "router.json").read_text())["model_names"]
