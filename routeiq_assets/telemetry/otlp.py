@@ -12,24 +12,11 @@ import base64
 import binascii
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from routeiq_assets.contract import DECISION_EVENT_NAME, PAYLOAD_ATTRIBUTE
-
-EXCERPT_CHARS = 2000
-
-
-@dataclass
-class TelemetryRecord:
-    """One record read from a source: a decision payload, an LLM call, or a bad record."""
-
-    kind: str  # "decision" | "llm_call" | "bad"
-    location: str
-    data: dict[str, Any] = field(default_factory=dict)
-    reason: str | None = None
-    raw: str | None = None
+from routeiq_assets.telemetry.records import TelemetryRecord, excerpt
 
 
 def any_value(value: dict[str, Any] | None) -> Any:
@@ -73,10 +60,6 @@ def normalise_id(raw: Any, hex_len: int) -> str | None:
     return decoded.hex() if len(decoded) * 2 == hex_len else None
 
 
-def _excerpt(text: str) -> str:
-    return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS] + "...[truncated]"
-
-
 def _span_records(span: dict[str, Any], location: str) -> Iterator[TelemetryRecord]:
     trace_id = normalise_id(span.get("traceId"), 32)
     span_id = normalise_id(span.get("spanId"), 16)
@@ -90,7 +73,7 @@ def _span_records(span: dict[str, Any], location: str) -> Iterator[TelemetryReco
             "bad",
             where,
             reason="span has no valid traceId/spanId",
-            raw=_excerpt(json.dumps(span)[:EXCERPT_CHARS]),
+            raw=excerpt(json.dumps(span)),
         )
         return
     for event in decision_events:
@@ -100,7 +83,7 @@ def _span_records(span: dict[str, Any], location: str) -> Iterator[TelemetryReco
                 "bad",
                 where,
                 reason=f"event has no {PAYLOAD_ATTRIBUTE}",
-                raw=_excerpt(json.dumps(event)),
+                raw=excerpt(json.dumps(event)),
             )
             continue
         yield TelemetryRecord(
@@ -147,14 +130,14 @@ def read_otlp_json(path: Path) -> Iterator[TelemetryRecord]:
                     "bad",
                     location,
                     reason=f"line is not UTF-8: {exc}",
-                    raw=_excerpt(raw_line.decode("utf-8", "replace")),
+                    raw=excerpt(raw_line.decode("utf-8", "replace")),
                 )
                 continue
             try:
                 document = json.loads(text)
             except json.JSONDecodeError as exc:
                 yield TelemetryRecord(
-                    "bad", location, reason=f"line is not JSON: {exc}", raw=_excerpt(text)
+                    "bad", location, reason=f"line is not JSON: {exc}", raw=excerpt(text)
                 )
                 continue
             if not isinstance(document, dict) or "resourceSpans" not in document:
@@ -162,7 +145,7 @@ def read_otlp_json(path: Path) -> Iterator[TelemetryRecord]:
                     "bad",
                     location,
                     reason="not an OTLP export (no resourceSpans)",
-                    raw=_excerpt(text),
+                    raw=excerpt(text),
                 )
                 continue
             for resource in document.get("resourceSpans") or []:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from routeiq_assets.telemetry.otlp import TelemetryRecord, read_otlp_json
+from routeiq_assets.telemetry.otlp import read_otlp_json
+from routeiq_assets.telemetry.records import TelemetryRecord
 
 SUPPORTED_FORMATS = ("otlp_json", "empty")
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from routeiq_assets.contract import ContractError, parse_decision_payload
-from routeiq_assets.telemetry.otlp import TelemetryRecord
+from routeiq_assets.telemetry.records import TelemetryRecord
 
 _LLM_STATUS = {0: "unset", 1: "ok", 2: "error"}
 

@@ -1,0 +1,47 @@
+"""The record every telemetry reader yields, whatever the source format.
+
+Readers turn their source into a stream of :class:`TelemetryRecord`; normalisation
+(:mod:`routeiq_assets.warehouse.normalize`) turns records into table rows. Three kinds:
+
+``decision``
+    ``data = {"payload": <JSON str or dict of routeiq.router_decision.v1>,
+    "trace_id": <lowercase hex or None>, "span_id": <lowercase hex or None>,
+    "span_attributes": {...flat span attributes, may be empty}}``.
+    When ``trace_id`` is given it must equal the payload's trace_id.
+``llm_call``
+    ``data = {"trace_id": str, "span_id": str, "name": str | None,
+    "parent_span_id": str | None, "start_unix_nano": int, "duration_ms": float,
+    "status_code": 0 unset | 1 ok | 2 error, "attributes": {...}}`` where attributes use the
+    gen_ai names: ``gen_ai.prompt``, ``gen_ai.request.model``, ``gen_ai.response.model``,
+    ``gen_ai.completion``, ``gen_ai.usage.input_tokens`` (or ``prompt_tokens``),
+    ``gen_ai.usage.output_tokens`` (or ``completion_tokens``), ``gen_ai.usage.total_tokens``,
+    ``litellm.task``; sources that carry an outcome score (the seed's legacy traces.jsonl
+    ``performance``) put it in ``routeiq.quality_score`` and a reference answer in
+    ``routeiq.ground_truth``.
+``bad``
+    a record that cannot be read: ``reason`` says why, ``raw`` holds a bounded excerpt.
+
+``location`` always names where the record came from: ``file:line`` (plus `` span <id>``),
+or ``jaeger trace <id> span <id>`` for API pulls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+EXCERPT_CHARS = 2000
+
+
+@dataclass
+class TelemetryRecord:
+    kind: str  # "decision" | "llm_call" | "bad"
+    location: str
+    data: dict[str, Any] = field(default_factory=dict)
+    reason: str | None = None
+    raw: str | None = None
+
+
+def excerpt(text: str) -> str:
+    """A bounded excerpt of a bad record, for the quarantine table."""
+    return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS] + "...[truncated]"
