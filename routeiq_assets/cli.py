@@ -49,11 +49,69 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+DOWNSTREAM_SELECTION = "routing_examples*"
+INGEST_COUNTS = ("records_in", "decisions", "llm_calls", "duplicates", "quarantined")
+
+
+def _ensure_dagster_home() -> None:
+    os.environ.setdefault("DAGSTER_HOME", str(REPO_ROOT / "dagster_home"))
+    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+
+
+def ingest_paths(paths: list[Path]) -> list[dict]:
+    """Land files/folders as telemetry batches and materialise raw_traces + the telemetry tables
+    for each new one, through the same job and run config as the landing sensor."""
+    import dagster as dg
+
+    from routeiq_assets.definitions import defs
+    from routeiq_assets.defs.ingestion import batch_run_config, known_batches, telemetry_batches
+    from routeiq_assets.telemetry.landing import plan_files
+
+    _ensure_dagster_home()
+    instance = dg.DagsterInstance.get()
+    scan = plan_files(paths, known_batches(instance))
+    for path in scan.known:
+        print(f"{path}: already ingested (same content), skipped", file=sys.stderr)
+    if scan.ready:
+        instance.add_dynamic_partitions(telemetry_batches.name, [k for k, _ in scan.ready])
+    job = defs.resolve_job_def("ingest_telemetry")
+    results = []
+    for i, (key, path) in enumerate(scan.ready, start=1):
+        run = job.execute_in_process(
+            partition_key=key,
+            run_config=batch_run_config(path),
+            instance=instance,
+            tags={"routeiq/source": path.name[:200], "routeiq/launched_by": "routeiq ingest"},
+            raise_on_error=False,
+        )
+        counts = {"file": str(path), "batch": key, "run_id": run.run_id, "success": run.success}
+        for event in run.get_asset_materialization_events():
+            mat = event.step_materialization_data.materialization
+            if mat.asset_key.to_user_string() == "quarantine":
+                counts.update({k: mat.metadata[k].value for k in INGEST_COUNTS})
+        print(f"[{i}/{len(scan.ready)}] " + json.dumps(counts), file=sys.stderr)
+        results.append(counts)
+    return results
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    results = ingest_paths([Path(p) for p in args.paths])
+    totals = {k: sum(r.get(k, 0) for r in results) for k in INGEST_COUNTS}
+    failed = [r["file"] for r in results if not r["success"]]
+    print(json.dumps({"batches": len(results), **totals, "failed": failed}, indent=2))
+    return 1 if failed else 0
+
+
 def _cmd_materialize(args: argparse.Namespace) -> int:
-    """Run the asset graph (or a selection) with the real `dagster asset materialize` CLI."""
-    env = dict(os.environ)
-    env.setdefault("DAGSTER_HOME", str(REPO_ROOT / "dagster_home"))
-    Path(env["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    """Ingest the landing folder, then `dagster asset materialize` the rest of the graph."""
+    from routeiq_assets.settings import RouteIQSettings
+
+    _ensure_dagster_home()
+    if not args.skip_ingest:
+        landing = RouteIQSettings().resolved.landing_dir
+        results = ingest_paths([landing]) if landing.exists() else []
+        if not all(r["success"] for r in results):
+            return 1
     cmd = [
         sys.executable,
         "-m",
@@ -65,7 +123,7 @@ def _cmd_materialize(args: argparse.Namespace) -> int:
         "--select",
         args.select,
     ]
-    return subprocess.call(cmd, env=env)
+    return subprocess.call(cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,8 +151,19 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--requests-per-file", type=int, default=5000)
     sim.set_defaults(func=_cmd_simulate)
 
-    mat = sub.add_parser("materialize", help="run the asset graph with `dagster asset materialize`")
-    mat.add_argument("--select", default="*", help="Dagster asset selection (default: everything)")
+    ing = sub.add_parser("ingest", help="land telemetry files or folders and normalise them")
+    ing.add_argument("paths", nargs="+", help="files or folders of any supported format")
+    ing.set_defaults(func=_cmd_ingest)
+
+    mat = sub.add_parser(
+        "materialize", help="ingest the landing folder, then materialise the rest of the graph"
+    )
+    mat.add_argument(
+        "--select",
+        default=DOWNSTREAM_SELECTION,
+        help=f"Dagster selection after ingestion (default {DOWNSTREAM_SELECTION!r})",
+    )
+    mat.add_argument("--skip-ingest", action="store_true", help="do not ingest the landing folder")
     mat.set_defaults(func=_cmd_materialize)
     return parser
 

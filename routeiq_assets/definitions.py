@@ -1,9 +1,10 @@
-"""The one Definitions object: every stage's assets, checks, jobs and resources."""
+"""The one Definitions object: every stage's assets, checks, jobs, sensors and resources."""
 
 import dagster as dg
 
 from routeiq_assets.defs.deployment import deployed_router
 from routeiq_assets.defs.evaluation import evaluation_assets
+from routeiq_assets.defs.ingestion import ingest_job, landing_sensor
 from routeiq_assets.defs.resources import RouteIQResource
 from routeiq_assets.defs.routers import router_assets
 from routeiq_assets.defs.telemetry import raw_traces, telemetry_tables
@@ -12,9 +13,8 @@ from routeiq_assets.settings import load_settings
 
 _configs = load_settings().configs_dir
 
-all_assets = [
-    raw_traces,
-    telemetry_tables,
+telemetry_assets = [raw_traces, telemetry_tables]
+downstream_assets = [
     routing_examples,
     query_embeddings,
     training_set,
@@ -23,15 +23,17 @@ all_assets = [
     deployed_router,
 ]
 
-main_job = dg.define_asset_job(
-    "routeiq_main_job",
-    selection=dg.AssetSelection.all(),
-    description="The whole graph: telemetry to deployed router.",
+# Everything after ingestion: unpartitioned, so one run rebuilds it over all batches.
+training_job = dg.define_asset_job(
+    "train_and_deploy",
+    selection=dg.AssetSelection.assets(*downstream_assets),
+    description="Labels, embeddings, training set, routers, evaluation and deployment.",
     tags={"routeiq/duckdb": "writer"},
 )
 
 defs = dg.Definitions(
-    assets=all_assets,
-    jobs=[main_job],
+    assets=[*telemetry_assets, *downstream_assets],
+    jobs=[ingest_job, training_job],
+    sensors=[landing_sensor],
     resources={"routeiq": RouteIQResource()},
 )

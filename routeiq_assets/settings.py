@@ -16,6 +16,8 @@ from urllib.parse import urlparse
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from routeiq_assets.telemetry.pii import PromptTextMode
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -47,6 +49,12 @@ class RouteIQSettings(BaseSettings):
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
     embedding_batch_size: int = Field(64, ge=1)
     device: str = Field("auto", description="auto | cpu | cuda")
+    prompt_text: PromptTextMode = Field(
+        "scrub", description="keep | hash | scrub: prompt text leaving the raw zone"
+    )
+    landing_settle_seconds: float = Field(
+        5.0, ge=0, description="a landing file unchanged this long is complete"
+    )
     deploy_router: str = Field("knn", description="Which configs/routers/<name>.yaml to deploy")
     manifest_hmac_secret: SecretStr | None = Field(
         None, validation_alias="LLMROUTER_MODEL_HMAC_SECRET"
@@ -107,6 +115,7 @@ class RouteIQSettings(BaseSettings):
             "prices_file": str(self.prices_path),
             "embedding_model": self.embedding_model,
             "device": self.device,
+            "prompt_text": self.prompt_text,
             "deploy_router": self.deploy_router,
             "manifest_signing": "hmac-sha256" if self.manifest_hmac_secret else "none",
         }

@@ -1,4 +1,5 @@
-"""The whole graph through the real `dagster asset materialize` CLI, on temporary homes."""
+"""The whole graph through the real CLIs (`routeiq ingest`, `dagster asset materialize`) on
+temporary homes."""
 
 import hashlib
 import json
@@ -13,15 +14,14 @@ import pytest
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.slow
+PY = sys.executable
 
 
 def _run(cmd, env, timeout=600):
     result = subprocess.run(
         cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT
     )
-    assert result.returncode == 0, (
-        f"{cmd} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
-    )
+    assert result.returncode == 0, f"{cmd}:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
     return result
 
 
@@ -30,67 +30,43 @@ def graph_env(routeiq_home, tmp_path):
     dagster_home = tmp_path / "dagster_home"
     dagster_home.mkdir()
     shutil.copy(REPO_ROOT / "dagster_home" / "dagster.yaml", dagster_home / "dagster.yaml")
-    env = dict(
-        os.environ,
-        DAGSTER_HOME=str(dagster_home),
-        ROUTEIQ_HOME=str(routeiq_home),
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-    )
+    env = dict(os.environ, DAGSTER_HOME=str(dagster_home), ROUTEIQ_HOME=str(routeiq_home))
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     return env, routeiq_home
 
 
 def _materialize(env):
-    return _run(
-        [
-            sys.executable,
-            "-m",
-            "dagster",
-            "asset",
-            "materialize",
-            "-m",
-            "routeiq_assets.definitions",
-            "--select",
-            "*",
-        ],
+    """New landing files through `routeiq ingest` (the landing sensor's job and run config, one
+    partition a file), then the real `dagster asset materialize` CLI on the rest of the graph."""
+    landing = env["ROUTEIQ_HOME"] + "/landing"
+    ingest = _run([PY, "-m", "routeiq_assets.cli", "ingest", landing], env)
+    select = ["--select", "routing_examples*"]
+    _run(
+        [PY, "-m", "dagster", "asset", "materialize", "-m", "routeiq_assets.definitions", *select],
         env,
     )
+    return json.loads(ingest.stdout)
+
+
+def _count(con, table):
+    return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
 
 
 def test_whole_graph_materializes_and_deploys(graph_env):
     env, home = graph_env
     _run(
-        [
-            sys.executable,
-            "-m",
-            "dagster",
-            "definitions",
-            "validate",
-            "-w",
-            str(REPO_ROOT / "workspace.yaml"),
-        ],
+        [PY, "-m", "dagster", "definitions", "validate", "-w", str(REPO_ROOT / "workspace.yaml")],
         env,
     )
-    _run(
-        [
-            sys.executable,
-            "-m",
-            "routeiq_assets.cli",
-            "simulate",
-            "--out",
-            str(home / "landing"),
-            "--requests",
-            "3000",
-            "--seed",
-            "3",
-        ],
-        env,
-    )
-    _materialize(env)
+    simulate = ["simulate", "--out", str(home / "landing"), "--requests", "3000", "--seed", "3"]
+    _run([PY, "-m", "routeiq_assets.cli", *simulate, "--requests-per-file", "1000"], env)
+    ingested = _materialize(env)
+    assert ingested["batches"] == 3 and ingested["decisions"] == 3000
+    assert ingested["records_in"] == 6000 and ingested["quarantined"] == 0
 
     con = duckdb.connect(str(home / "warehouse" / "routeiq.duckdb"), read_only=True)
     counts = {
-        t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]
+        t: _count(con, t)
         for t in (
             "raw_files",
             "router_decisions",
@@ -106,7 +82,7 @@ def test_whole_graph_materializes_and_deploys(graph_env):
         ).fetchall()
     )
     con.close()
-    assert counts["raw_files"] == 1
+    assert counts["raw_files"] == 3
     assert counts["router_decisions"] == counts["llm_calls"] == counts["routing_examples"] == 3000
     assert counts["quarantine"] == 0
     assert counts["query_embeddings"] == sum(splits.values())
@@ -117,9 +93,7 @@ def test_whole_graph_materializes_and_deploys(graph_env):
     report = (home / "work" / "evaluation" / "report.md").read_text()
     assert "router_knn" in report and "always-cheapest" in report
 
-    pointer = json.loads(
-        (home / "artifacts" / "models" / "knn-router" / "current.json").read_text()
-    )
+    pointer = json.loads((home / "artifacts/models/knn-router/current.json").read_text())
     version_dir = home / "artifacts" / pointer["manifest"].rsplit("/", 1)[0]
     manifest = json.loads((version_dir / "manifest.json").read_text())
     assert {a["path"] for a in manifest["artifacts"]} >= {"router.json", "weights.npz"}
@@ -128,28 +102,23 @@ def test_whole_graph_materializes_and_deploys(graph_env):
         assert hashlib.sha256(data).hexdigest() == artifact["sha256"]
 
     import mlflow
+    import pandas as pd
 
     mlflow.set_tracking_uri(f"sqlite:///{home}/mlflow/mlflow.db")
     client = mlflow.MlflowClient()
     version = client.get_model_version_by_alias("knn-router", "production")
     assert str(version.version) == pointer["version"] == "1"
-
     # the registered model loads with mlflow.pyfunc and routes
     model = mlflow.pyfunc.load_model("models:/knn-router@production")
-    import pandas as pd
-
-    out = model.predict(
-        pd.DataFrame({"query": ["Write a Python function that parses a CSV file."]})
+    out = model.predict(pd.DataFrame({"query": ["Write a Python function that parses a CSV."]}))
+    assert (
+        out.loc[0, "model"] in json.loads((version_dir / "router.json").read_text())["model_names"]
     )
-    assert out.loc[0, "model"] in manifest_models(version_dir)
 
-    # a second run over the same landing folder adds nothing, and deploys version 2
-    _materialize(env)
+    # a second run over the same landing folder ingests nothing, and deploys version 2
+    again = _materialize(env)
+    assert again["batches"] == 0
     con = duckdb.connect(str(home / "warehouse" / "routeiq.duckdb"), read_only=True)
-    assert con.execute("SELECT count(*) FROM router_decisions").fetchall()[0][0] == 3000
+    assert _count(con, "router_decisions") == 3000
     con.close()
     assert str(client.get_model_version_by_alias("knn-router", "production").version) == "2"
-
-
-def manifest_models(version_dir):
-    return json.loads((version_dir / "router.json").read_text())["model_names"]

@@ -8,12 +8,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-SNIFF_BYTES = 4096
+from routeiq_assets.telemetry.jsonl import sniff_jsonl_kind
 
 
 @dataclass(frozen=True)
 class RawFile:
-    batch_id: str  # SHA-256 of the bytes
+    batch_id: str  # the first 16 hex digits of sha256: the Dagster partition key
+    sha256: str
     original_name: str
     raw_path: Path
     format: str
@@ -29,14 +30,8 @@ def file_sha256(path: Path) -> str:
 
 
 def sniff_format(path: Path) -> str:
-    """Best guess of a telemetry file's format from its first bytes."""
-    with Path(path).open("rb") as handle:
-        head = handle.read(SNIFF_BYTES)
-    if not head.strip():
-        return "empty"
-    if b'"resourceSpans"' in head:
-        return "otlp_json"
-    return "unknown"
+    """The telemetry format of a file, from its first bytes (see telemetry.jsonl)."""
+    return sniff_jsonl_kind(path)
 
 
 def landing_files(landing_dir: Path) -> list[Path]:
@@ -64,4 +59,31 @@ def land_file(source: Path, raw_dir: Path) -> RawFile:
         shutil.copyfile(source, tmp)
         tmp.chmod(0o444)
         tmp.replace(target)
-    return RawFile(sha, source.name, target, sniff_format(target), target.stat().st_size)
+    return RawFile(
+        batch_key(sha), sha, source.name, target, sniff_format(target), target.stat().st_size
+    )
+
+
+def batch_key(sha256: str) -> str:
+    """A batch's id and Dagster partition key: 64 bits of its content hash."""
+    return sha256[:16]
+
+
+def describe_raw_file(raw_path: Path, original_name: str | None = None) -> RawFile:
+    """The RawFile of something already in the raw store (named by its hash)."""
+    raw_path = Path(raw_path)
+    sha = raw_path.name.split(".", 1)[0]
+    return RawFile(
+        batch_key(sha),
+        sha,
+        original_name or raw_path.name,
+        raw_path,
+        sniff_format(raw_path),
+        raw_path.stat().st_size,
+    )
+
+
+def find_raw_file(raw_dir: Path, batch_id: str) -> Path | None:
+    """The raw file of a batch, if it has been landed."""
+    matches = sorted((Path(raw_dir) / batch_id[:2]).glob(f"{batch_id}*"))
+    return matches[0] if matches else None

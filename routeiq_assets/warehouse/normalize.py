@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from routeiq_assets.contract import ContractError, parse_decision_payload
+from routeiq_assets.telemetry.pii import PromptTextMode, prompt_for_warehouse
 from routeiq_assets.telemetry.records import TelemetryRecord
 
 _LLM_STATUS = {0: "unset", 1: "ok", 2: "error"}
@@ -47,6 +48,10 @@ def _as_int(value: Any) -> int | None:
         return None if value is None else int(value)
     except (TypeError, ValueError):
         return None
+
+
+def _as_text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def _parse_ts(value: str | None, unix_ms: int | None) -> datetime | None:
@@ -145,7 +150,9 @@ def decision_rows(
     return row, candidates
 
 
-def llm_call_row(record: TelemetryRecord, batch_id: str) -> dict[str, Any]:
+def llm_call_row(
+    record: TelemetryRecord, batch_id: str, prompt_mode: PromptTextMode = "scrub"
+) -> dict[str, Any]:
     data = record.data
     attrs = data["attributes"]
     prompt = _first(attrs, "gen_ai.prompt", "gen_ai.prompt.0.content")
@@ -156,7 +163,8 @@ def llm_call_row(record: TelemetryRecord, batch_id: str) -> dict[str, Any]:
     total = _as_int(attrs.get("gen_ai.usage.total_tokens"))
     if total is None and input_tokens is not None and output_tokens is not None:
         total = input_tokens + output_tokens
-    prompt_text = None if prompt is None else str(prompt)
+    prompt_text = _as_text(prompt)
+    completion = _first(attrs, "gen_ai.completion", "gen_ai.completion.0.content")
     return {
         "trace_id": data["trace_id"],
         "span_id": data["span_id"],
@@ -164,11 +172,11 @@ def llm_call_row(record: TelemetryRecord, batch_id: str) -> dict[str, Any]:
         "location": record.location,
         "parent_span_id": data.get("parent_span_id"),
         "span_name": data.get("name"),
-        "prompt_text": prompt_text,
+        "prompt_text": prompt_for_warehouse(prompt_text, prompt_mode),
         "prompt_sha256": text_sha256(prompt_text) if prompt_text is not None else None,
         "request_model": attrs.get("gen_ai.request.model"),
         "response_model": _first(attrs, "gen_ai.response.model", "gen_ai.request.model"),
-        "completion": _first(attrs, "gen_ai.completion", "gen_ai.completion.0.content"),
+        "completion": prompt_for_warehouse(_as_text(completion), prompt_mode),
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
         "total_tokens": total,
@@ -176,11 +184,16 @@ def llm_call_row(record: TelemetryRecord, batch_id: str) -> dict[str, Any]:
         "start_unix_ms": (data.get("start_unix_nano") or 0) // 1_000_000 or None,
         "status": _LLM_STATUS.get(data.get("status_code") or 0, "unset"),
         "task": attrs.get("litellm.task"),
+        "quality_score": _float_or_none(attrs.get("routeiq.quality_score")),
+        "ground_truth": _as_text(attrs.get("routeiq.ground_truth")),
     }
 
 
 def normalise_records(
-    records: Iterable[TelemetryRecord], batch_id: str, source: str
+    records: Iterable[TelemetryRecord],
+    batch_id: str,
+    source: str,
+    prompt_mode: PromptTextMode = "scrub",
 ) -> NormalisedBatch:
     """Turn a batch's records into rows; every record lands in exactly one list."""
     batch = NormalisedBatch()
@@ -217,7 +230,7 @@ def normalise_records(
             batch.decisions.append(row)
             batch.candidates.extend(cands)
         elif rec.kind == "llm_call":
-            row = llm_call_row(rec, batch_id)
+            row = llm_call_row(rec, batch_id, prompt_mode)
             key = (row["trace_id"], row["span_id"])
             if key in seen_calls:
                 batch.duplicates_in_batch += 1

@@ -1,9 +1,10 @@
 -- The RouteIQ warehouse: every table is rebuilt from the raw store, batch by batch.
--- A batch is one raw file (its SHA-256); each batch is written delete-then-insert in one
+-- A batch is one raw file (named by its SHA-256); each batch is written delete-then-insert in one
 -- transaction, so a rerun never duplicates and a crash never leaves half a batch.
 
 CREATE TABLE IF NOT EXISTS raw_files (
-    batch_id        VARCHAR PRIMARY KEY,   -- SHA-256 of the file's bytes
+    batch_id        VARCHAR PRIMARY KEY,   -- first 16 hex of sha256: the Dagster partition key
+    sha256          VARCHAR NOT NULL,
     original_name   VARCHAR NOT NULL,
     raw_path        VARCHAR NOT NULL,
     format          VARCHAR NOT NULL,
@@ -102,7 +103,9 @@ CREATE TABLE IF NOT EXISTS llm_calls (
     duration_ms     DOUBLE,
     start_unix_ms   BIGINT,
     status          VARCHAR,
-    task            VARCHAR
+    task            VARCHAR,
+    quality_score   DOUBLE,    -- legacy traces.jsonl `performance`, when the source has one
+    ground_truth    VARCHAR
 );
 
 CREATE TABLE IF NOT EXISTS quarantine (

@@ -135,6 +135,36 @@ def write_batch(
     return counts
 
 
+def batch_row_counts(con: duckdb.DuckDBPyConnection, batch_id: str) -> dict[str, int]:
+    """Rows each telemetry table holds for one batch."""
+    return {
+        t: int(
+            con.execute(f"SELECT count(*) FROM {t} WHERE batch_id = ?", [batch_id]).fetchall()[0][0]
+        )
+        for t in TELEMETRY_TABLES
+    }
+
+
+def decision_call_join_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """How decisions and LLM calls pair up by trace id; the unpaired are kept, and counted here."""
+    row = con.execute(
+        """
+        SELECT
+          (SELECT count(*) FROM router_decisions d
+            WHERE EXISTS (SELECT 1 FROM llm_calls c WHERE c.trace_id = d.trace_id)),
+          (SELECT count(*) FROM router_decisions d
+            WHERE NOT EXISTS (SELECT 1 FROM llm_calls c WHERE c.trace_id = d.trace_id)),
+          (SELECT count(*) FROM llm_calls c
+            WHERE NOT EXISTS (SELECT 1 FROM router_decisions d WHERE d.trace_id = c.trace_id))
+        """
+    ).fetchall()[0]
+    return {
+        "decisions_with_call": int(row[0]),
+        "decisions_without_call": int(row[1]),
+        "calls_without_decision": int(row[2]),
+    }
+
+
 def pending_batches(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str, str]]:
     """Raw files landed but not yet normalised: (batch_id, raw_path, format, original_name)."""
     return con.execute(

@@ -120,3 +120,60 @@ def test_bad_records_are_quarantined_not_dropped(tmp_path):
         ]
         assert any("unknown contract_version 'v9'" in r for r in reasons)
         assert any("not JSON" in r for r in reasons)
+
+
+def test_every_format_lands_and_unpaired_records_are_kept(tmp_path):
+    """Bare decision JSONL (no calls) and legacy traces.jsonl (no decisions) are both kept."""
+    import json
+
+    from routeiq_assets.telemetry.simulator import decision_payload
+    from routeiq_assets.warehouse.store import decision_call_join_counts
+
+    requests = list(simulate_requests(30, seed=4))
+    decisions = tmp_path / "routing_decisions.jsonl"
+    decisions.write_text("\n".join(json.dumps(decision_payload(r)) for r in requests[:10]) + "\n")
+    legacy = tmp_path / "traces.jsonl"
+    legacy.write_text(
+        "\n".join(
+            json.dumps(
+                {
+                    "query": r.query,
+                    "model_name": r.selected.name,
+                    "response": "ok",
+                    "response_time": 1.5,
+                    "token_num": 30,
+                    "input_tokens": 10,
+                    "output_tokens": 20,
+                    "task_name": r.task,
+                    "trace_id": r.trace_id,
+                    "span_id": r.llm_span_id,
+                    "timestamp": "2026-11-01T00:00:00Z",
+                    "performance": 0.5,
+                    "ground_truth": None,
+                }
+            )
+            for r in requests[20:30]
+        )
+        + "\n"
+    )
+    (otlp,) = write_otlp_files(iter(requests[:20]), tmp_path / "otlp", "x")
+    with connect(tmp_path / "w.duckdb") as con:
+        for path in (decisions, legacy, otlp):
+            raw = land_file(path, tmp_path / "raw")
+            assert raw.format in {"decision_jsonl", "legacy_traces_jsonl", "otlp_json"}
+            register_raw_file(con, raw)
+        done = dict(ingest_pending(con))
+        assert all(c.balanced for c in done.values())
+        assert _count(con, "router_decisions") == 20  # 10 bare ones duplicated by the OTLP file
+        assert _count(con, "llm_calls") == 30
+        assert (
+            con.execute(
+                "SELECT avg(quality_score) FROM llm_calls WHERE quality_score IS NOT NULL"
+            ).fetchall()[0][0]
+            == 0.5
+        )
+        assert decision_call_join_counts(con) == {
+            "decisions_with_call": 20,
+            "decisions_without_call": 0,
+            "calls_without_decision": 10,
+        }

@@ -1,0 +1,67 @@
+"""New telemetry files -> new batch partitions and their runs: one code path for the landing
+sensor and for `routeiq ingest`."""
+
+from pathlib import Path
+
+import dagster as dg
+
+from routeiq_assets.defs.resources import RouteIQResource
+from routeiq_assets.defs.telemetry import raw_traces, telemetry_batches, telemetry_tables
+from routeiq_assets.telemetry.landing import LandingScan, load_cursor, scan_landing
+
+INGEST_TAGS = {"routeiq/duckdb": "writer"}
+
+ingest_job = dg.define_asset_job(
+    "ingest_telemetry",
+    selection=dg.AssetSelection.assets(raw_traces, telemetry_tables),
+    partitions_def=telemetry_batches,
+    tags=INGEST_TAGS,
+    description="Land one telemetry file and normalise it into the warehouse (one partition).",
+)
+
+
+def batch_run_config(path: Path) -> dict:
+    return {"ops": {"raw_traces": {"config": {"source_path": str(path)}}}}
+
+
+def run_requests(scan: LandingScan) -> list[dg.RunRequest]:
+    # run_key = batch key: Dagster never launches the same key twice for this sensor, even if the
+    # cursor were lost.
+    return [
+        dg.RunRequest(
+            run_key=key,
+            partition_key=key,
+            run_config=batch_run_config(path),
+            tags={"routeiq/source": path.name[:200]},
+        )
+        for key, path in scan.ready
+    ]
+
+
+def known_batches(instance: dg.DagsterInstance) -> set[str]:
+    return set(instance.get_dynamic_partitions(telemetry_batches.name))
+
+
+@dg.sensor(
+    job=ingest_job,
+    minimum_interval_seconds=15,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Turns every complete new file in the landing folder into a telemetry batch "
+    "partition and a run that lands and normalises it.",
+)
+def landing_sensor(context: dg.SensorEvaluationContext, routeiq: RouteIQResource):
+    settings = routeiq.settings()
+    scan = scan_landing(
+        settings.resolved.landing_dir,
+        load_cursor(context.cursor),
+        known_batches(context.instance),
+        settings.landing_settle_seconds,
+    )
+    if scan.waiting:
+        context.log.info(f"{len(scan.waiting)} files still being written; next tick")
+    keys = [key for key, _ in scan.ready]
+    return dg.SensorResult(
+        run_requests=run_requests(scan),
+        dynamic_partitions_requests=[telemetry_batches.build_add_request(keys)] if keys else [],
+        cursor=scan.cursor_json(),
+    )

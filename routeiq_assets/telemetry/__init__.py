@@ -1,0 +1,1 @@
+"""Telemetry readers, the raw store, the simulator and the landing-folder scan."""

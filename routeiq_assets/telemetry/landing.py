@@ -1,0 +1,93 @@
+"""The landing-folder scan shared by the sensor and ``routeiq ingest``.
+
+A file's identity is its content hash, so a rename, a copy or two files with equal mtimes can
+never make a batch be processed twice or skipped. A file is taken only once it is complete:
+hidden and ``.tmp``/``.part`` names are ignored, and a file must be unchanged (size and mtime)
+since the previous scan or for ``settle_seconds``. The cursor caches hashes by (size, mtime)
+so unchanged files are not re-read every tick.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from routeiq_assets.telemetry.raw_store import batch_key, file_sha256, landing_files
+
+
+@dataclass
+class LandingScan:
+    ready: list[tuple[str, Path]] = field(default_factory=list)  # (batch key, path), new only
+    waiting: list[Path] = field(default_factory=list)  # still being written
+    known: list[Path] = field(default_factory=list)  # content already ingested (or planned)
+    cursor: dict = field(default_factory=dict)
+
+    def cursor_json(self) -> str:
+        return json.dumps(self.cursor, sort_keys=True)
+
+
+def load_cursor(text: str | None) -> dict:
+    try:
+        cursor = json.loads(text) if text else {}
+    except json.JSONDecodeError:
+        cursor = {}
+    return cursor if isinstance(cursor, dict) else {}
+
+
+def plan_files(paths: list[Path], known_keys: set[str]) -> LandingScan:
+    """Plan explicit files or folders (``routeiq ingest``): complete by assumption."""
+    scan = LandingScan()
+    planned: set[str] = set()
+    for given in paths:
+        given = Path(given)
+        if not given.exists():
+            raise FileNotFoundError(f"{given} does not exist")
+        for path in landing_files(given) if given.is_dir() else [given]:
+            key = batch_key(file_sha256(path))
+            if key in known_keys or key in planned:
+                scan.known.append(path)
+                continue
+            planned.add(key)
+            scan.ready.append((key, path))
+    return scan
+
+
+def scan_landing(
+    landing_dir: Path,
+    cursor: dict,
+    known_keys: set[str],
+    settle_seconds: float = 5.0,
+    now: float | None = None,
+) -> LandingScan:
+    """Plan which landing files become new batches; return them with the next cursor."""
+    now = time.time() if now is None else now
+    previous: dict[str, list] = cursor.get("files", {})
+    files: dict[str, list] = {}
+    scan = LandingScan()
+    planned: set[str] = set()
+    for path in landing_files(Path(landing_dir)):
+        rel = path.relative_to(landing_dir).as_posix()
+        try:
+            stat = path.stat()
+        except FileNotFoundError:  # removed between listing and stat
+            continue
+        size, mtime_ns = stat.st_size, stat.st_mtime_ns
+        before = previous.get(rel)
+        unchanged = before is not None and before[0] == size and before[1] == mtime_ns
+        settled = now - mtime_ns / 1e9 >= settle_seconds
+        if not (unchanged or settled):
+            files[rel] = [size, mtime_ns, None]
+            scan.waiting.append(path)
+            continue
+        sha = before[2] if unchanged and before[2] else file_sha256(path)
+        files[rel] = [size, mtime_ns, sha]
+        key = batch_key(sha)
+        if key in known_keys or key in planned:
+            scan.known.append(path)
+            continue
+        planned.add(key)
+        scan.ready.append((key, path))
+    scan.cursor = {"files": files}
+    return scan

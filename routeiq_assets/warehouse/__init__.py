@@ -1,0 +1,1 @@
+"""The DuckDB warehouse: schema, normalisation and idempotent batch writes."""
