@@ -102,6 +102,42 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_extract_jaeger(args: argparse.Namespace) -> int:
+    """The seed's extract script: pull a window from the Jaeger query API into its two files."""
+    from routeiq_assets.telemetry.jaeger import (
+        JaegerError,
+        JaegerStats,
+        extract_records,
+        write_seed_outputs,
+    )
+
+    stats = JaegerStats()
+    records = extract_records(
+        args.jaeger_url, args.service_name, args.hours_back, stats=stats, limit=args.limit
+    )
+    try:
+        counts = write_seed_outputs(records, Path(args.output), args.routing_decisions_output)
+    except JaegerError as exc:
+        print(f"routeiq extract-jaeger: error: {exc}", file=sys.stderr)
+        return 1
+    print(
+        json.dumps(
+            {
+                **counts,
+                "output": args.output,
+                "routing_decisions_output": args.routing_decisions_output,
+                "skipped_spans": stats.skipped_spans,
+                "requests": stats.requests,
+                "windows": stats.windows,
+                "capped_windows": stats.capped_windows,
+                "duplicate_traces": stats.duplicate_traces,
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
 def _cmd_materialize(args: argparse.Namespace) -> int:
     """Ingest the landing folder, then `dagster asset materialize` the rest of the graph."""
     from routeiq_assets.settings import RouteIQSettings
@@ -154,6 +190,15 @@ def build_parser() -> argparse.ArgumentParser:
     ing = sub.add_parser("ingest", help="land telemetry files or folders and normalise them")
     ing.add_argument("paths", nargs="+", help="files or folders of any supported format")
     ing.set_defaults(func=_cmd_ingest)
+
+    jae = sub.add_parser("extract-jaeger", help="pull routing telemetry from the Jaeger query API")
+    jae.add_argument("--jaeger-url", required=True, help="e.g. http://localhost:16686")
+    jae.add_argument("--service-name", default="litellm-gateway")
+    jae.add_argument("--hours-back", type=float, default=168)
+    jae.add_argument("--output", default="traces.jsonl", help="legacy traces.jsonl (LLM calls)")
+    jae.add_argument("--routing-decisions-output", help="routing_decisions.jsonl (payloads)")
+    jae.add_argument("--limit", type=int, default=1000, help="traces per API request")
+    jae.set_defaults(func=_cmd_extract_jaeger)
 
     mat = sub.add_parser(
         "materialize", help="ingest the landing folder, then materialise the rest of the graph"

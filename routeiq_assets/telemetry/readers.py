@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from routeiq_assets.telemetry.jaeger import read_jaeger_json
 from routeiq_assets.telemetry.jsonl import read_decision_jsonl, read_legacy_traces_jsonl
 from routeiq_assets.telemetry.otlp import read_otlp_json
 from routeiq_assets.telemetry.records import TelemetryRecord, excerpt
 
 READERS: dict[str, Callable[[Path], Iterator[TelemetryRecord]]] = {
     "otlp_json": read_otlp_json,
+    "jaeger_json": read_jaeger_json,
     "decision_jsonl": read_decision_jsonl,
     "legacy_traces_jsonl": read_legacy_traces_jsonl,
     "empty": lambda _path: iter(()),

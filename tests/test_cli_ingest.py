@@ -1,0 +1,103 @@
+"""The seed's extract script as `routeiq extract-jaeger` against a real HTTP server, and
+`routeiq ingest` of what it wrote, through the real CLIs."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime
+
+import duckdb
+import pytest
+
+from routeiq_assets.telemetry.simulator import DEFAULT_START, simulate_requests
+from tests.conftest import REPO_ROOT
+from tests.telemetry.test_jaeger import jaeger, jaeger_trace  # noqa: F401 - fixture
+
+pytestmark = pytest.mark.slow
+
+
+def _cli(*args, env):
+    return subprocess.run(
+        [sys.executable, "-m", "routeiq_assets.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
+    )
+
+
+@pytest.fixture
+def cli_env(routeiq_home, tmp_path):
+    dagster_home = tmp_path / "dagster_home"
+    dagster_home.mkdir()
+    shutil.copy(REPO_ROOT / "dagster_home" / "dagster.yaml", dagster_home)
+    return dict(os.environ, DAGSTER_HOME=str(dagster_home), ROUTEIQ_HOME=str(routeiq_home))
+
+
+def test_extract_jaeger_then_ingest(jaeger, cli_env, tmp_path, routeiq_home):  # noqa: F811
+    requests = list(simulate_requests(40, seed=21))
+    jaeger.traces = [jaeger_trace(r) for r in requests]
+    hours_back = (datetime.now(UTC) - DEFAULT_START).total_seconds() / 3600 + 2
+    traces, decisions = tmp_path / "out" / "traces.jsonl", tmp_path / "out" / "decisions.jsonl"
+    result = _cli(
+        "extract-jaeger",
+        "--jaeger-url",
+        jaeger.url,
+        "--service-name",
+        "litellm-gateway",
+        "--hours-back",
+        f"{hours_back:.1f}",
+        "--output",
+        str(traces),
+        "--routing-decisions-output",
+        str(decisions),
+        "--limit",
+        "500",
+        env=cli_env,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["traces"] == 40 and summary["routing_decisions"] == 40
+    assert len(traces.read_text().splitlines()) == 40
+
+    result = _cli("ingest", str(traces.parent), env=cli_env)
+    assert result.returncode == 0, result.stderr
+    ingested = json.loads(result.stdout)
+    assert ingested["batches"] == 2 and ingested["records_in"] == 80
+    assert ingested["decisions"] == 40 and ingested["llm_calls"] == 40
+
+    con = duckdb.connect(str(routeiq_home / "warehouse" / "routeiq.duckdb"), read_only=True)
+    paired = con.execute(
+        "SELECT count(*) FROM router_decisions d JOIN llm_calls c USING (trace_id)"
+    ).fetchall()[0][0]
+    formats = sorted(r[0] for r in con.execute("SELECT format FROM raw_files").fetchall())
+    con.close()
+    assert paired == 40
+    assert formats == ["decision_jsonl", "legacy_traces_jsonl"]
+
+    again = _cli("ingest", str(traces), env=cli_env)
+    assert json.loads(again.stdout)["batches"] == 0 and "already ingested" in again.stderr
+
+
+def test_extract_jaeger_reports_a_server_that_stays_down(cli_env, tmp_path):
+    import socket
+
+    with socket.socket() as sock:  # a port with nothing listening
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = _cli(
+        "extract-jaeger",
+        "--jaeger-url",
+        f"http://127.0.0.1:{port}",
+        "--hours-back",
+        "1",
+        "--output",
+        str(tmp_path / "t.jsonl"),
+        env=cli_env,
+    )
+    assert result.returncode == 1
+    assert f"127.0.0.1:{port}" in result.stderr and "Jaeger" in result.stderr
+    assert not (tmp_path / "t.jsonl").exists()
