@@ -64,16 +64,27 @@ def ingest_paths(paths: list[Path]) -> list[dict]:
     import dagster as dg
 
     from routeiq_assets.definitions import defs
-    from routeiq_assets.defs.ingestion import batch_run_config, known_batches, telemetry_batches
+    from routeiq_assets.defs.ingestion import (
+        batch_run_config,
+        in_process_run_tags,
+        ingested_batches,
+        release_dead_runs,
+        telemetry_batches,
+    )
     from routeiq_assets.telemetry.landing import plan_files
 
     _ensure_dagster_home()
     instance = dg.DagsterInstance.get()
-    scan = plan_files(paths, known_batches(instance))
+    release_dead_runs(instance, lambda msg: print(msg, file=sys.stderr))
+    scan = plan_files(paths, ingested_batches(instance))
     for path in scan.known:
         print(f"{path}: already ingested (same content), skipped", file=sys.stderr)
-    if scan.ready:
-        instance.add_dynamic_partitions(telemetry_batches.name, [k for k, _ in scan.ready])
+    new_keys = [k for k, _ in scan.ready]
+    registered = set(instance.get_dynamic_partitions(telemetry_batches.name))
+    if any(k not in registered for k in new_keys):
+        instance.add_dynamic_partitions(
+            telemetry_batches.name, [k for k in new_keys if k not in registered]
+        )
     job = defs.resolve_job_def("ingest_telemetry")
     results = []
     for i, (key, path) in enumerate(scan.ready, start=1):
@@ -81,7 +92,7 @@ def ingest_paths(paths: list[Path]) -> list[dict]:
             partition_key=key,
             run_config=batch_run_config(path),
             instance=instance,
-            tags={"routeiq/source": path.name[:200], "routeiq/launched_by": "routeiq ingest"},
+            tags={"routeiq/source": path.name[:200], **in_process_run_tags()},
             raise_on_error=False,
         )
         counts = {"file": str(path), "batch": key, "run_id": run.run_id, "success": run.success}

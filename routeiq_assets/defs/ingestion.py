@@ -1,6 +1,9 @@
 """New telemetry files -> new batch partitions and their runs: one code path for the landing
 sensor and for `routeiq ingest`."""
 
+import os
+import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -38,8 +41,55 @@ def run_requests(scan: LandingScan) -> list[dg.RunRequest]:
     ]
 
 
+PID_TAG, HOST_TAG = "routeiq/pid", "routeiq/host"
+_UNFINISHED = [
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
+
+
+def in_process_run_tags() -> dict[str, str]:
+    """Tags that let a later CLI call recognise this process's runs if it dies."""
+    return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def release_dead_runs(instance: dg.DagsterInstance, log: Callable[[str], None] = print) -> int:
+    """Fail unfinished in-process runs whose process on this host is gone, freeing their pool
+    slots; otherwise a killed `routeiq ingest` would hold the DuckDB pool slot forever and every
+    later run would wait on it. Runs launched by the daemon are watched by run monitoring."""
+    host = socket.gethostname()
+    released = 0
+    for run in instance.get_runs(dg.RunsFilter(statuses=_UNFINISHED, tags={HOST_TAG: host})):
+        pid = run.tags.get(PID_TAG, "")
+        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        instance.report_run_failed(run, f"its process {pid} on {host} is gone (killed?)")
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        log(f"released run {run.run_id}: process {pid} died without finishing it")
+        released += 1
+    return released
+
+
 def known_batches(instance: dg.DagsterInstance) -> set[str]:
+    """Batches a run was already requested for (the sensor never requests one twice)."""
     return set(instance.get_dynamic_partitions(telemetry_batches.name))
+
+
+def ingested_batches(instance: dg.DagsterInstance) -> set[str]:
+    """Batches whose normalisation finished (a killed or failed run does not count)."""
+    return set(instance.get_materialized_partitions(dg.AssetKey("quarantine")))
 
 
 @dg.sensor(
