@@ -106,6 +106,14 @@ def parse_decision_payload(payload: str | bytes | dict[str, Any]) -> RouterDecis
     """Parse and validate one payload; raise :class:`ContractError` naming the problem."""
     if isinstance(payload, (str, bytes)):
         try:
+            # the common case in one pass through pydantic-core's JSON parser
+            decision = RouterDecision.model_validate_json(payload)
+        except ValidationError:
+            pass  # re-parse below to say precisely what is wrong
+        else:
+            if decision.contract_version in SUPPORTED_VERSIONS:
+                return decision
+        try:
             payload = json.loads(payload)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ContractError(f"payload is not JSON: {exc}") from None

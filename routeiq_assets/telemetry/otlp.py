@@ -13,10 +13,14 @@ import binascii
 import json
 from collections.abc import Iterator
 from pathlib import Path
+import re
 from typing import Any
 
 from routeiq_assets.contract import DECISION_EVENT_NAME, PAYLOAD_ATTRIBUTE
 from routeiq_assets.telemetry.records import TelemetryRecord, excerpt
+
+
+_HEX_ID = re.compile(r"[0-9a-fA-F]+")
 
 
 def any_value(value: dict[str, Any] | None) -> Any:
@@ -50,9 +54,8 @@ def normalise_id(raw: Any, hex_len: int) -> str | None:
     """Trace/span ids as lowercase hex; accept hex or base64 (protobuf-JSON) forms."""
     if not raw or not isinstance(raw, str):
         return None
-    text = raw.strip().lower()
-    if len(text) == hex_len and all(c in "0123456789abcdef" for c in text):
-        return text
+    if len(raw) == hex_len and _HEX_ID.fullmatch(raw):
+        return raw.lower()
     try:
         decoded = base64.b64decode(raw, validate=True)
     except (binascii.Error, ValueError):
