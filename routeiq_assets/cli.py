@@ -49,8 +49,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-DOWNSTREAM_SELECTION = "routing_examples*"
-INGEST_COUNTS = ("records_in", "decisions", "llm_calls", "duplicates", "quarantined")
+DOWNSTREAM_SELECTION = "full_information*"
+INGEST_COUNTS = ("records_in", "decisions", "llm_calls", "feedback", "duplicates", "quarantined")
 
 
 def _ensure_dagster_home() -> None:

@@ -8,13 +8,19 @@ from routeiq_assets.defs.ingestion import ingest_job, landing_sensor
 from routeiq_assets.defs.resources import RouteIQResource
 from routeiq_assets.defs.routers import router_assets
 from routeiq_assets.defs.telemetry import raw_traces, telemetry_tables
-from routeiq_assets.defs.training import query_embeddings, routing_examples, training_set
+from routeiq_assets.defs.training import (
+    full_information,
+    query_embeddings,
+    routing_examples,
+    training_set,
+)
 from routeiq_assets.settings import load_settings
 
 _configs = load_settings().configs_dir
 
 telemetry_assets = [raw_traces, telemetry_tables]
 downstream_assets = [
+    full_information,
     routing_examples,
     query_embeddings,
     training_set,

@@ -43,7 +43,12 @@ class RouteIQSettings(BaseSettings):
     )
     s3_endpoint_url: str | None = Field(None, description="MinIO or other S3 endpoint")
     configs_dir: Path = Field(default_factory=lambda: REPO_ROOT / "configs")
-    prices_file: Path | None = Field(None, description="Model prices (default configs/prices.yaml)")
+    labeling_file: Path | None = Field(
+        None, description="Label policy (default configs/labeling.yaml)"
+    )
+    prices_file: Path | None = Field(
+        None, description="Model prices (default: the label policy's prices_file)"
+    )
     validation_fraction: float = Field(0.1, ge=0, lt=1)
     test_fraction: float = Field(0.1, ge=0, lt=1)
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
@@ -77,8 +82,8 @@ class RouteIQSettings(BaseSettings):
         return value
 
     @property
-    def prices_path(self) -> Path:
-        return self.prices_file or self.configs_dir / "prices.yaml"
+    def labeling_path(self) -> Path:
+        return self.labeling_file or self.configs_dir / "labeling.yaml"
 
     @cached_property
     def resolved(self) -> ResolvedLocations:
@@ -112,7 +117,8 @@ class RouteIQSettings(BaseSettings):
             "artifact_store_kind": "s3" if loc.artifact_store.startswith("s3://") else "local",
             "s3_endpoint_url": self.s3_endpoint_url,
             "configs_dir": str(self.configs_dir),
-            "prices_file": str(self.prices_path),
+            "labeling_file": str(self.labeling_path),
+            "prices_file": str(self.prices_file) if self.prices_file else "(from labeling file)",
             "embedding_model": self.embedding_model,
             "device": self.device,
             "prompt_text": self.prompt_text,

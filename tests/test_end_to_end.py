@@ -40,7 +40,7 @@ def _materialize(env):
     partition a file), then the real `dagster asset materialize` CLI on the rest of the graph."""
     landing = env["ROUTEIQ_HOME"] + "/landing"
     ingest = _run([PY, "-m", "routeiq_assets.cli", "ingest", landing], env)
-    select = ["--select", "routing_examples*"]
+    select = ["--select", "full_information*"]
     _run(
         [PY, "-m", "dagster", "asset", "materialize", "-m", "routeiq_assets.definitions", *select],
         env,

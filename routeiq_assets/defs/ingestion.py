@@ -17,7 +17,6 @@ INGEST_TAGS = {"routeiq/duckdb": "writer"}
 ingest_job = dg.define_asset_job(
     "ingest_telemetry",
     selection=dg.AssetSelection.assets(raw_traces, telemetry_tables),
-    partitions_def=telemetry_batches,
     tags=INGEST_TAGS,
     description="Land one telemetry file and normalise it into the warehouse (one partition).",
 )

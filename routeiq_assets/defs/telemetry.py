@@ -109,6 +109,7 @@ def telemetry_tables(context: dg.AssetExecutionContext, routeiq: RouteIQResource
                 llm_calls=counts.llm_calls,
                 duplicates=counts.duplicates,
                 quarantined=counts.quarantined,
+                feedback=counts.feedback,
                 prompt_text_mode=settings.prompt_text,
             )
         yield dg.MaterializeResult(asset_key=name, metadata=meta)
@@ -116,7 +117,7 @@ def telemetry_tables(context: dg.AssetExecutionContext, routeiq: RouteIQResource
         counts.decisions,
         counts.llm_calls,
         counts.quarantined,
-    )
+    ) and stored["feedback"] == counts.feedback
     yield dg.AssetCheckResult(
         check_name="nothing_lost",
         asset_key="quarantine",

@@ -4,34 +4,64 @@ import dagster as dg
 
 from routeiq_assets.defs.resources import RouteIQResource
 from routeiq_assets.training.embeddings import embed_with_cache
-from routeiq_assets.training.labels import build_routing_examples, load_prices
+from routeiq_assets.training.labels import (
+    build_routing_examples,
+    load_full_information,
+    load_policy,
+    load_prices,
+)
 from routeiq_assets.training.training_set import build_training_set
 
 GROUP = "training_data"
 
 
-@dg.asset(group_name=GROUP, deps=["router_decisions", "llm_calls"], pool="duckdb", kinds={"duckdb"})
+def _policy(routeiq: RouteIQResource):
+    settings = routeiq.settings()
+    policy = load_policy(settings.labeling_path)
+    if settings.prices_file:
+        policy = policy.model_copy(update={"prices_file": settings.prices_file})
+    return policy
+
+
+@dg.asset(group_name=GROUP, pool="duckdb", kinds={"duckdb", "json"})
+def full_information(
+    context: dg.AssetExecutionContext, routeiq: RouteIQResource
+) -> dg.MaterializeResult:
+    """Full-information tables named in configs/labeling.yaml: every model's score for the same
+    question (benchmarks, shadow traffic, offline evals). Labels, not logged traffic."""
+    policy = _policy(routeiq)
+    with routeiq.warehouse() as con:
+        counts = load_full_information(con, policy.full_information)
+    return dg.MaterializeResult(
+        metadata={**counts, "tables": [str(t.path) for t in policy.full_information]}
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=["router_decisions", "llm_calls", "feedback", full_information],
+    pool="duckdb",
+    kinds={"duckdb"},
+)
 def routing_examples(
     context: dg.AssetExecutionContext, routeiq: RouteIQResource
 ) -> dg.MaterializeResult:
-    """One labelled row per logged decision joined to its LLM call by trace id: the prompt text,
-    the logged model, quality (the event's score, else success = 1), cost from tokens x prices,
-    latency, and the logging policy's propensity."""
-    settings = routeiq.settings()
-    prices = load_prices(settings.prices_path)
+    """Labelled (query, model) outcomes under configs/labeling.yaml: each logged decision joined
+    to its LLM call by trace id, with quality (feedback, event score or outcome), cost from tokens
+    x prices, latency, utility and the logging policy's propensity; legacy calls with a score;
+    and full-information rows (no propensity)."""
+    policy = _policy(routeiq)
+    prices = load_prices(policy.prices_file)
     with routeiq.warehouse() as con:
-        counts = build_routing_examples(con, prices)
-        by_status = dict(
-            con.execute(
-                "SELECT outcome_status, count(*) FROM routing_examples GROUP BY 1 ORDER BY 1"
-            ).fetchall()
-        )
+        counts = build_routing_examples(con, prices, policy)
     context.log.info(f"routing_examples: {counts}")
     return dg.MaterializeResult(
         metadata={
             **counts,
-            "by_outcome_status": by_status,
-            "prices_file": str(settings.prices_path),
+            "prices_file": str(policy.prices_file),
+            "quality_sources": policy.quality_sources,
+            "utility": f"quality - {policy.utility_lambda} * cost_usd"
+            f" - {policy.utility_mu} * latency_s",
         }
     )
 

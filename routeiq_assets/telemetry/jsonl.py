@@ -151,6 +151,42 @@ def read_decision_jsonl(path: Path | str) -> Iterator[TelemetryRecord]:
         )
 
 
+# --- feedback -----------------------------------------------------------------------------------
+
+
+def read_feedback_jsonl(path: Path | str) -> Iterator[TelemetryRecord]:
+    """LLM-judge or user scores, one JSON object a line: ``{"event_id" or "trace_id", "score",
+    "source", "created_at"}``. A line without an id or with a non-numeric score is ``bad``."""
+    path = Path(path)
+    for location, raw_line, document in _json_lines(path):
+        if isinstance(document, TelemetryRecord):
+            yield document
+            continue
+        event_id, trace_id = document.get("event_id"), document.get("trace_id")
+        score = document.get("score")
+        problem = None
+        if not (isinstance(event_id, str) and event_id) and not (
+            isinstance(trace_id, str) and trace_id
+        ):
+            problem = "feedback needs a non-empty event_id or trace_id"
+        elif isinstance(score, bool) or not isinstance(score, (int, float)) or score != score:
+            problem = f"score must be a number, got {json_type(score)} {_show(score)}"
+        if problem:
+            yield _bad(location, problem, raw_line)
+            continue
+        yield TelemetryRecord(
+            "feedback",
+            location,
+            data={
+                "event_id": event_id or None,
+                "trace_id": trace_id.lower() if isinstance(trace_id, str) and trace_id else None,
+                "score": float(score),
+                "source": str(document.get("source") or "unknown"),
+                "created_at": document.get("created_at"),
+            },
+        )
+
+
 # --- legacy traces.jsonl -----------------------------------------------------------------------
 
 
@@ -356,6 +392,8 @@ def _is_jaeger(document: Any) -> bool:
 
 
 def _line_kind(document: dict[str, Any]) -> str | None:
+    if "score" in document and "contract_version" not in document and "query" not in document:
+        return "feedback_jsonl"
     if "contract_version" in document or "event_id" in document:
         return "decision_jsonl"
     if any(key in document for key in WRAPPER_KEYS):

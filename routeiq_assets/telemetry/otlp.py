@@ -11,14 +11,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
-import re
 from typing import Any
 
 from routeiq_assets.contract import DECISION_EVENT_NAME, PAYLOAD_ATTRIBUTE
 from routeiq_assets.telemetry.records import TelemetryRecord, excerpt
-
 
 _HEX_ID = re.compile(r"[0-9a-fA-F]+")
 

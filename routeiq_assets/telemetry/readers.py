@@ -6,7 +6,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from routeiq_assets.telemetry.jaeger import read_jaeger_json
-from routeiq_assets.telemetry.jsonl import read_decision_jsonl, read_legacy_traces_jsonl
+from routeiq_assets.telemetry.jsonl import (
+    read_decision_jsonl,
+    read_feedback_jsonl,
+    read_legacy_traces_jsonl,
+)
 from routeiq_assets.telemetry.otlp import read_otlp_json
 from routeiq_assets.telemetry.records import TelemetryRecord, excerpt
 
@@ -15,6 +19,7 @@ READERS: dict[str, Callable[[Path], Iterator[TelemetryRecord]]] = {
     "jaeger_json": read_jaeger_json,
     "decision_jsonl": read_decision_jsonl,
     "legacy_traces_jsonl": read_legacy_traces_jsonl,
+    "feedback_jsonl": read_feedback_jsonl,
     "empty": lambda _path: iter(()),
 }
 

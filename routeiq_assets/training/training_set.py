@@ -13,7 +13,8 @@ from routeiq_assets.training.splits import split_for
 TRAINING_SET_SQL = """
 SELECT e.query_sha256, any_value(e.query_text) AS query_text, e.model_name, s.split,
        avg(e.quality) AS quality, avg(e.cost_usd) AS cost_usd, avg(e.latency_ms) AS latency_ms,
-       avg(e.propensity) AS propensity, count(*) AS n_obs
+       avg(e.propensity) AS propensity, avg(e.utility) AS utility, count(*) AS n_obs,
+       count(*) FILTER (WHERE e.is_logged) AS n_logged
 FROM routing_examples e JOIN query_splits s USING (query_sha256)
 GROUP BY e.query_sha256, e.model_name, s.split
 """

@@ -27,6 +27,7 @@ class NormalisedBatch:
     decisions: list[dict[str, Any]] = field(default_factory=list)
     candidates: list[dict[str, Any]] = field(default_factory=list)
     llm_calls: list[dict[str, Any]] = field(default_factory=list)
+    feedback: list[dict[str, Any]] = field(default_factory=list)
     quarantine: list[dict[str, Any]] = field(default_factory=list)
     records_in: int = 0
     duplicates_in_batch: int = 0
@@ -237,6 +238,19 @@ def normalise_records(
                 continue
             seen_calls.add(key)
             batch.llm_calls.append(row)
+        elif rec.kind == "feedback":
+            created = rec.data.get("created_at")
+            batch.feedback.append(
+                {
+                    "batch_id": batch_id,
+                    "location": rec.location,
+                    "event_id": rec.data["event_id"],
+                    "trace_id": rec.data["trace_id"],
+                    "score": rec.data["score"],
+                    "source": rec.data["source"],
+                    "created_at": _parse_ts(created if isinstance(created, str) else None, None),
+                }
+            )
         else:
             quarantine(rec, f"unknown record kind {rec.kind!r}")
     return batch

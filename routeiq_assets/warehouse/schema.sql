@@ -19,7 +19,7 @@ CREATE TABLE IF NOT EXISTS ingest_log (
     llm_calls       BIGINT NOT NULL,
     duplicates      BIGINT NOT NULL,
     quarantined     BIGINT NOT NULL,
-    other_spans     BIGINT NOT NULL,
+    feedback        BIGINT NOT NULL,
     ingested_at     TIMESTAMP NOT NULL
 );
 
@@ -129,7 +129,7 @@ CREATE TABLE IF NOT EXISTS query_embeddings (
 -- One logged decision joined to its LLM call, labelled (rebuilt by routing_examples).
 CREATE TABLE IF NOT EXISTS routing_examples (
     event_id        VARCHAR NOT NULL,
-    trace_id        VARCHAR NOT NULL,
+    trace_id        VARCHAR,          -- NULL for full-information rows
     query_text      VARCHAR NOT NULL,
     query_sha256    VARCHAR NOT NULL,
     model_name      VARCHAR NOT NULL,
@@ -140,7 +140,30 @@ CREATE TABLE IF NOT EXISTS routing_examples (
     latency_ms      DOUBLE,
     propensity      DOUBLE,
     label_source    VARCHAR NOT NULL,
+    is_logged       BOOLEAN NOT NULL,  -- logged traffic (bandit feedback) vs full-information table
+    utility         DOUBLE,            -- quality - lambda * cost - mu * latency_s (labeling.yaml)
     timestamp_utc   TIMESTAMPTZ
+);
+
+-- Every model's score for the same question: benchmarks, shadow traffic, offline evals.
+CREATE TABLE IF NOT EXISTS full_information (
+    source          VARCHAR NOT NULL,
+    query_text      VARCHAR NOT NULL,
+    model_name      VARCHAR NOT NULL,
+    quality         DOUBLE NOT NULL,
+    output_tokens   BIGINT,
+    task            VARCHAR
+);
+
+-- LLM-judge or user scores of a logged decision, joined by event_id (else trace_id).
+CREATE TABLE IF NOT EXISTS feedback (
+    batch_id        VARCHAR NOT NULL,
+    location        VARCHAR,
+    event_id        VARCHAR,
+    trace_id        VARCHAR,
+    score           DOUBLE NOT NULL,
+    source          VARCHAR,          -- llm_judge | user | ...
+    created_at      TIMESTAMPTZ
 );
 
 -- (query, model) aggregates with the split each query belongs to.
@@ -153,5 +176,7 @@ CREATE TABLE IF NOT EXISTS training_set (
     cost_usd        DOUBLE,
     latency_ms      DOUBLE,
     propensity      DOUBLE,
-    n_obs           INTEGER NOT NULL
+    utility         DOUBLE,
+    n_obs           INTEGER NOT NULL,
+    n_logged        INTEGER NOT NULL
 );

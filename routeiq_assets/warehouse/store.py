@@ -16,7 +16,13 @@ import pyarrow as pa
 
 from routeiq_assets.warehouse.normalize import NormalisedBatch
 
-TELEMETRY_TABLES = ("router_decisions", "decision_candidates", "llm_calls", "quarantine")
+TELEMETRY_TABLES = (
+    "router_decisions",
+    "decision_candidates",
+    "llm_calls",
+    "feedback",
+    "quarantine",
+)
 
 
 def schema_sql() -> str:
@@ -48,13 +54,12 @@ class BatchCounts:
     llm_calls: int
     duplicates: int
     quarantined: int
-    other_spans: int = 0
+    feedback: int = 0
 
     @property
     def balanced(self) -> bool:
-        return (
-            self.records_in == self.decisions + self.llm_calls + self.duplicates + self.quarantined
-        )
+        accounted = self.decisions + self.llm_calls + self.feedback + self.duplicates
+        return self.records_in == accounted + self.quarantined
 
 
 def _insert(
@@ -74,7 +79,7 @@ def _insert(
 
 
 def write_batch(
-    con: duckdb.DuckDBPyConnection, batch_id: str, batch: NormalisedBatch, other_spans: int = 0
+    con: duckdb.DuckDBPyConnection, batch_id: str, batch: NormalisedBatch
 ) -> BatchCounts:
     """Replace one batch's rows in one transaction (delete, then insert).
 
@@ -106,15 +111,21 @@ def write_batch(
             batch.llm_calls,
             "WHERE (trace_id, span_id) NOT IN (SELECT (trace_id, span_id) FROM llm_calls)",
         )
+        feedback = _insert(
+            con,
+            "feedback",
+            batch.feedback,
+            "WHERE (event_id, trace_id, score, source, created_at) NOT IN"
+            " (SELECT (event_id, trace_id, score, source, created_at) FROM feedback)",
+        )
         quarantined = _insert(con, "quarantine", batch.quarantine)
         duplicates = (
             batch.duplicates_in_batch
             + (len(batch.decisions) - decisions)
             + (len(batch.llm_calls) - calls)
+            + (len(batch.feedback) - feedback)
         )
-        counts = BatchCounts(
-            batch.records_in, decisions, calls, duplicates, quarantined, other_spans
-        )
+        counts = BatchCounts(batch.records_in, decisions, calls, duplicates, quarantined, feedback)
         con.execute(
             "INSERT INTO ingest_log VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [
@@ -124,7 +135,7 @@ def write_batch(
                 counts.llm_calls,
                 counts.duplicates,
                 counts.quarantined,
-                other_spans,
+                counts.feedback,
                 datetime.now(UTC).replace(tzinfo=None),
             ],
         ).fetchall()

@@ -7,7 +7,12 @@ from routeiq_assets.telemetry.simulator import (
     simulate_requests,
     write_otlp_files,
 )
-from routeiq_assets.training.labels import build_routing_examples, load_prices
+from routeiq_assets.training.labels import (
+    LabelingPolicy,
+    build_routing_examples,
+    load_policy,
+    load_prices,
+)
 from routeiq_assets.training.splits import split_for
 from routeiq_assets.training.training_set import build_training_set, load_quality_matrix
 from routeiq_assets.warehouse.ingest import ingest_pending, register_raw_file
@@ -43,7 +48,7 @@ def test_examples_label_quality_cost_and_propensity(tmp_path):
     prices = load_prices(REPO_ROOT / "configs" / "prices.yaml")
     with connect(tmp_path / "w.duckdb") as con:
         _ingest(con, files, tmp_path / "raw")
-        counts = build_routing_examples(con, prices)
+        counts = build_routing_examples(con, prices, LabelingPolicy())
         assert counts["examples"] == 300 and counts["examples_without_price"] == 0
         rows = con.execute(
             "SELECT e.quality, e.outcome_status, e.cost_usd, d.input_tokens, d.output_tokens,"
@@ -76,7 +81,7 @@ def test_replayed_benchmark_labels_equal_the_table(tmp_path, benchmark_table):
     prices = load_prices(benchmark_table[1])
     with connect(tmp_path / "w.duckdb") as con:
         _ingest(con, files, tmp_path / "raw")
-        build_routing_examples(con, prices)
+        build_routing_examples(con, prices, LabelingPolicy())
         got = {
             r[0]: r[1:]
             for r in con.execute(
@@ -89,3 +94,85 @@ def test_replayed_benchmark_labels_equal_the_table(tmp_path, benchmark_table):
         assert model == req.selected.name
         assert quality == pytest.approx(req.quality)
         assert propensity == pytest.approx(req.propensity, abs=1e-6)
+
+
+def test_policy_file_validates_and_names_bad_keys(tmp_path):
+    policy = load_policy(REPO_ROOT / "configs" / "labeling.yaml")
+    assert policy.quality_sources[0] == "feedback" and policy.prices_file.exists()
+    bad = tmp_path / "labeling.yaml"
+    bad.write_text("quality_sources: [vibes]\noutcome_quality: {success: 2}\nextra_key: 1\n")
+    with pytest.raises(ValueError) as err:
+        load_policy(bad)
+    message = str(err.value)
+    assert str(bad) in message and "quality_sources" in message and "extra_key" in message
+
+
+def test_feedback_full_information_legacy_and_utility(tmp_path, benchmark_table):
+    import json
+
+    requests = list(simulate_requests(40, seed=8))
+    (otlp,) = write_otlp_files(iter(requests), tmp_path / "l", "x")
+    judged = requests[:10]
+    feedback = tmp_path / "feedback.jsonl"
+    feedback.write_text(
+        "\n".join(
+            json.dumps({"event_id": r.event_id, "score": 4, "source": "llm_judge"}) for r in judged
+        )
+        + "\n"
+        + json.dumps({"trace_id": requests[10].trace_id, "score": 2, "source": "user"})
+        + "\n"
+    )
+    legacy = tmp_path / "traces.jsonl"
+    legacy.write_text(
+        json.dumps(
+            {
+                "query": "legacy question",
+                "model_name": "gpt-4o",
+                "input_tokens": 1000,
+                "output_tokens": 2000,
+                "response_time": 2.0,
+                "performance": 0.25,
+            }
+        )
+        + "\n"
+    )
+    table = tmp_path / "bench.json"
+    records = json.loads(benchmark_table[0].read_text())[:5]
+    table.write_text(json.dumps(records))
+    policy = LabelingPolicy(
+        feedback_min=1,
+        feedback_max=5,
+        utility_lambda=10.0,
+        utility_mu=0.1,
+        prices_file=REPO_ROOT / "configs" / "prices.yaml",
+        full_information=[{"path": table, "name": "bench", "output_tokens": 100}],
+    )
+    prices = load_prices(policy.prices_file)
+    with connect(tmp_path / "w.duckdb") as con:
+        _ingest(con, [otlp, feedback, legacy], tmp_path / "raw")
+        assert con.execute("SELECT count(*) FROM feedback").fetchall()[0][0] == 11
+        from routeiq_assets.training.labels import load_full_information
+
+        load_full_information(con, policy.full_information)
+        counts = build_routing_examples(con, prices, policy)
+        got = {
+            r[0]: r[1:]
+            for r in con.execute(
+                "SELECT event_id, quality, label_source, utility, cost_usd, latency_ms, is_logged"
+                " FROM routing_examples"
+            ).fetchall()
+        }
+    assert counts["logged_examples"] == 41 and counts["examples"] == 41 + 5 * 9
+    for r in judged:
+        assert got[r.event_id][:2] == (0.75, "feedback")  # (4 - 1) / (5 - 1)
+    assert got[requests[10].event_id][:2] == (0.25, "feedback")  # joined by trace id
+    other = got[requests[20].event_id]
+    assert other[1] == "event_score" and other[0] == requests[20].quality
+    quality, _, utility, cost, latency, _ = other
+    assert utility == pytest.approx(quality - 10.0 * cost - 0.1 * latency / 1000)
+    legacy_row = next(v for k, v in got.items() if k.startswith("call:"))
+    assert legacy_row[0] == 0.25 and legacy_row[1] == "call_score"
+    assert legacy_row[3] == pytest.approx((1000 * 2.5 + 2000 * 10.0) / 1e6)
+    full = [v for k, v in got.items() if k.startswith("full:")]
+    assert len(full) == 45 and not any(v[5] for v in full)
+    assert {v[1] for v in full} == {"full_information:bench"}
