@@ -149,6 +149,38 @@ def _cmd_extract_jaeger(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_convert(args: argparse.Namespace) -> int:
+    """The seed's convert script: telemetry to LLMRouter's format."""
+    from routeiq_assets.settings import RouteIQSettings
+    from routeiq_assets.training import llmrouter_export as export
+    from routeiq_assets.training.embeddings import minilm_encoder
+    from routeiq_assets.training.labels import load_policy, load_prices
+
+    settings = RouteIQSettings()
+    model = args.embedding_model or settings.embedding_model
+    if args.input == "warehouse":
+        from routeiq_assets.warehouse.store import connect
+
+        with connect(settings.resolved.duckdb_path, read_only=True) as con:
+            rows, skipped = export.rows_from_warehouse(con)
+    else:
+        rows, skipped = export.rows_from_legacy_traces(Path(args.input))
+    prices_file = settings.prices_file or load_policy(settings.labeling_path).prices_file
+    metadata = export.write_llmrouter_export(
+        rows,
+        Path(args.output_dir),
+        minilm_encoder(model, settings.device),
+        model,
+        load_prices(prices_file),
+        args.test_split,
+        args.include_routing_metadata,
+        source=args.input,
+        skipped=skipped,
+    )
+    print(json.dumps(metadata, indent=2))
+    return 0
+
+
 def _cmd_materialize(args: argparse.Namespace) -> int:
     """Ingest the landing folder, then `dagster asset materialize` the rest of the graph."""
     from routeiq_assets.settings import RouteIQSettings
@@ -210,6 +242,18 @@ def build_parser() -> argparse.ArgumentParser:
     jae.add_argument("--routing-decisions-output", help="routing_decisions.jsonl (payloads)")
     jae.add_argument("--limit", type=int, default=1000, help="traces per API request")
     jae.set_defaults(func=_cmd_extract_jaeger)
+
+    conv = sub.add_parser("convert", help="write LLMRouter training files from telemetry")
+    conv.add_argument(
+        "--input",
+        required=True,
+        help="the seed's traces.jsonl, or 'warehouse' for our routing_examples",
+    )
+    conv.add_argument("--output-dir", required=True)
+    conv.add_argument("--include-routing-metadata", action="store_true")
+    conv.add_argument("--embedding-model", help="default: ROUTEIQ_EMBEDDING_MODEL")
+    conv.add_argument("--test-split", type=float, default=0.2)
+    conv.set_defaults(func=_cmd_convert)
 
     mat = sub.add_parser(
         "materialize", help="ingest the landing folder, then materialise the rest of the graph"

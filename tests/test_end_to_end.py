@@ -115,6 +115,24 @@ def test_whole_graph_materializes_and_deploys(graph_env):
         out.loc[0, "model"] in json.loads((version_dir / "router.json").read_text())["model_names"]
     )
 
+    # the seed's conversion over our own tables
+    export = home / "export"
+    _run(
+        [
+            PY,
+            "-m",
+            "routeiq_assets.cli",
+            "convert",
+            "--input",
+            "warehouse",
+            "--output-dir",
+            str(export),
+        ],
+        env,
+    )
+    exported = json.loads((export / "conversion_metadata.json").read_text())
+    assert exported["rows"] == 3000 and exported["unique_queries"] == counts["query_embeddings"]
+
     # a second run over the same landing folder ingests nothing, and deploys version 2
     again = _materialize(env)
     assert again["batches"] == 0

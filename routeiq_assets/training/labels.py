@@ -24,9 +24,15 @@ OUTCOME_STATUSES = ("success", "fallback", "failure", "error", "timeout", "no_ca
 
 
 class ModelPrice(BaseModel):
+    """One model's entry: prices per million tokens, plus LLMRouter's optional descriptors."""
+
     model_config = ConfigDict(extra="forbid")
     input_price: float = Field(ge=0)
     output_price: float = Field(ge=0)
+    size: str | None = None
+    feature: str | None = None
+    model: str | None = None
+    service: str | None = None
 
 
 class FullInformationTable(BaseModel):
@@ -98,7 +104,7 @@ def load_prices(path: Path) -> dict[str, ModelPrice]:
     prices = {}
     for name, entry in raw.items():
         try:
-            fields = {k: entry[k] for k in ("input_price", "output_price") if k in entry}
+            fields = {k: entry[k] for k in ModelPrice.model_fields if k in entry}
             prices[str(name)] = ModelPrice.model_validate(fields)
         except (ValidationError, TypeError) as exc:
             raise ValueError(f"{path}: bad prices for model {name!r}: {exc}") from None
