@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 from tests.conftest import REPO_ROOT
 
@@ -129,4 +128,3 @@ def test_normalisation_throughput(tmp_path, machine_load):
             }
         )
     )
-    time.sleep(0)
