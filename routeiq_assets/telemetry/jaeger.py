@@ -31,7 +31,7 @@ from typing import Any
 
 from routeiq_assets.contract import DECISION_EVENT_NAME, PAYLOAD_ATTRIBUTE
 from routeiq_assets.telemetry.otlp import normalise_id
-from routeiq_assets.telemetry.records import TelemetryRecord, excerpt
+from routeiq_assets.telemetry.records import TelemetryRecord, as_float, as_int, excerpt, first_value
 
 logger = logging.getLogger(__name__)
 
@@ -213,8 +213,8 @@ def _span_records(
 
     if is_llm_call:
         start_us, duration_us = (
-            _as_int(span.get("startTime") or 0),
-            _as_int(span.get("duration") or 0),
+            as_int(span.get("startTime") or 0),
+            as_int(span.get("duration") or 0),
         )
         if start_us is None or duration_us is None:
             stats.bad_records += 1
@@ -547,35 +547,16 @@ def extract_records(
 # --- the seed guide's extract outputs ---------------------------------------------------------
 
 
-def _first(attrs: dict[str, Any], *keys: str) -> Any:
-    for key in keys:
-        if attrs.get(key) is not None:
-            return attrs[key]
-    return None
-
-
-def _as_int(value: Any) -> int | None:
-    try:
-        return None if value is None else int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _as_float(value: Any) -> float | None:
-    try:
-        return None if value is None else float(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def _legacy_row(data: dict[str, Any]) -> dict[str, Any]:
     """A legacy traces.jsonl row, ``performance`` still unresolved (filled in the second pass)."""
     attrs = data.get("attributes") or {}
-    input_tokens = _as_int(_first(attrs, "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens"))
-    output_tokens = _as_int(
-        _first(attrs, "gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens")
+    input_tokens = as_int(
+        first_value(attrs, "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")
     )
-    total = _as_int(attrs.get("gen_ai.usage.total_tokens"))
+    output_tokens = as_int(
+        first_value(attrs, "gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens")
+    )
+    total = as_int(attrs.get("gen_ai.usage.total_tokens"))
     if total is None and input_tokens is not None and output_tokens is not None:
         total = input_tokens + output_tokens
     start_ns = int(data.get("start_unix_nano") or 0)
@@ -586,15 +567,15 @@ def _legacy_row(data: dict[str, Any]) -> dict[str, Any]:
         if start_ns
         else None
     )
-    duration_ms = _as_float(data.get("duration_ms"))
-    prompt = _first(attrs, "gen_ai.prompt", "gen_ai.prompt.0.content")
-    response = _first(attrs, "gen_ai.completion", "gen_ai.completion.0.content")
+    duration_ms = as_float(data.get("duration_ms"))
+    prompt = first_value(attrs, "gen_ai.prompt", "gen_ai.prompt.0.content")
+    response = first_value(attrs, "gen_ai.completion", "gen_ai.completion.0.content")
     ground_truth = attrs.get("routeiq.ground_truth")
     return {
         "query": None if prompt is None else str(prompt),
         # The requested model is the deployment the router chose; the response model may be a
         # provider's dated alias that matches no candidate name.
-        "model_name": _first(attrs, "gen_ai.request.model", "gen_ai.response.model"),
+        "model_name": first_value(attrs, "gen_ai.request.model", "gen_ai.response.model"),
         "response": None if response is None else str(response),
         "response_time": None if duration_ms is None else duration_ms / 1000,
         "token_num": total,
@@ -607,7 +588,7 @@ def _legacy_row(data: dict[str, Any]) -> dict[str, Any]:
         "performance": None,
         "ground_truth": None if ground_truth is None else str(ground_truth),
         "_parent_span_id": data.get("parent_span_id"),
-        "_quality_score": _as_float(attrs.get("routeiq.quality_score")),
+        "_quality_score": as_float(attrs.get("routeiq.quality_score")),
     }
 
 

@@ -45,3 +45,25 @@ class TelemetryRecord:
 def excerpt(text: str) -> str:
     """A bounded excerpt of a bad record, for the quarantine table."""
     return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS] + "...[truncated]"
+
+
+def first_value(attrs: dict[str, Any], *keys: str) -> Any:
+    """The value of the first key present (not None) in ``attrs``."""
+    for key in keys:
+        if attrs.get(key) is not None:
+            return attrs[key]
+    return None
+
+
+def as_int(value: Any) -> int | None:
+    try:
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def as_float(value: Any) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None

@@ -15,7 +15,7 @@ from typing import Any
 
 from routeiq_assets.contract import ContractError, parse_decision_payload
 from routeiq_assets.telemetry.pii import PromptTextMode, prompt_for_warehouse
-from routeiq_assets.telemetry.records import TelemetryRecord
+from routeiq_assets.telemetry.records import TelemetryRecord, as_float, as_int, first_value
 
 _LLM_STATUS = {0: "unset", 1: "ok", 2: "error"}
 
@@ -37,20 +37,6 @@ def text_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _first(attrs: dict[str, Any], *keys: str) -> Any:
-    for key in keys:
-        if attrs.get(key) is not None:
-            return attrs[key]
-    return None
-
-
-def _as_int(value: Any) -> int | None:
-    try:
-        return None if value is None else int(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def _as_text(value: Any) -> str | None:
     return None if value is None else str(value)
 
@@ -64,13 +50,6 @@ def _parse_ts(value: str | None, unix_ms: int | None) -> datetime | None:
     if unix_ms is not None:
         return datetime.fromtimestamp(unix_ms / 1000, tz=UTC)
     return None
-
-
-def _float_or_none(value: Any) -> float | None:
-    try:
-        return None if value is None else float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def decision_rows(
@@ -130,9 +109,9 @@ def decision_rows(
         "fallback_reason": decision.fallback.fallback_reason,
         "fallback_attempt": decision.fallback.fallback_attempt,
         "num_candidates": len(decision.candidate_deployments),
-        "selection_propensity": _float_or_none(custom.get("selection_propensity")),
+        "selection_propensity": as_float(custom.get("selection_propensity")),
         "logging_policy": custom.get("logging_policy"),
-        "quality_score": _float_or_none(custom.get("quality_score")),
+        "quality_score": as_float(custom.get("quality_score")),
         "custom_attributes": json.dumps(custom),
     }
     candidates = [
@@ -156,16 +135,18 @@ def llm_call_row(
 ) -> dict[str, Any]:
     data = record.data
     attrs = data["attributes"]
-    prompt = _first(attrs, "gen_ai.prompt", "gen_ai.prompt.0.content")
-    input_tokens = _as_int(_first(attrs, "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens"))
-    output_tokens = _as_int(
-        _first(attrs, "gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens")
+    prompt = first_value(attrs, "gen_ai.prompt", "gen_ai.prompt.0.content")
+    input_tokens = as_int(
+        first_value(attrs, "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")
     )
-    total = _as_int(attrs.get("gen_ai.usage.total_tokens"))
+    output_tokens = as_int(
+        first_value(attrs, "gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens")
+    )
+    total = as_int(attrs.get("gen_ai.usage.total_tokens"))
     if total is None and input_tokens is not None and output_tokens is not None:
         total = input_tokens + output_tokens
     prompt_text = _as_text(prompt)
-    completion = _first(attrs, "gen_ai.completion", "gen_ai.completion.0.content")
+    completion = first_value(attrs, "gen_ai.completion", "gen_ai.completion.0.content")
     return {
         "trace_id": data["trace_id"],
         "span_id": data["span_id"],
@@ -176,7 +157,7 @@ def llm_call_row(
         "prompt_text": prompt_for_warehouse(prompt_text, prompt_mode),
         "prompt_sha256": text_sha256(prompt_text) if prompt_text is not None else None,
         "request_model": attrs.get("gen_ai.request.model"),
-        "response_model": _first(attrs, "gen_ai.response.model", "gen_ai.request.model"),
+        "response_model": first_value(attrs, "gen_ai.response.model", "gen_ai.request.model"),
         "completion": prompt_for_warehouse(_as_text(completion), prompt_mode),
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
@@ -185,7 +166,7 @@ def llm_call_row(
         "start_unix_ms": (data.get("start_unix_nano") or 0) // 1_000_000 or None,
         "status": _LLM_STATUS.get(data.get("status_code") or 0, "unset"),
         "task": attrs.get("litellm.task"),
-        "quality_score": _float_or_none(attrs.get("routeiq.quality_score")),
+        "quality_score": as_float(attrs.get("routeiq.quality_score")),
         "ground_truth": _as_text(attrs.get("routeiq.ground_truth")),
     }
 
