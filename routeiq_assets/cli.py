@@ -181,6 +181,44 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    """Train one router from a config, on our training set or on files in the seed's formats."""
+    from routeiq_assets.routers.config import load_router_config
+    from routeiq_assets.settings import RouteIQSettings
+    from routeiq_assets.training.embeddings import minilm_encoder
+    from routeiq_assets.training.train import fit_and_save, load_training_data
+    from routeiq_assets.warehouse.store import connect
+
+    settings = RouteIQSettings()
+    config_path = Path(args.config)
+    config = load_router_config(config_path, args.router_type)
+    out_dir = Path(args.output_dir) if args.output_dir else settings.resolved.work_dir / "routers"
+    encoder = minilm_encoder(config.hparam.embedding_model, config.hparam.device)
+
+    def warehouse():
+        return connect(settings.resolved.duckdb_path, read_only=True)
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr)
+
+    data = load_training_data(config, config_path, warehouse, encoder, log)
+    result = fit_and_save(args.name or config_path.stem, config, data, out_dir, log)
+    print(
+        json.dumps(
+            {
+                "router_dir": str(result.folder),
+                "router_type": config.router_type,
+                "train_queries": result.n_train,
+                "validation_queries": result.n_validation,
+                "metrics": result.metrics,
+                "seconds": round(result.seconds, 2),
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
 def _cmd_materialize(args: argparse.Namespace) -> int:
     """Ingest the landing folder, then `dagster asset materialize` the rest of the graph."""
     from routeiq_assets.settings import RouteIQSettings
@@ -242,6 +280,15 @@ def build_parser() -> argparse.ArgumentParser:
     jae.add_argument("--routing-decisions-output", help="routing_decisions.jsonl (payloads)")
     jae.add_argument("--limit", type=int, default=1000, help="traces per API request")
     jae.set_defaults(func=_cmd_extract_jaeger)
+
+    train = sub.add_parser("train", help="train one router from a config (the seed's command)")
+    train.add_argument(
+        "--router-type", help="knn | mlp | linear | mf | bert (default: from config)"
+    )
+    train.add_argument("--config", required=True, help="configs/routers/<type>.yaml")
+    train.add_argument("--output-dir", help="default: $ROUTEIQ_HOME/work/routers")
+    train.add_argument("--name", help="artifact folder name (default: the config file's name)")
+    train.set_defaults(func=_cmd_train)
 
     conv = sub.add_parser("convert", help="write LLMRouter training files from telemetry")
     conv.add_argument(

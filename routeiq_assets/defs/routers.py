@@ -7,7 +7,7 @@ import dagster as dg
 from routeiq_assets.defs.resources import RouteIQResource
 from routeiq_assets.deployment.registry import log_router_run
 from routeiq_assets.routers.config import discover_router_configs, load_router_config
-from routeiq_assets.training.train import train_from_warehouse, write_run_pointer
+from routeiq_assets.training.train import fit_and_save, load_training_data, write_run_pointer
 
 GROUP = "routers"
 
@@ -32,15 +32,14 @@ def router_asset(name: str, config_path: Path) -> dg.AssetsDefinition:
         settings = routeiq.settings()
         loc = settings.resolved
         cfg = load_router_config(config_path)  # re-read: the file may have changed since load
-        with routeiq.warehouse() as con:
-            result = train_from_warehouse(
-                con,
-                name,
-                cfg,
-                routeiq.encoder(cfg.hparam.embedding_model),
-                loc.work_dir / "routers",
-                context.log.info,
-            )
+        data = load_training_data(
+            cfg,
+            config_path,
+            routeiq.warehouse,
+            routeiq.encoder(cfg.hparam.embedding_model),
+            context.log.info,
+        )
+        result = fit_and_save(name, cfg, data, loc.work_dir / "routers", context.log.info)
         run_id = log_router_run(
             loc.mlflow_tracking_uri,
             settings.mlflow_experiment,

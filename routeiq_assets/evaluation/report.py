@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from routeiq_assets.evaluation.offpolicy import PolicyEstimate, estimate_policy_value
-from routeiq_assets.routers.base import Router
+from routeiq_assets.routers.base import Router, router_inputs
 
 
 @dataclass
@@ -15,6 +15,7 @@ class LoggedExamples:
     """Test-split telemetry: one row per logged decision."""
 
     embeddings: np.ndarray
+    texts: list[str]
     logged_model: np.ndarray  # index into model_names
     quality: np.ndarray
     cost: np.ndarray
@@ -45,7 +46,11 @@ def evaluate_against_baselines(
 ) -> list[EvaluationRow]:
     """The router at ``lam``, always-cheapest and always-best, valued by SNIPS on the same data."""
     n = len(ex.logged_model)
-    chosen = router.route(ex.embeddings, lam) if n else np.zeros(0, int)
+    chosen = (
+        router.route(router_inputs(router, ex.texts, ex.embeddings), lam)
+        if n
+        else (np.zeros(0, int))
+    )
     cheapest = int(np.argmin(router.cost_))
     best = int(np.argmax(train_quality_by_model))
     rows = [

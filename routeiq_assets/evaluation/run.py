@@ -33,6 +33,7 @@ def load_test_examples(
     emb, _ = embed_with_cache(con, [r[0] for r in rows], embedding_model, encoder)
     return LoggedExamples(
         embeddings=emb,
+        texts=[r[0] for r in rows],
         logged_model=np.array([index.get(r[1], -1) for r in rows], int),
         quality=np.array([r[2] for r in rows], np.float64),
         cost=np.array([r[3] for r in rows], np.float64),

@@ -27,6 +27,7 @@ class Router(ABC):
     """fit learns, predict_quality answers; learned state ends in an underscore."""
 
     router_type: ClassVar[str]
+    input_kind: ClassVar[str] = "embedding"  # "text" for routers that read the query itself
 
     model_names_: list[str]
     cost_: np.ndarray  # expected cost per model (USD per query), used by the decision rule
@@ -39,7 +40,10 @@ class Router(ABC):
         mask: np.ndarray,
         model_names: list[str],
         cost: np.ndarray,
-    ) -> Router: ...
+        progress=None,
+    ) -> Router:
+        """Learn from the queries' inputs (embeddings, or texts when input_kind is "text"), the
+        quality matrix and its mask of observed pairs; ``progress`` receives log lines."""
 
     @abstractmethod
     def predict_quality(self, embeddings: np.ndarray) -> np.ndarray: ...
@@ -54,11 +58,22 @@ class Router(ABC):
     @abstractmethod
     def from_arrays(cls, hparams: dict[str, Any], arrays: dict[str, np.ndarray]) -> Router: ...
 
+    def save_extra(self, folder: Path) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Files beyond router.json and weights.npz (safe formats only)."""
+
+    def load_extra(self, folder: Path) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Read what :meth:`save_extra` wrote."""
+
     def route(
         self, embeddings: np.ndarray, lam: float = 0.0, available: np.ndarray | None = None
     ) -> np.ndarray:
         """Index of the chosen model per query."""
         return decide(self.predict_quality(embeddings), self.cost_, lam, available)
+
+
+def router_inputs(router: Router, texts: list[str], embeddings: np.ndarray | None):
+    """What ``router`` reads: the query texts, or their embeddings."""
+    return list(texts) if router.input_kind == "text" else embeddings
 
 
 def expected_cost(cost: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -92,6 +107,7 @@ def save_router(router: Router, folder: Path, extra: dict[str, Any] | None = Non
     folder.mkdir(parents=True, exist_ok=True)
     arrays = {**router.arrays(), "cost": np.asarray(router.cost_, np.float64)}
     np.savez(folder / WEIGHTS_NPZ, **arrays)
+    router.save_extra(folder)
     meta = {
         "format_version": FORMAT_VERSION,
         "router_type": router.router_type,
@@ -100,7 +116,7 @@ def save_router(router: Router, folder: Path, extra: dict[str, Any] | None = Non
         **(extra or {}),
     }
     (folder / ROUTER_JSON).write_text(json.dumps(meta, indent=2, sort_keys=True))
-    return [folder / ROUTER_JSON, folder / WEIGHTS_NPZ]
+    return sorted(p for p in folder.rglob("*") if p.is_file())
 
 
 def read_router_meta(folder: Path) -> dict[str, Any]:
@@ -126,4 +142,5 @@ def load_router(folder: Path) -> Router:
     router = ROUTER_TYPES[kind].from_arrays(meta["hyperparameters"], arrays)
     router.model_names_ = list(meta["model_names"])
     router.cost_ = arrays["cost"]
+    router.load_extra(Path(folder))
     return router

@@ -7,10 +7,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError
 
 from routeiq_assets.settings import DEFAULT_EMBEDDING_MODEL
 
@@ -22,27 +22,77 @@ class DataPath(BaseModel):
     llm_data: str | None = None
 
 
-class KNNHparams(BaseModel):
+class CommonHparams(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    k: int = Field(10, ge=1)
-    weighting: Literal["uniform", "similarity"] = "similarity"
-    prior_weight: float = Field(1.0, ge=0)
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
     seed: int = 42
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
+    # hyperparameters that are settings of the pipeline, not of the router's constructor
+    _pipeline_only: ClassVar[set[str]] = {"embedding_model"}
+
     def router_kwargs(self) -> dict:
-        return {"k": self.k, "weighting": self.weighting, "prior_weight": self.prior_weight}
+        return {k: v for k, v in self.model_dump().items() if k not in self._pipeline_only}
 
 
-HPARAMS = {"knn": KNNHparams}
+class KNNHparams(CommonHparams):
+    _pipeline_only: ClassVar[set[str]] = {"embedding_model", "seed", "device"}
+    k: int = Field(10, ge=1)
+    weighting: Literal["uniform", "similarity"] = "similarity"
+    prior_weight: float = Field(1.0, ge=0)
+
+
+class MLPHparams(CommonHparams):
+    hidden_sizes: list[int] = Field(default_factory=lambda: [256, 128])
+    epochs: int = Field(30, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(128, ge=1)
+    weight_decay: float = Field(1e-4, ge=0)
+    dropout: float = Field(0.1, ge=0, lt=1)
+
+
+class LinearHparams(CommonHparams):
+    _pipeline_only: ClassVar[set[str]] = {"embedding_model", "seed", "device"}
+    alpha: float = Field(1.0, gt=0)
+
+
+class MFHparams(CommonHparams):
+    dim: int = Field(64, ge=1)
+    epochs: int = Field(30, ge=1)
+    lr: float = Field(3e-3, gt=0)
+    batch_size: int = Field(128, ge=1)
+    weight_decay: float = Field(1e-4, ge=0)
+
+
+class BertHparams(CommonHparams):
+    """``embedding_model`` is the encoder that is fine-tuned."""
+
+    epochs: int = Field(1, ge=1)
+    lr: float = Field(3e-5, gt=0)
+    head_lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(32, ge=1)
+    max_seq_length: int = Field(64, ge=8)
+
+    def router_kwargs(self) -> dict:
+        kwargs = super().router_kwargs()
+        kwargs["base_model"] = self.embedding_model
+        return kwargs
+
+
+HPARAMS: dict[str, type[CommonHparams]] = {
+    "knn": KNNHparams,
+    "mlp": MLPHparams,
+    "linear": LinearHparams,
+    "mf": MFHparams,
+    "bert": BertHparams,
+}
 
 
 class RouterConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     router_type: str
     data_path: DataPath = Field(default_factory=DataPath)
-    hparam: KNNHparams
+    hparam: SerializeAsAny[CommonHparams]
     # the lambda (quality per USD) the deployed router uses by default; the gateway may override
     default_lambda: float = Field(0.0, ge=0)
 

@@ -32,7 +32,7 @@ class KNNRouter(Router):
         self.weighting = weighting
         self.prior_weight = prior_weight
 
-    def fit(self, embeddings, quality, mask, model_names, cost):
+    def fit(self, embeddings, quality, mask, model_names, cost, progress=None):
         if len(embeddings) == 0:
             raise ValueError("cannot fit a knn router on an empty training set")
         self.keys_ = _unit(np.asarray(embeddings))

@@ -21,11 +21,13 @@ class RouteIQRouterModel(PythonModel):
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         if "query" not in frame:
             raise ValueError("input needs a 'query' column of text")
-        embeddings = self.runtime.embed([str(q) for q in frame["query"]])
+        queries = [str(q) for q in frame["query"]]
+        text_router = self.runtime.router.input_kind == "text"
+        embeddings = [None] * len(queries) if text_router else self.runtime.embed(queries)
         lam = float((params or {}).get("lambda", self.runtime.default_lambda))
         rows = []
-        for emb in embeddings:
-            decision = self.runtime.route(embedding=emb, lam=lam)
+        for query, emb in zip(queries, embeddings, strict=True):
+            decision = self.runtime.route(query=query, embedding=emb, lam=lam)
             rows.append(
                 {
                     "model": decision.model,

@@ -51,10 +51,16 @@ class RouterRuntime:
         candidates: list[str] | None = None,
     ) -> RouteDecision:
         started = time.perf_counter()
-        if embedding is None:
+        if self.router.input_kind == "text":
+            if query is None:
+                raise ValueError(f"a {self.router.router_type} router reads the query text")
+            inputs = [query]
+        elif embedding is None:
             if query is None:
                 raise ValueError("route() needs a query text or an embedding")
-            embedding = self.embed([query])[0]
+            inputs = self.embed([query])
+        else:
+            inputs = np.asarray(embedding)[None, :]
         names = self.router.model_names_
         available = None
         if candidates is not None:
@@ -62,7 +68,7 @@ class RouterRuntime:
             if unknown == set(candidates):
                 raise ValueError(f"none of the candidates {candidates} is known to this router")
             available = np.array([n in candidates for n in names])
-        quality = self.router.predict_quality(np.asarray(embedding)[None, :])
+        quality = self.router.predict_quality(inputs)
         idx = int(
             decide(
                 quality, self.router.cost_, self.default_lambda if lam is None else lam, available

@@ -1,4 +1,11 @@
-"""Train one router from the warehouse's training set and write its artifact folder."""
+"""Train one router and write its artifact folder (the folder the serving runtime loads).
+
+Training data comes from the warehouse's ``training_set`` or from files in the seed guide's
+formats (``data_path.train_data``): the seed's JSON (``{"queries": [{"text", "best_model"}]}``)
+or an LLMRouter routing JSONL (``routing_train.jsonl``, with ``query_embeddings.pt`` beside it
+when present). ``llm_data`` names the candidates and prices (LLMRouter's llm_candidates JSON or
+our prices YAML).
+"""
 
 from __future__ import annotations
 
@@ -15,12 +22,25 @@ import duckdb
 import numpy as np
 
 from routeiq_assets.routers import ROUTER_TYPES, save_router
-from routeiq_assets.routers.base import Router, expected_cost
+from routeiq_assets.routers.base import Router, expected_cost, router_inputs
 from routeiq_assets.routers.config import RouterConfig
 from routeiq_assets.training.embeddings import Encoder, embed_with_cache
-from routeiq_assets.training.training_set import load_quality_matrix
+from routeiq_assets.training.labels import load_prices
+from routeiq_assets.training.splits import split_for
+from routeiq_assets.training.training_set import QualityMatrix, load_quality_matrix
 
 TRAINING_JSON = "training.json"
+Log = Callable[[str], None]
+
+
+@dataclass
+class TrainingData:
+    train: QualityMatrix
+    validation: QualityMatrix
+    x_train: np.ndarray
+    x_validation: np.ndarray
+    cost: np.ndarray  # expected USD per query, per model
+    source: str
 
 
 @dataclass
@@ -36,69 +56,188 @@ class TrainResult:
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
-    try:
-        import torch
+    import torch
 
-        torch.manual_seed(seed)
-    except ImportError:
-        pass
+    torch.manual_seed(seed)
 
 
-def _validation_metrics(
-    router: Router, emb: np.ndarray, quality: np.ndarray, mask: np.ndarray
-) -> dict[str, float]:
-    """Masked error of predicted quality on the observed validation pairs."""
-    if not mask.any():
-        return {}
-    predicted = router.predict_quality(emb)
-    err = (predicted - quality)[mask]
-    return {
-        "val_quality_mae": float(np.abs(err).mean()),
-        "val_quality_rmse": float(np.sqrt((err**2).mean())),
-        "val_observed_pairs": float(mask.sum()),
-    }
-
-
-def train_from_warehouse(
-    con: duckdb.DuckDBPyConnection,
-    name: str,
-    config: RouterConfig,
-    encoder: Encoder,
-    out_dir: Path,
-    log: Callable[[str], None] = lambda _m: None,
-) -> TrainResult:
-    """Fit ``config``'s router on the train split and write ``out_dir/<name>`` atomically."""
-    started = time.perf_counter()
-    seed_everything(config.hparam.seed)
+def data_from_warehouse(
+    con: duckdb.DuckDBPyConnection, embedding_model: str, encoder: Encoder, log: Log
+) -> TrainingData:
     train = load_quality_matrix(con, "train")
     if not train.query_sha256:
         raise ValueError(
             "the training split is empty: materialise training_set with more telemetry"
         )
     validation = load_quality_matrix(con, "validation", train.model_names)
-    model_name = config.hparam.embedding_model
-    x_train, stats = embed_with_cache(con, train.query_text, model_name, encoder, progress=log)
+    x_train, stats = embed_with_cache(con, train.query_text, embedding_model, encoder, progress=log)
     log(f"train embeddings: {stats.unique} unique texts, hit rate {stats.hit_rate:.2%}")
-    router_cls = ROUTER_TYPES[config.router_type]
-    router = router_cls(**config.hparam.router_kwargs())
-    router.fit(
-        x_train, train.quality, train.mask, train.model_names, expected_cost(train.cost, train.mask)
+    x_val, _ = embed_with_cache(con, validation.query_text, embedding_model, encoder)
+    return TrainingData(
+        train, validation, x_train, x_val, expected_cost(train.cost, train.mask), "warehouse"
     )
-    metrics: dict[str, float] = {"train_queries": float(len(train.query_sha256))}
-    if validation.query_sha256:
-        x_val, _ = embed_with_cache(con, validation.query_text, model_name, encoder, progress=log)
-        metrics.update(_validation_metrics(router, x_val, validation.quality, validation.mask))
-    target = Path(out_dir) / name
-    staging = Path(out_dir) / f".{name}.staging"
+
+
+def _matrix(pairs: dict[str, dict[str, list[float]]], names: list[str], keep) -> QualityMatrix:
+    texts = [t for t in pairs if keep(t)]
+    col = {n: j for j, n in enumerate(names)}
+    quality = np.zeros((len(texts), len(names)), np.float32)
+    mask = np.zeros_like(quality, bool)
+    for i, text in enumerate(texts):
+        for model, scores in pairs[text].items():
+            if model in col:
+                quality[i, col[model]], mask[i, col[model]] = np.mean(scores), True
+    return QualityMatrix(
+        [str(i) for i in range(len(texts))],
+        texts,
+        names,
+        quality,
+        np.zeros_like(quality),
+        mask,
+        np.full(quality.shape, np.nan, np.float32),
+    )
+
+
+def data_from_files(
+    train_data: Path,
+    llm_data: Path | None,
+    encoder: Encoder,
+    log: Log,
+    output_tokens: int = 256,
+) -> TrainingData:
+    """The seed's JSON or an LLMRouter routing JSONL; 10% of queries (by hash) validate."""
+    train_data = Path(train_data)
+    if not train_data.exists():
+        raise FileNotFoundError(f"train_data {train_data} not found")
+    pairs: dict[str, dict[str, list[float]]] = {}
+    stored: dict[str, int] = {}
+    if train_data.suffix == ".json":
+        doc = json.loads(train_data.read_text())
+        if not isinstance(doc, dict) or not isinstance(doc.get("queries"), list):
+            raise ValueError(f'{train_data}: expected the seed\'s {{"queries": [...]}} JSON')
+        if not llm_data:
+            raise ValueError(f"{train_data}: the seed's format needs data_path.llm_data")
+        names = sorted(load_prices(llm_data))
+        for i, q in enumerate(doc["queries"]):
+            if q.get("best_model") not in names or not isinstance(q.get("text"), str):
+                raise ValueError(
+                    f"{train_data}: query {i} has no text or an unknown best_model "
+                    f"{q.get('best_model')!r} (candidates: {names})"
+                )
+            # the seed's format is full information: the best model is right, the others not
+            pairs[q["text"]] = {m: [1.0 if m == q["best_model"] else 0.0] for m in names}
+    else:
+        for n, line in enumerate(train_data.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            if row.get("performance") is None:
+                raise ValueError(f"{train_data}:{n}: no performance")
+            pairs.setdefault(row["query"], {}).setdefault(row["model_name"], []).append(
+                float(row["performance"])
+            )
+            if row.get("embedding_id") is not None:
+                stored[row["query"]] = int(row["embedding_id"])
+        names = sorted({m for models in pairs.values() for m in models})
+    train = _matrix(pairs, names, lambda t: split_for(t, 0.1, 0.0) == "train")
+    validation = _matrix(pairs, names, lambda t: split_for(t, 0.1, 0.0) == "validation")
+    tensor_path = train_data.parent / "query_embeddings.pt"
+
+    def embed(texts: list[str]) -> np.ndarray:
+        if tensor_path.exists() and all(t in stored for t in texts):
+            import torch
+
+            table = torch.load(tensor_path, weights_only=True).numpy()
+            return table[[stored[t] for t in texts]].astype(np.float32)
+        return np.asarray(encoder(texts), np.float32) if texts else np.zeros((0, 1), np.float32)
+
+    prices = load_prices(llm_data) if llm_data else {}
+    cost = np.array(
+        [
+            (prices[m].input_price * 50 + prices[m].output_price * output_tokens) / 1e6
+            if m in prices
+            else 0.0
+            for m in names
+        ]
+    )
+    log(
+        f"{train_data}: {len(train.query_text)} train, {len(validation.query_text)} validation "
+        f"queries over {len(names)} models"
+    )
+    return TrainingData(
+        train,
+        validation,
+        embed(train.query_text),
+        embed(validation.query_text),
+        cost,
+        str(train_data),
+    )
+
+
+def resolve_data_path(value: str, config_path: Path) -> Path:
+    """``data_path`` entries are relative to the config file's folder unless absolute."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (Path(config_path).parent / path).resolve()
+
+
+def load_training_data(
+    config: RouterConfig, config_path: Path, warehouse, encoder: Encoder, log: Log
+) -> TrainingData:
+    """The config's training data: ``warehouse()`` opens the DuckDB file when it is asked for."""
+    if config.data_path.train_data == "warehouse":
+        with warehouse() as con:
+            return data_from_warehouse(con, config.hparam.embedding_model, encoder, log)
+    llm_data = config.data_path.llm_data
+    return data_from_files(
+        resolve_data_path(config.data_path.train_data, config_path),
+        resolve_data_path(llm_data, config_path) if llm_data else None,
+        encoder,
+        log,
+    )
+
+
+def _validation_metrics(router: Router, data: TrainingData) -> dict[str, float]:
+    """Masked error of predicted quality on the observed validation pairs."""
+    val = data.validation
+    if not val.mask.any():
+        return {}
+    predicted = router.predict_quality(router_inputs(router, val.query_text, data.x_validation))
+    err = (predicted - val.quality)[val.mask]
+    return {
+        "val_quality_mae": float(np.abs(err).mean()),
+        "val_quality_rmse": float(np.sqrt((err**2).mean())),
+        "val_observed_pairs": float(val.mask.sum()),
+    }
+
+
+def fit_and_save(
+    name: str, config: RouterConfig, data: TrainingData, out_dir: Path, log: Log = lambda _m: None
+) -> TrainResult:
+    """Fit ``config``'s router on ``data`` and write ``out_dir/<name>`` atomically."""
+    started = time.perf_counter()
+    seed_everything(config.hparam.seed)
+    router = ROUTER_TYPES[config.router_type](**config.hparam.router_kwargs())
+    train = data.train
+    router.fit(
+        router_inputs(router, train.query_text, data.x_train),
+        train.quality,
+        train.mask,
+        train.model_names,
+        data.cost,
+        progress=log,
+    )
+    metrics = {"train_queries": float(len(train.query_text)), **_validation_metrics(router, data)}
+    target, staging = Path(out_dir) / name, Path(out_dir) / f".{name}.staging"
     shutil.rmtree(staging, ignore_errors=True)
     save_router(
         router,
         staging,
         extra={
-            "embedding_model": model_name,
-            "embedding_dim": int(x_train.shape[1]),
+            "embedding_model": config.hparam.embedding_model,
+            "embedding_dim": int(data.x_train.shape[1]),
             "default_lambda": config.default_lambda,
             "config": config.model_dump(mode="json"),
+            "training_source": data.source,
         },
     )
     seconds = time.perf_counter() - started
@@ -107,11 +246,11 @@ def train_from_warehouse(
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     log(
-        f"trained {config.router_type} router {name!r} on {len(train.query_sha256)} queries "
+        f"trained {config.router_type} router {name!r} on {len(train.query_text)} queries "
         f"in {seconds:.1f}s"
     )
     return TrainResult(
-        router, target, len(train.query_sha256), len(validation.query_sha256), metrics, seconds
+        router, target, len(train.query_text), len(data.validation.query_text), metrics, seconds
     )
 
 
