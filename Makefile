@@ -24,7 +24,7 @@ install-test: $(BIN)/python
 
 run: install
 	$(BIN)/routeiq simulate --out "$$($(BIN)/routeiq info --json | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)["landing_dir"])')" --requests $(REQUESTS) --seed $(SEED)
-	$(BIN)/routeiq materialize --select '*'
+	$(BIN)/routeiq materialize
 
 test: install-test
 	$(BIN)/python -m pytest -q

@@ -42,4 +42,7 @@ defs = dg.Definitions(
     jobs=[ingest_job, training_job],
     sensors=[landing_sensor],
     resources={"routeiq": RouteIQResource()},
+    # One process per run: steps share the loaded models and the DuckDB pool serialises them
+    # anyway; a subprocess per step only re-imports torch and reloads the encoder.
+    executor=dg.in_process_executor,
 )

@@ -30,6 +30,7 @@ class BertRouter(Router):
         head_lr: float = 1e-3,
         batch_size: int = 32,
         max_seq_length: int = 64,
+        max_train_queries: int | None = None,
         seed: int = 42,
         device: str = "auto",
     ):
@@ -40,6 +41,7 @@ class BertRouter(Router):
             seed,
             device,
         )
+        self.max_train_queries = max_train_queries
 
     def _encoder(self, path: str):
         import os
@@ -58,6 +60,17 @@ class BertRouter(Router):
 
         torch.manual_seed(self.seed)
         generator = torch.Generator().manual_seed(self.seed)
+        if self.max_train_queries and len(texts) > self.max_train_queries:
+            # a CPU budget: a deterministic sample of queries, all their observed pairs kept
+            keep = np.sort(
+                np.random.default_rng(self.seed).choice(
+                    len(texts), self.max_train_queries, replace=False
+                )
+            )
+            texts = [texts[i] for i in keep]
+            quality, mask = np.asarray(quality)[keep], np.asarray(mask)[keep]
+            if progress:
+                progress(f"training on a sample of {len(keep)} queries (max_train_queries)")
         dev = torch.device(pick_device(self.device))
         encoder = self._encoder(resolve_model_path(self.base_model)).to(dev)
         dim = encoder.get_sentence_embedding_dimension()
@@ -124,6 +137,7 @@ class BertRouter(Router):
             "head_lr": self.head_lr,
             "batch_size": self.batch_size,
             "max_seq_length": self.max_seq_length,
+            "max_train_queries": self.max_train_queries,
             "seed": self.seed,
             "device": self.device,
         }

@@ -72,6 +72,7 @@ class BertHparams(CommonHparams):
     head_lr: float = Field(1e-3, gt=0)
     batch_size: int = Field(32, ge=1)
     max_seq_length: int = Field(64, ge=8)
+    max_train_queries: int | None = Field(None, ge=1)
 
     def router_kwargs(self) -> dict:
         kwargs = super().router_kwargs()
