@@ -40,6 +40,8 @@ class KNNHparams(CommonHparams):
     k: int = Field(10, ge=1)
     weighting: Literal["uniform", "similarity"] = "similarity"
     prior_weight: float = Field(1.0, ge=0)
+    index_min_examples: int = Field(20000, ge=1)
+    nprobe: int = Field(16, ge=1)
 
 
 class MLPHparams(CommonHparams):

@@ -4,6 +4,11 @@ For each query, the quality of model m is the similarity-weighted mean of m's ob
 among the k nearest training queries, shrunk towards m's global mean by ``prior_weight``
 pseudo-observations. Shrinkage matters for bandit telemetry: most neighbours observed only one
 model, so without it a single lucky neighbour decides.
+
+From ``index_min_examples`` training queries on, an inverted-file index (k-means cells over the
+unit vectors) keeps one decision well under a millisecond: a query is compared with the cell
+centroids, then exactly with the members of its ``nprobe`` nearest cells. Below that size the
+search is exact and brute force.
 """
 
 from __future__ import annotations
@@ -23,7 +28,14 @@ def _unit(x: np.ndarray) -> np.ndarray:
 class KNNRouter(Router):
     router_type = "knn"
 
-    def __init__(self, k: int = 10, weighting: str = "similarity", prior_weight: float = 1.0):
+    def __init__(
+        self,
+        k: int = 10,
+        weighting: str = "similarity",
+        prior_weight: float = 1.0,
+        index_min_examples: int = 20000,
+        nprobe: int = 16,
+    ):
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         if weighting not in {"uniform", "similarity"}:
@@ -31,6 +43,7 @@ class KNNRouter(Router):
         self.k = k
         self.weighting = weighting
         self.prior_weight = prior_weight
+        self.index_min_examples, self.nprobe = index_min_examples, nprobe
 
     def fit(self, embeddings, quality, mask, model_names, cost, progress=None):
         if len(embeddings) == 0:
@@ -47,14 +60,48 @@ class KNNRouter(Router):
         ).astype(np.float32)
         self.model_names_ = list(model_names)
         self.cost_ = np.asarray(cost, np.float64)
+        self.centroids_ = np.zeros((0, self.keys_.shape[1]), np.float32)
+        self.order_ = np.zeros(0, np.int64)
+        self.offsets_ = np.zeros(1, np.int64)
+        if len(self.keys_) >= self.index_min_examples:
+            self._build_index(progress)
         return self
+
+    def _build_index(self, progress) -> None:
+        from sklearn.cluster import MiniBatchKMeans
+
+        cells = int(4 * np.sqrt(len(self.keys_)))
+        kmeans = MiniBatchKMeans(n_clusters=cells, random_state=0, n_init=1, batch_size=4096)
+        labels = kmeans.fit_predict(self.keys_)
+        self.centroids_ = _unit(kmeans.cluster_centers_)
+        self.order_ = np.argsort(labels, kind="stable").astype(np.int64)
+        self.offsets_ = np.searchsorted(labels[self.order_], np.arange(cells + 1)).astype(np.int64)
+        if progress:
+            progress(f"knn index: {cells} cells over {len(self.keys_)} queries")
+
+    def _neighbours(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(indices, similarities) of the k nearest training queries of one query via the index."""
+        cells = np.argpartition(-(self.centroids_ @ query), self.nprobe - 1)[: self.nprobe]
+        candidates = np.concatenate(
+            [self.order_[self.offsets_[c] : self.offsets_[c + 1]] for c in cells]
+        )
+        sims = self.keys_[candidates] @ query
+        k = min(self.k, len(candidates))
+        top = np.argpartition(-sims, k - 1)[:k]
+        return candidates[top], sims[top]
 
     def predict_quality(self, embeddings: np.ndarray) -> np.ndarray:
         queries = _unit(np.atleast_2d(np.asarray(embeddings)))
-        sims = queries @ self.keys_.T
-        k = min(self.k, self.keys_.shape[0])
-        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        top_sims = np.take_along_axis(sims, top, axis=1)
+        if len(self.centroids_) and len(self.centroids_) > self.nprobe:
+            found = [self._neighbours(q) for q in queries]
+            k = min(len(t) for t, _ in found)
+            top = np.stack([t[:k] for t, _ in found])
+            top_sims = np.stack([s[:k] for _, s in found])
+        else:
+            sims = queries @ self.keys_.T
+            k = min(self.k, self.keys_.shape[0])
+            top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+            top_sims = np.take_along_axis(sims, top, axis=1)
         weights = (
             np.clip(top_sims, 0.0, None)
             if self.weighting == "similarity"
@@ -66,7 +113,13 @@ class KNNRouter(Router):
         return num / np.maximum(den, 1e-12)
 
     def hyperparameters(self) -> dict[str, Any]:
-        return {"k": self.k, "weighting": self.weighting, "prior_weight": self.prior_weight}
+        return {
+            "k": self.k,
+            "weighting": self.weighting,
+            "prior_weight": self.prior_weight,
+            "index_min_examples": self.index_min_examples,
+            "nprobe": self.nprobe,
+        }
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {
@@ -74,6 +127,9 @@ class KNNRouter(Router):
             "quality": self.quality_,
             "mask": self.mask_,
             "prior": self.prior_,
+            "centroids": self.centroids_,
+            "order": self.order_,
+            "offsets": self.offsets_,
         }
 
     @classmethod
@@ -81,4 +137,6 @@ class KNNRouter(Router):
         router = cls(**hparams)
         router.keys_, router.quality_ = arrays["keys"], arrays["quality"]
         router.mask_, router.prior_ = arrays["mask"], arrays["prior"]
+        router.centroids_, router.order_ = arrays["centroids"], arrays["order"]
+        router.offsets_ = arrays["offsets"]
         return router

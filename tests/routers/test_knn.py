@@ -64,3 +64,23 @@ def test_config_errors_name_file_and_key(tmp_path):
     assert (
         str(bad) in str(err.value) and "hparam.k" in str(err.value) and "colour" in str(err.value)
     )
+
+
+def test_index_finds_the_same_neighbours_as_brute_force(tmp_path):
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(40, 16))
+    x = np.repeat(centres, 60, axis=0) + rng.normal(0, 0.05, (2400, 16))
+    q = (rng.random((2400, 3)) < 0.5).astype(np.float32)
+    m = np.ones_like(q, bool)
+    exact = KNNRouter(k=5, index_min_examples=10**9).fit(x, q, m, ["a", "b", "c"], np.ones(3))
+    indexed = KNNRouter(k=5, index_min_examples=100, nprobe=8).fit(
+        x, q, m, ["a", "b", "c"], np.ones(3)
+    )
+    assert len(indexed.centroids_) > 8 and len(exact.centroids_) == 0
+    probe = x[::97] + rng.normal(0, 0.01, (len(x[::97]), 16))
+    agree = np.isclose(indexed.predict_quality(probe), exact.predict_quality(probe)).all(axis=1)
+    assert agree.mean() >= 0.95
+    save_router(indexed, tmp_path / "r")
+    assert np.array_equal(
+        load_router(tmp_path / "r").predict_quality(probe), indexed.predict_quality(probe)
+    )
