@@ -44,7 +44,8 @@ def _row(name: str, chosen: np.ndarray, ex: LoggedExamples) -> EvaluationRow:
 def evaluate_against_baselines(
     router: Router, ex: LoggedExamples, lam: float, train_quality_by_model: np.ndarray
 ) -> list[EvaluationRow]:
-    """The router at ``lam``, always-cheapest and always-best, valued by SNIPS on the same data."""
+    """The router at ``lam``, always-cheapest, always-best and uniform random, valued by SNIPS on
+    the same data (random with a fixed seed, so reports are reproducible)."""
     n = len(ex.logged_model)
     chosen = (
         router.route(router_inputs(router, ex.texts, ex.embeddings), lam)
@@ -57,6 +58,7 @@ def evaluate_against_baselines(
         _row(f"router_{router.router_type} (lambda={lam:g})", chosen, ex),
         _row(f"always-cheapest ({ex.model_names[cheapest]})", np.full(n, cheapest), ex),
         _row(f"always-best ({ex.model_names[best]})", np.full(n, best), ex),
+        _row("random (uniform)", np.random.default_rng(0).integers(0, len(ex.model_names), n), ex),
     ]
     logged = EvaluationRow(
         "logging policy (observed)",
