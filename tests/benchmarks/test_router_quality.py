@@ -110,6 +110,19 @@ def test_router_quality_on_the_benchmark(tmp_path, machine_load):
         float(c_te[np.arange(len(chosen)), chosen].mean()),
         float(q_te[np.arange(len(chosen)), chosen].mean()),
     )
+    random_point = (float(c_te.mean()), float(q_te.mean()))  # expected value of uniform random
+    rows.append(
+        (
+            "baseline: random (uniform)",
+            random_point,
+            aiq([random_point], c_min, c_max),
+            apgr([random_point], ref),
+            cpt([random_point], ref, 0.5),
+            cpt([random_point], ref, 0.8),
+            float("nan"),
+            [random_point],
+        )
+    )
     rows.append(
         (
             "peer: sklearn KNN on argmax",
@@ -141,7 +154,7 @@ def test_router_quality_on_the_benchmark(tmp_path, machine_load):
             f"{kind:<30}{best[1]:>9.4f}{best[0]:>11.6f}{a:>8.4f}{g:>8.4f}{c50:>8.3f}"
             f"{c80:>8.3f}{fit_s:>8.1f}"
         )
-    ours = rows[:-1]
+    ours = rows[:-2]
     beats_single = [
         k for k, *_, pts in ours if any(q > strong[1] and c < strong[0] for c, q in pts)
     ]
