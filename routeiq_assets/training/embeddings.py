@@ -113,14 +113,20 @@ def embed_with_cache(
     )
     con.register("wanted", keys)
     try:
-        cached = con.execute(
-            "SELECT q.text_sha256, q.embedding FROM query_embeddings q "
+        cached = con.sql(
+            "SELECT q.text_sha256, q.dim, q.embedding FROM query_embeddings q "
             "JOIN wanted USING (text_sha256) WHERE q.model_name = ?",
-            [model_name],
-        ).fetchall()
+            params=[model_name],
+        ).to_arrow_table()
     finally:
         con.unregister("wanted")
-    vectors: dict[str, np.ndarray] = {h: np.asarray(e, np.float32) for h, e in cached}
+    vectors: dict[str, np.ndarray] = {}
+    if cached.num_rows:
+        # one columnar copy instead of a Python list per vector
+        dim = cached.column("dim")[0].as_py()
+        flat = cached.column("embedding").combine_chunks().flatten().to_numpy()
+        matrix = flat.astype(np.float32, copy=False).reshape(cached.num_rows, dim)
+        vectors = dict(zip(cached.column("text_sha256").to_pylist(), matrix, strict=True))
     missing = [h for h in unique if h not in vectors]
     started = time.perf_counter()
     for start in range(0, len(missing), chunk):
