@@ -177,3 +177,26 @@ def test_every_format_lands_and_unpaired_records_are_kept(tmp_path):
             "decisions_without_call": 0,
             "calls_without_decision": 10,
         }
+
+
+def test_out_of_order_and_empty_files_are_fine(tmp_path):
+    """Arrival order is not event order: reversed timestamps ingest the same; an empty file is a
+    batch of zero records, not an error."""
+    requests = list(simulate_requests(50, seed=12))
+    (forward,) = write_otlp_files(iter(requests), tmp_path / "f", "x", requests_per_line=1)
+    backward = tmp_path / "backward.otlp.json"
+    backward.write_text("\n".join(reversed(forward.read_text().splitlines())) + "\n")
+    empty = tmp_path / "empty.otlp.json"
+    empty.write_text("")
+    with connect(tmp_path / "w.duckdb") as con:
+        for path in (backward, empty):
+            register_raw_file(con, land_file(path, tmp_path / "raw"))
+        done = dict(ingest_pending(con))
+        assert sorted(c.records_in for c in done.values()) == [0, 100]
+        stamps = [
+            r[0]
+            for r in con.execute(
+                "SELECT timestamp_utc FROM router_decisions ORDER BY timestamp_utc"
+            ).fetchall()
+        ]
+        assert len(stamps) == 50 and stamps == sorted(r.timestamp for r in requests)
