@@ -12,11 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from routeiq_assets.routers.base import Router
-from routeiq_assets.routers.torch_training import sigmoid, train_masked
+from routeiq_assets.routers.torch_training import TorchRouter, sigmoid
 
 
-class MFRouter(Router):
+class MFRouter(TorchRouter):
     router_type = "mf"
 
     def __init__(
@@ -53,28 +52,11 @@ class MFRouter(Router):
         return Factorised()
 
     def fit(self, embeddings, quality, mask, model_names, cost, progress=None):
-        import torch
-
-        torch.manual_seed(self.seed)  # the initial weights too, not only the batch order
-        module = self._module(embeddings.shape[1], len(model_names))
-        self.losses_ = train_masked(
-            module,
-            embeddings,
-            quality,
-            mask,
-            epochs=self.epochs,
-            lr=self.lr,
-            batch_size=self.batch_size,
-            weight_decay=self.weight_decay,
-            seed=self.seed,
-            device=self.device,
-            progress=progress,
-        )
+        module = self._fit_module(embeddings, quality, mask, model_names, cost, progress)
         self.project_ = module.project.weight.detach().numpy().T.copy()
         self.models_ = module.models.detach().numpy().copy()
         self.out_ = module.out.weight.detach().numpy()[0].copy()
         self.bias_ = module.bias.detach().numpy().copy()
-        self.model_names_, self.cost_ = list(model_names), np.asarray(cost, np.float64)
         return self
 
     def predict_quality(self, embeddings: np.ndarray) -> np.ndarray:

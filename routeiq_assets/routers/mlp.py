@@ -10,11 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from routeiq_assets.routers.base import Router
-from routeiq_assets.routers.torch_training import sigmoid, train_masked
+from routeiq_assets.routers.torch_training import TorchRouter, sigmoid
 
 
-class MLPRouter(Router):
+class MLPRouter(TorchRouter):
     router_type = "mlp"
 
     def __init__(
@@ -52,27 +51,10 @@ class MLPRouter(Router):
         return torch.nn.Sequential(*layers)
 
     def fit(self, embeddings, quality, mask, model_names, cost, progress=None):
-        import torch
-
-        torch.manual_seed(self.seed)  # the initial weights too, not only the batch order
-        module = self._module(embeddings.shape[1], len(model_names))
-        self.losses_ = train_masked(
-            module,
-            embeddings,
-            quality,
-            mask,
-            epochs=self.epochs,
-            lr=self.lr,
-            batch_size=self.batch_size,
-            weight_decay=self.weight_decay,
-            seed=self.seed,
-            device=self.device,
-            progress=progress,
-        )
+        module = self._fit_module(embeddings, quality, mask, model_names, cost, progress)
         linears = [layer for layer in module if hasattr(layer, "weight")]
         self.weights_ = [layer.weight.detach().numpy().T.copy() for layer in linears]
         self.biases_ = [layer.bias.detach().numpy().copy() for layer in linears]
-        self.model_names_, self.cost_ = list(model_names), np.asarray(cost, np.float64)
         return self
 
     def predict_quality(self, embeddings: np.ndarray) -> np.ndarray:

@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from routeiq_assets.routers.base import Router
+
 log = logging.getLogger(__name__)
 
 
@@ -73,6 +75,41 @@ def train_masked(
     module.eval()
     module.to("cpu")
     return losses
+
+
+class TorchRouter(Router):
+    """A router whose ``_module(input_dim, n_models)`` is trained with :func:`train_masked` using
+    the instance's epochs, lr, batch_size, weight_decay, seed and device."""
+
+    epochs: int
+    lr: float
+    batch_size: int
+    weight_decay: float
+    seed: int
+    device: str
+
+    def _module(self, input_dim: int, n_models: int): ...
+
+    def _fit_module(self, embeddings, quality, mask, model_names, cost, progress):
+        import torch
+
+        torch.manual_seed(self.seed)  # the initial weights too, not only the batch order
+        module = self._module(embeddings.shape[1], len(model_names))
+        self.losses_ = train_masked(
+            module,
+            embeddings,
+            quality,
+            mask,
+            epochs=self.epochs,
+            lr=self.lr,
+            batch_size=self.batch_size,
+            weight_decay=self.weight_decay,
+            seed=self.seed,
+            device=self.device,
+            progress=progress,
+        )
+        self.model_names_, self.cost_ = list(model_names), np.asarray(cost, np.float64)
+        return module
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:

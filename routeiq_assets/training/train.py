@@ -24,6 +24,7 @@ import numpy as np
 from routeiq_assets.routers import ROUTER_TYPES, save_router
 from routeiq_assets.routers.base import Router, expected_cost, router_inputs
 from routeiq_assets.routers.config import RouterConfig
+from routeiq_assets.telemetry.simulator import CHARS_PER_TOKEN
 from routeiq_assets.training.embeddings import Encoder, embed_with_cache
 from routeiq_assets.training.labels import load_prices
 from routeiq_assets.training.splits import split_for
@@ -152,9 +153,11 @@ def data_from_files(
         return np.asarray(encoder(texts), np.float32) if texts else np.zeros((0, 1), np.float32)
 
     prices = load_prices(llm_data) if llm_data else {}
+    # files carry no token counts: estimate the prompt from its length, the answer as fixed
+    input_tokens = np.mean([len(t) for t in pairs]) / CHARS_PER_TOKEN if pairs else 0.0
     cost = np.array(
         [
-            (prices[m].input_price * 50 + prices[m].output_price * output_tokens) / 1e6
+            (prices[m].input_price * input_tokens + prices[m].output_price * output_tokens) / 1e6
             if m in prices
             else 0.0
             for m in names
