@@ -6,8 +6,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from routeiq_assets.evaluation.offpolicy import PolicyEstimate, estimate_policy_value
-from routeiq_assets.routers.base import Router, router_inputs
+from routeiq_assets.evaluation.offpolicy import (
+    Interval,
+    PolicyEstimate,
+    estimate_policy_value,
+    estimate_with_intervals,
+)
+from routeiq_assets.routers.base import Router, decide, router_inputs
 
 
 @dataclass
@@ -29,15 +34,25 @@ class EvaluationRow:
     quality: PolicyEstimate
     cost: PolicyEstimate
     share: dict[str, float] = field(default_factory=dict)
+    intervals: dict[str, Interval] = field(default_factory=dict)  # quality: ips, snips, dr
 
 
-def _row(name: str, chosen: np.ndarray, ex: LoggedExamples) -> EvaluationRow:
+def _row(
+    name: str, chosen: np.ndarray, ex: LoggedExamples, predicted: np.ndarray | None = None
+) -> EvaluationRow:
     counts = np.bincount(chosen, minlength=len(ex.model_names)) / max(len(chosen), 1)
+    intervals = {}
+    if predicted is not None and len(chosen):
+        # the router's own predictions are the direct model of the doubly robust estimate
+        intervals = estimate_with_intervals(
+            chosen, ex.logged_model, ex.quality, ex.propensity, predicted, samples=200
+        )
     return EvaluationRow(
         name,
         estimate_policy_value(chosen, ex.logged_model, ex.quality, ex.propensity),
         estimate_policy_value(chosen, ex.logged_model, ex.cost, ex.propensity),
         {m: round(float(c), 4) for m, c in zip(ex.model_names, counts, strict=True) if c > 0},
+        intervals,
     )
 
 
@@ -47,17 +62,18 @@ def evaluate_against_baselines(
     """The router at ``lam``, always-cheapest, always-best and uniform random, valued by SNIPS on
     the same data (random with a fixed seed, so reports are reproducible)."""
     n = len(ex.logged_model)
-    chosen = (
-        router.route(router_inputs(router, ex.texts, ex.embeddings), lam)
+    predicted = (
+        router.predict_quality(router_inputs(router, ex.texts, ex.embeddings))
         if n
-        else (np.zeros(0, int))
+        else np.zeros((0, len(ex.model_names)))
     )
+    chosen = decide(predicted, router.cost_, lam) if n else np.zeros(0, int)
     cheapest = int(np.argmin(router.cost_))
     best = int(np.argmax(train_quality_by_model))
     rows = [
-        _row(f"router_{router.router_type} (lambda={lam:g})", chosen, ex),
-        _row(f"always-cheapest ({ex.model_names[cheapest]})", np.full(n, cheapest), ex),
-        _row(f"always-best ({ex.model_names[best]})", np.full(n, best), ex),
+        _row(f"router_{router.router_type} (lambda={lam:g})", chosen, ex, predicted),
+        _row(f"always-cheapest ({ex.model_names[cheapest]})", np.full(n, cheapest), ex, predicted),
+        _row(f"always-best ({ex.model_names[best]})", np.full(n, best), ex, predicted),
         _row("random (uniform)", np.random.default_rng(0).integers(0, len(ex.model_names), n), ex),
     ]
     logged = EvaluationRow(
@@ -84,12 +100,16 @@ def evaluate_against_baselines(
 
 def markdown_table(rows: list[EvaluationRow]) -> str:
     lines = [
-        "| policy | quality | cost / query (USD) | matched / usable | ESS | estimate |",
-        "|---|---:|---:|---:|---:|---|",
+        "| policy | quality (SNIPS) | 95% interval | quality (DR) | cost / query (USD) | "
+        "matched / usable | ESS | estimate |",
+        "|---|---:|---|---:|---:|---:|---:|---|",
     ]
     for r in rows:
+        snips, dr = r.intervals.get("snips"), r.intervals.get("dr")
+        interval = f"[{snips.low:.4f}, {snips.high:.4f}]" if snips else "-"
         lines.append(
-            f"| {r.policy} | {r.quality.snips:.4f} | {r.cost.snips:.6f} | "
+            f"| {r.policy} | {r.quality.snips:.4f} | {interval} | "
+            f"{f'{dr.value:.4f}' if dr else '-'} | {r.cost.snips:.6f} | "
             f"{r.quality.matched} / {r.quality.usable} | {r.quality.effective_sample_size:.1f} | "
             f"{r.quality.kind} |"
         )

@@ -74,6 +74,10 @@ def evaluate_router_folder(
                 "quality": r.quality.as_dict(),
                 "cost": r.cost.as_dict(),
                 "share": r.share,
+                "quality_intervals": {
+                    k: {"value": v.value, "low": v.low, "high": v.high}
+                    for k, v in r.intervals.items()
+                },
             }
             for r in rows
         ],
