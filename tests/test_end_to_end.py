@@ -91,7 +91,8 @@ def test_whole_graph_materializes_and_deploys(graph_env):
     router_dir = home / "work" / "routers" / "knn"
     assert (router_dir / "weights.npz").stat().st_size > 0
     report = (home / "work" / "evaluation" / "report.md").read_text()
-    assert "router_knn" in report and "always-cheapest" in report
+    assert "router_knn" in report and "always-cheapest" in report and "router_bert" in report
+    assert (home / "work" / "evaluation" / "quality_vs_cost.png").read_bytes()[:4] == b"\x89PNG"
 
     pointer = json.loads((home / "artifacts/models/knn-router/current.json").read_text())
     version_dir = home / "artifacts" / pointer["manifest"].rsplit("/", 1)[0]

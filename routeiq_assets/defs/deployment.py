@@ -9,7 +9,7 @@ from routeiq_assets.training.train import read_run_pointer
 GROUP = "deployment"
 
 
-@dg.asset(group_name=GROUP, deps=["router_evaluation"], kinds={"mlflow", "s3"})
+@dg.asset(group_name=GROUP, deps=["evaluation_report"], kinds={"mlflow", "s3"})
 def deployed_router(
     context: dg.AssetExecutionContext, routeiq: RouteIQResource
 ) -> dg.MaterializeResult:

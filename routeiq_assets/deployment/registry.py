@@ -83,6 +83,23 @@ def log_router_run(
         ) from exc
 
 
+def log_report_run(
+    tracking_uri: str, experiment: str, artifact_root: str | None, files: list[Path]
+) -> str:
+    """Log the evaluation report's files as one MLflow run named ``evaluation_report``."""
+    mlflow = _mlflow(tracking_uri)
+    experiment_id = ensure_experiment(tracking_uri, experiment, artifact_root)
+    try:
+        with mlflow.start_run(experiment_id=experiment_id, run_name="evaluation_report") as run:
+            for path in files:
+                mlflow.log_artifact(str(path))
+            return run.info.run_id
+    except Exception as exc:
+        raise RegistryError(
+            f"logging the evaluation report to {tracking_uri} failed: {exc}"
+        ) from exc
+
+
 def register_version(
     tracking_uri: str,
     run_id: str,

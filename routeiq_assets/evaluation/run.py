@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
-import json
+import time
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import numpy as np
 
+from routeiq_assets.evaluation import metrics
 from routeiq_assets.evaluation.report import (
     LoggedExamples,
     evaluate_against_baselines,
     markdown_table,
 )
-from routeiq_assets.routers.base import load_router, read_router_meta
+from routeiq_assets.routers.base import load_router, read_router_meta, router_inputs
+from routeiq_assets.serving.runtime import RouterRuntime
 from routeiq_assets.training.embeddings import Encoder, embed_with_cache
 
 TEST_EXAMPLES_SQL = """
 SELECT e.query_text, e.model_name, e.quality, coalesce(e.cost_usd, 0), e.propensity
 FROM routing_examples e
-WHERE e.query_sha256 IN (SELECT query_sha256 FROM training_set WHERE split = 'test')
+WHERE e.is_logged
+  AND e.query_sha256 IN (SELECT query_sha256 FROM training_set WHERE split = 'test')
 ORDER BY e.event_id
 """
 
@@ -51,6 +54,74 @@ def train_quality_by_model(con: duckdb.DuckDBPyConnection, model_names: list[str
     return np.array([means.get(m, 0.0) for m in model_names], np.float64)
 
 
+FULL_INFORMATION_TEST_SQL = """
+SELECT query_sha256, any_value(query_text), model_name, avg(quality), avg(coalesce(cost_usd, 0))
+FROM routing_examples
+WHERE NOT is_logged
+  AND query_sha256 IN (SELECT query_sha256 FROM training_set WHERE split = 'test')
+GROUP BY query_sha256, model_name
+"""
+
+
+def full_information_metrics(
+    con: duckdb.DuckDBPyConnection, router, embedding_model: str, encoder: Encoder
+) -> dict[str, Any] | None:
+    """Curve, AIQ, APGR and CPT on test queries where every candidate's score is known."""
+    names = router.model_names_
+    cells: dict[str, dict[str, tuple[float, float]]] = {}
+    texts: dict[str, str] = {}
+    for sha, text, model, quality, cost in con.execute(FULL_INFORMATION_TEST_SQL).fetchall():
+        cells.setdefault(sha, {})[model] = (quality, cost)
+        texts[sha] = text
+    complete = [sha for sha, row in cells.items() if all(m in row for m in names)]
+    if not complete:
+        return None
+    q = np.array([[cells[s][m][0] for m in names] for s in complete])
+    c = np.array([[cells[s][m][1] for m in names] for s in complete])
+    query_texts = [texts[s] for s in complete]
+    emb, _ = embed_with_cache(con, query_texts, embedding_model, encoder)
+    predicted = router.predict_quality(router_inputs(router, query_texts, emb))
+    points = metrics.sweep(predicted, router.cost_, q, c, metrics.default_lambdas(router.cost_))
+    single = [(float(c[:, j].mean()), float(q[:, j].mean())) for j in range(len(names))]
+    ref = metrics.Reference(weak=min(single), strong=max(single, key=lambda p: (p[1], -p[0])))
+    rows = np.arange(len(q))
+    c_min, c_max = min(p[0] for p in single), max(p[0] for p in single)
+    return {
+        "queries": len(complete),
+        "estimate": "full information (every candidate's score known)",
+        "curve": points,
+        "best": max(points, key=lambda p: (p[1], -p[0])),
+        "aiq": metrics.aiq(points, c_min, c_max) if c_max > c_min else float("nan"),
+        "apgr": metrics.apgr(points, ref),
+        "cpt50": metrics.cpt(points, ref, 0.5),
+        "cpt80": metrics.cpt(points, ref, 0.8),
+        "single_models": dict(zip(names, single, strict=True)),
+        "oracle": (float(c[rows, q.argmax(1)].mean()), float(q.max(1).mean())),
+    }
+
+
+def serving_latency(folder: Path, embeddings: np.ndarray, texts: list[str], n: int = 200) -> dict:
+    """p50/p99 of one ``route()`` through the serving runtime (embedding given, or the text for
+    routers that read text)."""
+    runtime = RouterRuntime.from_folder(folder)
+    text_router = runtime.router.input_kind == "text"
+    samples = []
+    for i in range(min(n, len(texts))):
+        started = time.perf_counter()
+        if text_router:
+            runtime.route(query=texts[i])
+        else:
+            runtime.route(embedding=embeddings[i])
+        samples.append((time.perf_counter() - started) * 1000)
+    if not samples:
+        return {}
+    return {
+        "route_p50_ms": float(np.percentile(samples, 50)),
+        "route_p99_ms": float(np.percentile(samples, 99)),
+        "route_calls": len(samples),
+    }
+
+
 def evaluate_router_folder(
     con: duckdb.DuckDBPyConnection, folder: Path, encoder: Encoder
 ) -> dict[str, Any]:
@@ -63,6 +134,8 @@ def evaluate_router_folder(
         router, examples, lam, train_quality_by_model(con, router.model_names_)
     )
     return {
+        "full_information": full_information_metrics(con, router, meta["embedding_model"], encoder),
+        "latency": serving_latency(folder, examples.embeddings, examples.texts),
         "router": folder.name,
         "router_type": meta["router_type"],
         "lambda": lam,
@@ -83,23 +156,3 @@ def evaluate_router_folder(
         ],
         "markdown": markdown_table(rows),
     }
-
-
-def write_report(evaluations: list[dict[str, Any]], out_dir: Path) -> tuple[Path, Path]:
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path = out_dir / "evaluation.json"
-    md_path = out_dir / "report.md"
-    json_path.write_text(json.dumps(evaluations, indent=2, sort_keys=True, default=float))
-    parts = ["# Router evaluation", ""]
-    for ev in evaluations:
-        parts += [
-            f"## {ev['router']} ({ev['router_type']})",
-            "",
-            f"{ev['test_examples']} logged test examples; {ev['estimate']}.",
-            "",
-            ev["markdown"],
-            "",
-        ]
-    md_path.write_text("\n".join(parts))
-    return json_path, md_path
