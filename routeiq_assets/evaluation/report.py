@@ -74,7 +74,12 @@ def evaluate_against_baselines(
         _row(f"router_{router.router_type} (lambda={lam:g})", chosen, ex, predicted),
         _row(f"always-cheapest ({ex.model_names[cheapest]})", np.full(n, cheapest), ex, predicted),
         _row(f"always-best ({ex.model_names[best]})", np.full(n, best), ex, predicted),
-        _row("random (uniform)", np.random.default_rng(0).integers(0, len(ex.model_names), n), ex),
+        _row(
+            "random (uniform)",
+            np.random.default_rng(0).integers(0, len(ex.model_names), n),
+            ex,
+            predicted,
+        ),
     ]
     logged = EvaluationRow(
         "logging policy (observed)",
