@@ -148,5 +148,18 @@ def write_report(evaluations: list[dict[str, Any]], out_dir: Path) -> dict[str, 
     parts += [f"![quality against cost]({REPORT_PNG})", ""]
     for ev in evaluations:
         parts += [f"## {ev['router']} ({ev['router_type']})", "", ev["markdown"], ""]
+        if ev.get("per_task"):
+            parts += [
+                "Per task (off-policy SNIPS of this router):",
+                "",
+                "| task | examples | matched | quality | cost / query (USD) |",
+                "|---|---:|---:|---:|---:|",
+            ]
+            parts += [
+                f"| {task} | {t['examples']} | {t['matched']} | "
+                f"{_fmt(t['quality_snips'])} | {_fmt(t['cost_snips'], 6)} |"
+                for task, t in ev["per_task"].items()
+            ]
+            parts.append("")
     paths["markdown"].write_text("\n".join(parts))
     return paths

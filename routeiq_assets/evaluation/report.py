@@ -26,6 +26,7 @@ class LoggedExamples:
     cost: np.ndarray
     propensity: np.ndarray
     model_names: list[str]
+    tasks: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -101,6 +102,30 @@ def evaluate_against_baselines(
         ),
     )
     return [*rows, logged]
+
+
+def per_task(router: Router, ex: LoggedExamples, lam: float) -> dict[str, dict[str, float]]:
+    """The router's off-policy (SNIPS) quality and cost per task, with the examples behind each."""
+    if not len(ex.logged_model):
+        return {}
+    chosen = router.route(router_inputs(router, ex.texts, ex.embeddings), lam)
+    tasks = np.array(ex.tasks)
+    out = {}
+    for task in sorted(set(ex.tasks)):
+        idx = tasks == task
+        quality = estimate_policy_value(
+            chosen[idx], ex.logged_model[idx], ex.quality[idx], ex.propensity[idx]
+        )
+        cost = estimate_policy_value(
+            chosen[idx], ex.logged_model[idx], ex.cost[idx], ex.propensity[idx]
+        )
+        out[task] = {
+            "examples": int(idx.sum()),
+            "matched": quality.matched,
+            "quality_snips": quality.snips,
+            "cost_snips": cost.snips,
+        }
+    return out
 
 
 def markdown_table(rows: list[EvaluationRow]) -> str:

@@ -14,13 +14,15 @@ from routeiq_assets.evaluation.report import (
     LoggedExamples,
     evaluate_against_baselines,
     markdown_table,
+    per_task,
 )
 from routeiq_assets.routers.base import load_router, read_router_meta, router_inputs
 from routeiq_assets.serving.runtime import RouterRuntime
 from routeiq_assets.training.embeddings import Encoder, embed_with_cache
 
 TEST_EXAMPLES_SQL = """
-SELECT e.query_text, e.model_name, e.quality, coalesce(e.cost_usd, 0), e.propensity
+SELECT e.query_text, e.model_name, e.quality, coalesce(e.cost_usd, 0), e.propensity,
+       coalesce(e.task, 'unknown')
 FROM routing_examples e
 WHERE e.is_logged
   AND e.query_sha256 IN (SELECT query_sha256 FROM training_set WHERE split = 'test')
@@ -42,6 +44,7 @@ def load_test_examples(
         cost=np.array([r[3] for r in rows], np.float64),
         propensity=np.array([np.nan if r[4] is None else r[4] for r in rows], np.float64),
         model_names=model_names,
+        tasks=[r[5] for r in rows],
     )
 
 
@@ -136,6 +139,7 @@ def evaluate_router_folder(
     return {
         "full_information": full_information_metrics(con, router, meta["embedding_model"], encoder),
         "latency": serving_latency(folder, examples.embeddings, examples.texts),
+        "per_task": per_task(router, examples, lam),
         "router": folder.name,
         "router_type": meta["router_type"],
         "lambda": lam,

@@ -55,8 +55,10 @@ def test_report_with_off_policy_and_full_information(tmp_path, benchmark_table):
     assert fi["queries"] > 30 and fi["apgr"] >= 0 and fi["oracle"][1] >= fi["best"][1]
     assert fi["best"][1] >= max(q for _, q in fi["single_models"].values()) - 0.1
     assert ev["latency"]["route_p99_ms"] > 0
+    assert sum(t["examples"] for t in ev["per_task"].values()) == ev["test_examples"]
     paths = write_report([ev], tmp_path / "report")
     text = paths["markdown"].read_text()
     assert "Off-policy" in text and "Full information" in text and "oracle" in text
+    assert "Per task" in text
     assert paths["png"].read_bytes()[:4] == b"\x89PNG" and paths["png"].stat().st_size > 10000
     assert np.isfinite(fi["aiq"])
