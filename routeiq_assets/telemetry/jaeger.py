@@ -31,7 +31,14 @@ from typing import Any
 
 from routeiq_assets.contract import DECISION_EVENT_NAME, PAYLOAD_ATTRIBUTE
 from routeiq_assets.telemetry.otlp import normalise_id
-from routeiq_assets.telemetry.records import TelemetryRecord, as_float, as_int, excerpt, first_value
+from routeiq_assets.telemetry.records import (
+    TelemetryRecord,
+    as_float,
+    as_int,
+    excerpt,
+    first_value,
+    token_counts,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -550,15 +557,7 @@ def extract_records(
 def _legacy_row(data: dict[str, Any]) -> dict[str, Any]:
     """A legacy traces.jsonl row, ``performance`` still unresolved (filled in the second pass)."""
     attrs = data.get("attributes") or {}
-    input_tokens = as_int(
-        first_value(attrs, "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")
-    )
-    output_tokens = as_int(
-        first_value(attrs, "gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens")
-    )
-    total = as_int(attrs.get("gen_ai.usage.total_tokens"))
-    if total is None and input_tokens is not None and output_tokens is not None:
-        total = input_tokens + output_tokens
+    input_tokens, output_tokens, total = token_counts(attrs)
     start_ns = int(data.get("start_unix_nano") or 0)
     timestamp = (
         (_EPOCH + timedelta(microseconds=start_ns // 1000))

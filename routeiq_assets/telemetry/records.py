@@ -67,3 +67,18 @@ def as_float(value: Any) -> float | None:
         return None if value is None else float(value)
     except (TypeError, ValueError):
         return None
+
+
+def token_counts(attrs: dict[str, Any]) -> tuple[int | None, int | None, int | None]:
+    """(input, output, total) tokens of a gen_ai span under either naming; the total is summed
+    when only the parts are given."""
+    input_tokens = as_int(
+        first_value(attrs, "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")
+    )
+    output_tokens = as_int(
+        first_value(attrs, "gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens")
+    )
+    total = as_int(attrs.get("gen_ai.usage.total_tokens"))
+    if total is None and input_tokens is not None and output_tokens is not None:
+        total = input_tokens + output_tokens
+    return input_tokens, output_tokens, total

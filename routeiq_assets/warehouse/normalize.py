@@ -15,7 +15,12 @@ from typing import Any
 
 from routeiq_assets.contract import ContractError, parse_decision_payload
 from routeiq_assets.telemetry.pii import PromptTextMode, prompt_for_warehouse
-from routeiq_assets.telemetry.records import TelemetryRecord, as_float, as_int, first_value
+from routeiq_assets.telemetry.records import (
+    TelemetryRecord,
+    as_float,
+    first_value,
+    token_counts,
+)
 
 _LLM_STATUS = {0: "unset", 1: "ok", 2: "error"}
 
@@ -136,15 +141,7 @@ def llm_call_row(
     data = record.data
     attrs = data["attributes"]
     prompt = first_value(attrs, "gen_ai.prompt", "gen_ai.prompt.0.content")
-    input_tokens = as_int(
-        first_value(attrs, "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")
-    )
-    output_tokens = as_int(
-        first_value(attrs, "gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens")
-    )
-    total = as_int(attrs.get("gen_ai.usage.total_tokens"))
-    if total is None and input_tokens is not None and output_tokens is not None:
-        total = input_tokens + output_tokens
+    input_tokens, output_tokens, total = token_counts(attrs)
     prompt_text = _as_text(prompt)
     completion = first_value(attrs, "gen_ai.completion", "gen_ai.completion.0.content")
     return {
