@@ -5,6 +5,7 @@ import dagster as dg
 from routeiq_assets.defs.deployment import deployed_router
 from routeiq_assets.defs.evaluation import evaluation_assets
 from routeiq_assets.defs.ingestion import ingest_job, landing_sensor
+from routeiq_assets.defs.jaeger import jaeger_pull, jaeger_pull_job, jaeger_pull_schedule
 from routeiq_assets.defs.resources import RouteIQResource
 from routeiq_assets.defs.routers import router_assets
 from routeiq_assets.defs.telemetry import raw_traces, telemetry_tables
@@ -18,7 +19,7 @@ from routeiq_assets.settings import load_settings
 
 _configs = load_settings().configs_dir
 
-telemetry_assets = [raw_traces, telemetry_tables]
+telemetry_assets = [jaeger_pull, raw_traces, telemetry_tables]
 downstream_assets = [
     full_information,
     routing_examples,
@@ -39,7 +40,8 @@ training_job = dg.define_asset_job(
 
 defs = dg.Definitions(
     assets=[*telemetry_assets, *downstream_assets],
-    jobs=[ingest_job, training_job],
+    jobs=[ingest_job, training_job, jaeger_pull_job],
+    schedules=[jaeger_pull_schedule],
     sensors=[landing_sensor],
     resources={"routeiq": RouteIQResource()},
     # One process per run: steps share the loaded models and the DuckDB pool serialises them

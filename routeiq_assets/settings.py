@@ -51,6 +51,8 @@ class RouteIQSettings(BaseSettings):
     )
     validation_fraction: float = Field(0.1, ge=0, lt=1)
     test_fraction: float = Field(0.1, ge=0, lt=1)
+    jaeger_url: str | None = Field(None, description="Jaeger query service, for hourly pulls")
+    jaeger_service: str = Field("litellm-gateway", description="service name to pull")
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
     embedding_batch_size: int = Field(64, ge=1)
     device: str = Field("auto", description="auto | cpu | cuda")
@@ -119,6 +121,8 @@ class RouteIQSettings(BaseSettings):
             "configs_dir": str(self.configs_dir),
             "labeling_file": str(self.labeling_path),
             "prices_file": str(self.prices_file) if self.prices_file else "(from labeling file)",
+            "jaeger_url": self.jaeger_url,
+            "jaeger_service": self.jaeger_service,
             "embedding_model": self.embedding_model,
             "device": self.device,
             "prompt_text": self.prompt_text,

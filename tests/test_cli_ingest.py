@@ -101,3 +101,37 @@ def test_extract_jaeger_reports_a_server_that_stays_down(cli_env, tmp_path):
     assert result.returncode == 1
     assert f"127.0.0.1:{port}" in result.stderr and "Jaeger" in result.stderr
     assert not (tmp_path / "t.jsonl").exists()
+
+
+def test_hourly_jaeger_pull_lands_a_file_the_sensor_path_ingests(
+    jaeger,  # noqa: F811 - the fixture imported above
+    routeiq_home,
+    monkeypatch,
+):
+    import dagster as dg
+
+    from routeiq_assets.cli import ingest_paths
+    from routeiq_assets.defs.jaeger import jaeger_pull
+    from routeiq_assets.defs.resources import RouteIQResource
+
+    requests = list(simulate_requests(30, seed=22))  # 3 s apart from DEFAULT_START
+    jaeger.traces = [jaeger_trace(r) for r in requests]
+    monkeypatch.setenv("ROUTEIQ_JAEGER_URL", jaeger.url)
+    monkeypatch.setenv("DAGSTER_HOME", str(routeiq_home / "dagster"))
+    (routeiq_home / "dagster").mkdir()
+    partition = DEFAULT_START.strftime("%Y-%m-%d-%H:%M")
+    result = dg.materialize(
+        [jaeger_pull], partition_key=partition, resources={"routeiq": RouteIQResource()}
+    )
+    meta = result.asset_materializations_for_node("jaeger_pull")[0].metadata
+    assert meta["traces"].value == 30
+    landed = list((routeiq_home / "landing" / "jaeger").glob("*.json"))
+    assert [p.name for p in landed] == [f"jaeger-litellm-gateway-{DEFAULT_START:%Y%m%dT%H}.json"]
+    (ingested,) = ingest_paths(landed)
+    assert ingested["decisions"] == 30 and ingested["llm_calls"] == 30
+
+    other_hour = DEFAULT_START.replace(hour=5).strftime("%Y-%m-%d-%H:%M")
+    empty = dg.materialize(
+        [jaeger_pull], partition_key=other_hour, resources={"routeiq": RouteIQResource()}
+    )
+    assert empty.asset_materializations_for_node("jaeger_pull")[0].metadata["traces"].value == 0

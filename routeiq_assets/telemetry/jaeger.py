@@ -686,3 +686,25 @@ def write_seed_outputs(
             if leftover is not None and leftover.exists():
                 os.unlink(leftover)
     return counts
+
+
+def pull_window_to_file(
+    base_url: str, service: str, start_us: int, end_us: int, out_path: Path, **kw: Any
+) -> JaegerStats:
+    """Pull one time window from the Jaeger API into one Jaeger JSON file (written to a
+    temporary name and renamed, so a landing-folder watcher never sees half of it)."""
+    stats = kw.pop("stats", None) or JaegerStats()
+    traces = [
+        t
+        for doc in fetch_traces(base_url, service, start_us, end_us, stats=stats, **kw)
+        for t in doc.get("data") or []
+    ]
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.tmp")
+    tmp.write_text(
+        json.dumps({"data": traces, "total": len(traces), "limit": 0, "offset": 0, "errors": None})
+    )
+    tmp.replace(out_path)
+    stats.traces = len(traces)
+    return stats
