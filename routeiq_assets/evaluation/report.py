@@ -36,6 +36,7 @@ class EvaluationRow:
     cost: PolicyEstimate
     share: dict[str, float] = field(default_factory=dict)
     intervals: dict[str, Interval] = field(default_factory=dict)  # quality: ips, snips, dr
+    chosen: np.ndarray | None = field(default=None, repr=False)  # the policy's pick per example
 
 
 def _row(
@@ -54,6 +55,7 @@ def _row(
         estimate_policy_value(chosen, ex.logged_model, ex.cost, ex.propensity),
         {m: round(float(c), 4) for m, c in zip(ex.model_names, counts, strict=True) if c > 0},
         intervals,
+        chosen,
     )
 
 
@@ -104,11 +106,10 @@ def evaluate_against_baselines(
     return [*rows, logged]
 
 
-def per_task(router: Router, ex: LoggedExamples, lam: float) -> dict[str, dict[str, float]]:
-    """The router's off-policy (SNIPS) quality and cost per task, with the examples behind each."""
+def per_task(chosen: np.ndarray, ex: LoggedExamples) -> dict[str, dict[str, float]]:
+    """A policy's off-policy (SNIPS) quality and cost per task, with the examples behind each."""
     if not len(ex.logged_model):
         return {}
-    chosen = router.route(router_inputs(router, ex.texts, ex.embeddings), lam)
     tasks = np.array(ex.tasks)
     out = {}
     for task in sorted(set(ex.tasks)):

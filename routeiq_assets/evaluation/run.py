@@ -139,7 +139,7 @@ def evaluate_router_folder(
     return {
         "full_information": full_information_metrics(con, router, meta["embedding_model"], encoder),
         "latency": serving_latency(folder, examples.embeddings, examples.texts),
-        "per_task": per_task(router, examples, lam),
+        "per_task": per_task(rows[0].chosen, examples),
         "router": folder.name,
         "router_type": meta["router_type"],
         "lambda": lam,
