@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from routeiq_assets.settings import REPO_ROOT, RouteIQSettings
@@ -240,7 +241,25 @@ def _cmd_materialize(args: argparse.Namespace) -> int:
         "--select",
         args.select,
     ]
-    return subprocess.call(cmd)
+    started = time.time()
+    code = subprocess.call(cmd)
+    return _gate_outcome(code, started, args.fail_on_gate)
+
+
+def _gate_outcome(code: int, started: float, fail_on_gate: bool) -> int:
+    """A run that failed only because the deployment gate held is a normal outcome: the graph is
+    up to date and production stays. Say so, and exit 0 (3 with --fail-on-gate)."""
+    from routeiq_assets.evaluation.gate import GATE_JSON
+    from routeiq_assets.settings import RouteIQSettings
+
+    gate_path = RouteIQSettings().resolved.work_dir / "evaluation" / GATE_JSON
+    if code == 0 or not gate_path.exists() or gate_path.stat().st_mtime < started:
+        return code
+    gate = json.loads(gate_path.read_text())
+    if gate.get("passed"):
+        return code
+    print(f"deployment gate held, production unchanged: {gate['reason']}", file=sys.stderr)
+    return 3 if fail_on_gate else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -311,6 +330,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"Dagster selection after ingestion (default {DOWNSTREAM_SELECTION!r})",
     )
     mat.add_argument("--skip-ingest", action="store_true", help="do not ingest the landing folder")
+    mat.add_argument(
+        "--fail-on-gate",
+        action="store_true",
+        help="exit 3 when the deployment gate holds (default: exit 0, production unchanged)",
+    )
     mat.set_defaults(func=_cmd_materialize)
     return parser
 

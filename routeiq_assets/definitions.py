@@ -18,6 +18,7 @@ from routeiq_assets.defs.training import (
 from routeiq_assets.settings import load_settings
 
 _configs = load_settings().configs_dir
+_evaluation_assets, _evaluation_checks = evaluation_assets(_configs)
 
 telemetry_assets = [jaeger_pull, raw_traces, telemetry_tables]
 downstream_assets = [
@@ -26,7 +27,7 @@ downstream_assets = [
     query_embeddings,
     training_set,
     *router_assets(_configs),
-    *evaluation_assets(_configs),
+    *_evaluation_assets,
     deployed_router,
 ]
 
@@ -40,6 +41,7 @@ training_job = dg.define_asset_job(
 
 defs = dg.Definitions(
     assets=[*telemetry_assets, *downstream_assets],
+    asset_checks=_evaluation_checks,
     jobs=[ingest_job, training_job, jaeger_pull_job],
     schedules=[jaeger_pull_schedule],
     sensors=[landing_sensor],

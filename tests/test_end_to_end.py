@@ -94,6 +94,9 @@ def test_whole_graph_materializes_and_deploys(graph_env):
     assert "router_knn" in report and "always-cheapest" in report and "router_bert" in report
     assert (home / "work" / "evaluation" / "quality_vs_cost.png").read_bytes()[:4] == b"\x89PNG"
 
+    gate = json.loads((home / "work" / "evaluation" / "gate.json").read_text())
+    assert gate["passed"] and "no production router yet" in gate["reason"]
+    assert "Deployment gate PASSED" in report
     pointer = json.loads((home / "artifacts/models/knn-router/current.json").read_text())
     version_dir = home / "artifacts" / pointer["manifest"].rsplit("/", 1)[0]
     manifest = json.loads((version_dir / "manifest.json").read_text())
@@ -134,10 +137,26 @@ def test_whole_graph_materializes_and_deploys(graph_env):
     exported = json.loads((export / "conversion_metadata.json").read_text())
     assert exported["rows"] == 3000 and exported["unique_queries"] == counts["query_embeddings"]
 
-    # a second run over the same landing folder ingests nothing, and deploys version 2
-    again = _materialize(env)
-    assert again["batches"] == 0
+    # a second run over the same landing folder ingests nothing and retrains the same routers:
+    # the deployment gate (a blocking check) holds, deployed_router does not run, production stays
+    # at version 1, and `routeiq materialize` says why and exits 0
+    second = _run([PY, "-m", "routeiq_assets.cli", "materialize"], env)
+    assert "deployment gate held, production unchanged" in second.stderr
+    assert "not larger than its 95% interval" in second.stderr
+    gate = json.loads((home / "work" / "evaluation" / "gate.json").read_text())
+    assert gate["passed"] is False and gate["production_version"] == "1"
+    assert gate["difference"] == 0
     con = duckdb.connect(str(home / "warehouse" / "routeiq.duckdb"), read_only=True)
     assert _count(con, "router_decisions") == 3000
     con.close()
-    assert str(client.get_model_version_by_alias("knn-router", "production").version) == "2"
+    assert str(client.get_model_version_by_alias("knn-router", "production").version) == "1"
+    assert "Deployment gate FAILED" in (home / "work" / "evaluation" / "report.md").read_text()
+    strict = subprocess.run(
+        [PY, "-m", "routeiq_assets.cli", "materialize", "--fail-on-gate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO_ROOT,
+    )
+    assert strict.returncode == 3, strict.stderr[-3000:]

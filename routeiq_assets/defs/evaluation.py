@@ -2,11 +2,21 @@
 
 import base64
 import json
+import tempfile
+from pathlib import Path
 
 import dagster as dg
 
 from routeiq_assets.defs.resources import RouteIQResource
 from routeiq_assets.deployment.registry import log_report_run
+from routeiq_assets.evaluation.gate import (
+    deployment_slot,
+    evaluate_gate,
+    load_gate_policy,
+    production_router,
+    read_gate,
+    write_gate,
+)
 from routeiq_assets.evaluation.render import write_report
 from routeiq_assets.evaluation.run import evaluate_router_folder
 from routeiq_assets.routers.config import discover_router_configs
@@ -49,22 +59,41 @@ def evaluation_asset(name: str) -> dg.AssetsDefinition:
     return _evaluation
 
 
-def report_asset(names: list[str]) -> dg.AssetsDefinition:
+def report_asset(names: list[str]) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:
     @dg.asset(group_name=GROUP, deps=[f"evaluation_{n}" for n in names], kinds={"mlflow"})
     def evaluation_report(context: dg.AssetExecutionContext, routeiq: RouteIQResource):
         """Every router and baseline side by side: a markdown table and a quality-against-cost
         PNG (off-policy points, full-information curves when available), in this metadata and
-        logged to MLflow as run `evaluation_report`."""
+        logged to MLflow as run `evaluation_report`; plus the deployment gate's verdict
+        (configs/gate.yaml) against the MLflow registry's production router, in gate.json."""
         settings = routeiq.settings()
         loc = settings.resolved
         folder = loc.work_dir / "evaluation"
         evaluations = [json.loads((folder / f"{n}.json").read_text()) for n in names]
-        paths = write_report(evaluations, folder)
+        registered, candidates = deployment_slot(settings.deploy_router, names)
+        policy = load_gate_policy(settings.configs_dir / "gate.yaml")
+        with tempfile.TemporaryDirectory(prefix="routeiq-production-") as tmp:
+            production = production_router(loc.mlflow_tracking_uri, registered, Path(tmp))
+            context.log.info(
+                f"gate: {registered} in production: "
+                + (f"v{production[0]}" if production else "none yet")
+            )
+            with routeiq.warehouse() as con:
+                gate = evaluate_gate(
+                    con,
+                    {n: loc.work_dir / "routers" / n for n in candidates},
+                    production,
+                    policy,
+                    routeiq.encoder(),
+                )
+        context.log.info(f"gate {'passed' if gate.passed else 'failed'}: {gate.reason}")
+        gate_path = write_gate(gate, folder)
+        paths = write_report(evaluations, folder, gate_markdown=gate.markdown())
         run_id = log_report_run(
             loc.mlflow_tracking_uri,
             settings.mlflow_experiment,
             loc.mlflow_artifact_root,
-            [paths["markdown"], paths["png"], paths["json"]],
+            [paths["markdown"], paths["png"], paths["json"], gate_path],
         )
         png = base64.b64encode(paths["png"].read_bytes()).decode()
         return dg.MaterializeResult(
@@ -78,14 +107,44 @@ def report_asset(names: list[str]) -> dg.AssetsDefinition:
                 "plot_path": dg.MetadataValue.path(str(paths["png"])),
                 "mlflow_run_id": run_id,
                 "routers": names,
+                "gate_passed": gate.passed,
+                "gate_reason": gate.reason,
+                "gate_challenger": gate.router or "",
+                "gate_estimate": gate.estimate,
+                "production_version": gate.production_version or "none",
             }
         )
 
-    return evaluation_report
+    @dg.asset_check(asset=evaluation_report, blocking=True, name="deployment_gate")
+    def deployment_gate(routeiq: RouteIQResource) -> dg.AssetCheckResult:
+        """Passes only when the best challenger beats the production router by more than the
+        confidence interval of the difference (or nothing is in production yet). Blocking:
+        deployed_router does not run when it fails, and the run fails with this reason."""
+        gate = read_gate(routeiq.settings().resolved.work_dir / "evaluation")
+        return dg.AssetCheckResult(
+            passed=bool(gate["passed"]),
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=gate["reason"],
+            metadata={
+                "reason": gate["reason"],
+                "challenger": gate["router"] or "",
+                "production_version": gate["production_version"] or "none",
+                "difference": gate["difference"]
+                if gate["difference"] is not None
+                else float("nan"),
+                "estimate": gate["estimate"],
+            },
+        )
+
+    return evaluation_report, deployment_gate
 
 
-def evaluation_assets(configs_dir) -> list[dg.AssetsDefinition]:
+def evaluation_assets(
+    configs_dir,
+) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
+    """One evaluation per configs/routers/*.yaml, the report, and the report's gate check."""
     names = list(discover_router_configs(configs_dir))
     if not names:
-        return []
-    return [*(evaluation_asset(n) for n in names), report_asset(names)]
+        return [], []
+    report, gate = report_asset(names)
+    return [*(evaluation_asset(n) for n in names), report], [gate]

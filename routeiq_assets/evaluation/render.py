@@ -110,8 +110,11 @@ def plot(evaluations: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
-def write_report(evaluations: list[dict[str, Any]], out_dir: Path) -> dict[str, Path]:
-    """report.md, quality_vs_cost.png and evaluation.json in ``out_dir``."""
+def write_report(
+    evaluations: list[dict[str, Any]], out_dir: Path, gate_markdown: str | None = None
+) -> dict[str, Path]:
+    """report.md, quality_vs_cost.png and evaluation.json in ``out_dir`` (with the deployment
+    gate's verdict on top when given)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
@@ -122,9 +125,10 @@ def write_report(evaluations: list[dict[str, Any]], out_dir: Path) -> dict[str, 
     paths["json"].write_text(json.dumps(evaluations, indent=2, sort_keys=True, default=float))
     plot(evaluations, paths["png"])
     n = evaluations[0]["test_examples"] if evaluations else 0
-    parts = [
-        "# Router evaluation",
-        "",
+    parts = ["# Router evaluation", ""]
+    if gate_markdown:
+        parts += ["## Deployment gate", "", gate_markdown, ""]
+    parts += [
         f"## Off-policy: {n} logged test examples (SNIPS and doubly robust, 95% bootstrap "
         "intervals; each router at its default lambda)",
         "",

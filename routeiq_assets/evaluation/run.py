@@ -66,22 +66,33 @@ GROUP BY query_sha256, model_name
 """
 
 
-def full_information_metrics(
-    con: duckdb.DuckDBPyConnection, router, embedding_model: str, encoder: Encoder
-) -> dict[str, Any] | None:
-    """Curve, AIQ, APGR and CPT on test queries where every candidate's score is known."""
-    names = router.model_names_
+def full_information_matrix(
+    con: duckdb.DuckDBPyConnection, names: list[str]
+) -> tuple[list[str], np.ndarray, np.ndarray] | None:
+    """Test queries where every one of ``names`` has a full-information score: their texts and
+    the quality and cost matrices [query, model], in a stable order; None when there are none."""
     cells: dict[str, dict[str, tuple[float, float]]] = {}
     texts: dict[str, str] = {}
     for sha, text, model, quality, cost in con.execute(FULL_INFORMATION_TEST_SQL).fetchall():
         cells.setdefault(sha, {})[model] = (quality, cost)
         texts[sha] = text
-    complete = [sha for sha, row in cells.items() if all(m in row for m in names)]
+    complete = sorted(sha for sha, row in cells.items() if all(m in row for m in names))
     if not complete:
         return None
     q = np.array([[cells[s][m][0] for m in names] for s in complete])
     c = np.array([[cells[s][m][1] for m in names] for s in complete])
-    query_texts = [texts[s] for s in complete]
+    return [texts[s] for s in complete], q, c
+
+
+def full_information_metrics(
+    con: duckdb.DuckDBPyConnection, router, embedding_model: str, encoder: Encoder
+) -> dict[str, Any] | None:
+    """Curve, AIQ, APGR and CPT on test queries where every candidate's score is known."""
+    names = router.model_names_
+    full = full_information_matrix(con, names)
+    if full is None:
+        return None
+    query_texts, q, c = full
     emb, _ = embed_with_cache(con, query_texts, embedding_model, encoder)
     predicted = router.predict_quality(router_inputs(router, query_texts, emb))
     points = metrics.sweep(predicted, router.cost_, q, c, metrics.default_lambdas(router.cost_))
@@ -90,7 +101,7 @@ def full_information_metrics(
     rows = np.arange(len(q))
     c_min, c_max = min(p[0] for p in single), max(p[0] for p in single)
     return {
-        "queries": len(complete),
+        "queries": len(query_texts),
         "estimate": "full information (every candidate's score known)",
         "curve": points,
         "best": max(points, key=lambda p: (p[1], -p[0])),

@@ -1,47 +1,20 @@
 """The evaluation pipeline on a warehouse holding both logged telemetry and a full-information
 table (the LLMRouter benchmark replayed), through the real DuckDB file and router folders."""
 
-import json
-
 import numpy as np
 
 from routeiq_assets.evaluation.render import write_report
 from routeiq_assets.evaluation.run import evaluate_router_folder
 from routeiq_assets.routers.config import load_router_config
-from routeiq_assets.telemetry.raw_store import land_file
-from routeiq_assets.telemetry.simulator import load_table, replay_table, write_otlp_files
-from routeiq_assets.training.embeddings import minilm_encoder
-from routeiq_assets.training.labels import (
-    LabelingPolicy,
-    build_routing_examples,
-    load_full_information,
-    load_prices,
-)
 from routeiq_assets.training.train import data_from_warehouse, fit_and_save
-from routeiq_assets.training.training_set import build_training_set
-from routeiq_assets.warehouse.ingest import ingest_pending, register_raw_file
 from routeiq_assets.warehouse.store import connect
 from tests.conftest import REPO_ROOT
+from tests.evaluation.conftest import MODEL
 
-MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
-
-def test_report_with_off_policy_and_full_information(tmp_path, benchmark_table):
-    records, catalog = load_table(*benchmark_table)
-    logged, table = records[:600], records[600:900]
-    (table_path := tmp_path / "bench.json").write_text(json.dumps(table))
-    files = write_otlp_files(replay_table(logged, catalog, seed=1), tmp_path / "l", "r")
-    policy = LabelingPolicy(
-        prices_file=benchmark_table[1], full_information=[{"path": table_path, "name": "bench"}]
-    )
-    encoder = minilm_encoder(MODEL, "cpu")
-    with connect(tmp_path / "w.duckdb") as con:
-        for f in files:
-            register_raw_file(con, land_file(f, tmp_path / "raw"))
-        ingest_pending(con)
-        load_full_information(con, policy.full_information)
-        build_routing_examples(con, load_prices(policy.prices_file), policy)
-        build_training_set(con, validation=0.1, test=0.3)
+def test_report_with_off_policy_and_full_information(replayed_warehouse, tmp_path):
+    encoder = replayed_warehouse.encoder
+    with connect(replayed_warehouse.db) as con:
         config = load_router_config(REPO_ROOT / "configs" / "routers" / "knn.yaml")
         data = data_from_warehouse(con, MODEL, encoder, lambda _m: None)
         result = fit_and_save("knn", config, data, tmp_path / "routers")

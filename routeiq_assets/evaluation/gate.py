@@ -1,0 +1,277 @@
+"""The deployment gate: does the best challenger beat the production router, beyond noise?
+
+Policy (``configs/gate.yaml``): an objective per query, ``quality`` or ``utility`` =
+quality - cost_weight * cost (USD); a confidence level; a minimum improvement. The challengers
+are the routers trained in this run that may fill the deployment slot; the best one by the
+objective's point estimate is compared with the version the MLflow registry's ``production``
+alias points at, both evaluated on the same held-out queries.
+
+The comparison is paired: the difference challenger - production is bootstrapped over the same
+resampled queries, so shared noise cancels. The gate passes when the lower end of the
+difference's interval is above ``min_improvement`` (the improvement is larger than its
+confidence interval), or when there is no production router yet. It uses full-information test
+queries (every candidate's score known: exact per-query rewards) when there are at least
+``min_full_information_queries`` of them, else off-policy SNIPS on logged test telemetry.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import duckdb
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from routeiq_assets.evaluation.offpolicy import bootstrap, estimate_policy_value
+from routeiq_assets.evaluation.run import full_information_matrix, load_test_examples
+from routeiq_assets.routers.base import Router, decide, load_router, read_router_meta, router_inputs
+from routeiq_assets.training.embeddings import Encoder, embed_with_cache
+
+GATE_JSON = "gate.json"
+
+
+class GatePolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    objective: Literal["quality", "utility"] = "utility"
+    cost_weight: float = Field(0.0, ge=0, description="quality given up per USD (utility)")
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    min_improvement: float = 0.0
+    bootstrap_samples: int = Field(1000, ge=100)
+    min_full_information_queries: int = Field(50, ge=1)
+
+
+class GateConfigError(ValueError):
+    """configs/gate.yaml is missing a value or has a wrong one; the message names it."""
+
+
+def load_gate_policy(path: Path) -> GatePolicy:
+    path = Path(path)
+    if not path.exists():
+        return GatePolicy()
+    try:
+        return GatePolicy.model_validate(yaml.safe_load(path.read_text()) or {})
+    except (ValidationError, yaml.YAMLError) as exc:
+        raise GateConfigError(f"{path}: {exc}") from exc
+
+
+@dataclass
+class GateResult:
+    passed: bool
+    reason: str
+    router: str | None  # the challenger that would be deployed
+    objective: str
+    estimate: str  # "full information" | "off-policy SNIPS" | "none"
+    production_version: str | None = None
+    challenger_value: float | None = None
+    production_value: float | None = None
+    difference: float | None = None
+    interval: tuple[float, float] | None = None
+    queries: int = 0
+    challengers: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def markdown(self) -> str:
+        verdict = "PASSED" if self.passed else "FAILED"
+        lines = [f"**Deployment gate {verdict}**: {self.reason}", ""]
+        if self.challengers:
+            lines += [
+                f"| challenger | {self.objective} ({self.estimate}) |",
+                "|---|---:|",
+                *(f"| {n} | {v:.4f} |" for n, v in self.challengers.items()),
+                "",
+            ]
+        return "\n".join(lines)
+
+
+def write_gate(result: GateResult, out_dir: Path) -> Path:
+    path = Path(out_dir) / GATE_JSON
+    path.write_text(json.dumps(result.as_dict(), indent=2, sort_keys=True, default=float))
+    return path
+
+
+def read_gate(out_dir: Path) -> dict[str, Any]:
+    path = Path(out_dir) / GATE_JSON
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: materialise evaluation_report first")
+    return json.loads(path.read_text())
+
+
+class _Scorer:
+    """Per-query rewards of any router on one fixed set of held-out queries."""
+
+    def __init__(self, con, names: list[str], embedding_model: str, encoder, policy: GatePolicy):
+        self.con, self.names, self.encoder, self.policy = con, names, encoder, policy
+        self.weight = policy.cost_weight if policy.objective == "utility" else 0.0
+        full = full_information_matrix(con, names)
+        if full is not None and len(full[0]) >= policy.min_full_information_queries:
+            self.kind = "full information"
+            self.texts, quality, cost = full
+            self.rewards = quality - self.weight * cost
+        else:
+            self.kind = "off-policy SNIPS"
+            self.examples = load_test_examples(con, names, embedding_model, encoder)
+            self.texts = self.examples.texts
+            self.reward = self.examples.quality - self.weight * self.examples.cost
+
+    @property
+    def queries(self) -> int:
+        return len(self.texts)
+
+    def choices(self, router: Router, embedding_model: str, lam: float) -> np.ndarray:
+        """The router's pick per query, as an index into this scorer's model names (-1: a model
+        the held-out data does not know)."""
+        emb, _ = embed_with_cache(self.con, self.texts, embedding_model, self.encoder)
+        chosen = decide(
+            router.predict_quality(router_inputs(router, self.texts, emb)), router.cost_, lam
+        )
+        index = {m: j for j, m in enumerate(self.names)}
+        return np.array([index.get(router.model_names_[c], -1) for c in chosen], int)
+
+    def value(self, chosen: np.ndarray, idx: np.ndarray | None = None) -> float:
+        idx = np.arange(len(chosen)) if idx is None else idx
+        if self.kind == "full information":
+            picked = np.where(chosen[idx] >= 0, chosen[idx], 0)
+            rewards = self.rewards[idx, picked]
+            return float(np.where(chosen[idx] >= 0, rewards, np.nan).mean())
+        ex = self.examples
+        return estimate_policy_value(
+            chosen[idx], ex.logged_model[idx], self.reward[idx], ex.propensity[idx]
+        ).snips
+
+
+def _router_and_lambda(folder: Path) -> tuple[Router, str, float]:
+    meta = read_router_meta(folder)
+    return load_router(folder), meta["embedding_model"], float(meta.get("default_lambda", 0.0))
+
+
+def evaluate_gate(
+    con: duckdb.DuckDBPyConnection,
+    challenger_folders: dict[str, Path],
+    production: tuple[str, Path] | None,
+    policy: GatePolicy,
+    encoder: Encoder,
+) -> GateResult:
+    """Pick the best challenger and decide whether it may replace ``production`` (its registry
+    version and router folder; None when nothing is in production yet)."""
+    if not challenger_folders:
+        return GateResult(False, "no challenger was trained", None, policy.objective, "none")
+    loaded = {n: _router_and_lambda(f) for n, f in challenger_folders.items()}
+    first_router, first_model, _ = next(iter(loaded.values()))
+    scorer = _Scorer(con, first_router.model_names_, first_model, encoder, policy)
+    if scorer.queries == 0:
+        return GateResult(
+            production is None,
+            "no held-out queries to evaluate on"
+            + (
+                "; nothing in production yet, so the first router ships"
+                if production is None
+                else "; production stays"
+            ),
+            next(iter(loaded)),
+            policy.objective,
+            "none",
+            production[0] if production else None,
+        )
+    chosen = {n: scorer.choices(r, m, lam) for n, (r, m, lam) in loaded.items()}
+    values = {n: scorer.value(c) for n, c in chosen.items()}
+    ranked = sorted(values, key=lambda n: -np.nan_to_num(values[n], nan=-np.inf))
+    best = ranked[0]
+    result = GateResult(
+        False,
+        "",
+        best,
+        policy.objective,
+        scorer.kind,
+        queries=scorer.queries,
+        challenger_value=values[best],
+        challengers={n: values[n] for n in ranked},
+    )
+    if production is None:
+        result.passed = True
+        result.reason = (
+            f"no production router yet: {best} ships ({policy.objective} "
+            f"{values[best]:.4f}, {scorer.kind}, {scorer.queries} queries)"
+        )
+        return result
+    version, folder = production
+    prod_router, prod_model, prod_lam = _router_and_lambda(folder)
+    prod_chosen = scorer.choices(prod_router, prod_model, prod_lam)
+    ch = chosen[best]
+
+    def difference(idx: np.ndarray) -> float:
+        return scorer.value(ch, idx) - scorer.value(prod_chosen, idx)
+
+    interval = bootstrap(difference, scorer.queries, policy.bootstrap_samples, policy.confidence)
+    result.production_version = version
+    result.production_value = scorer.value(prod_chosen)
+    result.difference = interval.value
+    result.interval = (interval.low, interval.high)
+    level = f"{policy.confidence:.0%}"
+    summary = (
+        f"{best} {policy.objective} {values[best]:.4f} vs production v{version} "
+        f"{result.production_value:.4f}: difference {interval.value:+.4f}, {level} interval "
+        f"[{interval.low:+.4f}, {interval.high:+.4f}] ({scorer.kind}, {scorer.queries} queries)"
+    )
+    if not np.isfinite(interval.low):
+        result.reason = f"the difference cannot be estimated: {summary}"
+    elif interval.low > policy.min_improvement:
+        result.passed = True
+        result.reason = f"the challenger is better beyond its interval: {summary}"
+    else:
+        result.reason = (
+            f"the improvement is not larger than its {level} interval (needs the lower end above "
+            f"{policy.min_improvement:g}): {summary}; production stays"
+        )
+    return result
+
+
+def production_router(
+    tracking_uri: str, registered_name: str, into: Path, alias: str = "production"
+) -> tuple[str, Path] | None:
+    """(version, router folder) of ``registered_name@alias`` from the MLflow registry, downloaded
+    into ``into``; None when no version carries the alias yet. MLflow errors propagate as
+    RegistryError (the gate must not pass because the registry was unreachable)."""
+    from routeiq_assets.deployment.registry import RegistryError, version_for_alias
+
+    version = version_for_alias(tracking_uri, registered_name, alias)
+    if version is None:
+        return None
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        local = Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{registered_name}/{version}", dst_path=str(into)
+            )
+        )
+    except Exception as exc:
+        raise RegistryError(
+            f"downloading {registered_name} v{version} from MLflow at {tracking_uri} failed: {exc}"
+        ) from exc
+    found = sorted(local.rglob("router.json"))
+    if not found:
+        raise RegistryError(f"{registered_name} v{version} has no router.json in its model files")
+    return version, found[0].parent
+
+
+BEST = "best"
+
+
+def deployment_slot(deploy_router: str, trained: list[str]) -> tuple[str, list[str]]:
+    """The registered model name the gate guards and the routers that may fill it."""
+    if deploy_router == BEST:
+        return "routeiq-router", list(trained)
+    if deploy_router not in trained:
+        raise GateConfigError(
+            f"ROUTEIQ_DEPLOY_ROUTER={deploy_router!r} is not a trained router; configs/routers "
+            f"has {sorted(trained)} (or use {BEST!r})"
+        )
+    return f"{deploy_router}-router", [deploy_router]

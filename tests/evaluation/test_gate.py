@@ -1,0 +1,94 @@
+"""The deployment gate against a real MLflow registry (SQLite) on a replayed warehouse: a better
+challenger passes, the same router does not, nothing in production lets the first one ship, and
+the off-policy path reaches the same verdicts."""
+
+import dataclasses
+
+import pytest
+
+from routeiq_assets.deployment.registry import log_router_run, register_version
+from routeiq_assets.evaluation.gate import (
+    GateConfigError,
+    GatePolicy,
+    deployment_slot,
+    evaluate_gate,
+    load_gate_policy,
+    production_router,
+)
+from routeiq_assets.routers.config import load_router_config
+from routeiq_assets.training.train import data_from_warehouse, fit_and_save
+from routeiq_assets.warehouse.store import connect
+from tests.conftest import REPO_ROOT
+from tests.evaluation.conftest import MODEL
+
+
+@pytest.fixture(scope="module")
+def routers(replayed_warehouse):
+    """A knn router, and a knn trained on inverted labels (it prefers the worst model)."""
+    config = load_router_config(REPO_ROOT / "configs" / "routers" / "knn.yaml")
+    out = replayed_warehouse.root / "routers"
+    with connect(replayed_warehouse.db) as con:
+        data = data_from_warehouse(con, MODEL, replayed_warehouse.encoder, lambda _m: None)
+    inverted = dataclasses.replace(
+        data, train=dataclasses.replace(data.train, quality=1.0 - data.train.quality)
+    )
+    good = fit_and_save("knn", config, data, out).folder
+    bad = fit_and_save("knn_inverted", config, inverted, out).folder
+    return good, bad
+
+
+def _register(tmp_path, folder, name):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run = log_router_run(uri, "gate-test", str(tmp_path / "artifacts"), folder.name, folder, {}, {})
+    register_version(uri, run, name)
+    return uri
+
+
+def _gate(warehouse, challengers, production, **policy):
+    with connect(warehouse.db) as con:
+        return evaluate_gate(con, challengers, production, GatePolicy(**policy), warehouse.encoder)
+
+
+def test_better_challenger_passes_and_same_router_fails(replayed_warehouse, routers, tmp_path):
+    good, bad = routers
+    uri = _register(tmp_path, bad, "knn-router")
+    production = production_router(uri, "knn-router", tmp_path / "prod")
+    assert production is not None and production[0] == "1"
+    result = _gate(replayed_warehouse, {"knn": good}, production)
+    assert result.passed, result.reason
+    assert result.estimate == "full information" and result.queries >= 50
+    assert result.interval[0] > 0 and result.difference > 0
+    assert result.production_version == "1" and "beyond its interval" in result.reason
+
+    # the same router in production: a zero difference is not an improvement
+    _register(tmp_path, good, "knn-router")
+    production = production_router(uri, "knn-router", tmp_path / "prod2")
+    assert production[0] == "2"
+    same = _gate(replayed_warehouse, {"knn": good}, production)
+    assert not same.passed and same.difference == 0 and "production stays" in same.reason
+    assert "PASSED" in result.markdown() and "FAILED" in same.markdown()
+
+
+def test_off_policy_gate_and_first_deployment(replayed_warehouse, routers, tmp_path):
+    good, bad = routers
+    off_policy = {"min_full_information_queries": 10**6, "bootstrap_samples": 300}
+    first = _gate(replayed_warehouse, {"knn": good, "knn_inverted": bad}, None, **off_policy)
+    assert first.passed and first.router == "knn" and "no production router yet" in first.reason
+    assert first.estimate == "off-policy SNIPS"
+    assert first.challengers["knn"] > first.challengers["knn_inverted"]
+    # the inverted router as challenger against the good one in production fails
+    worse = _gate(replayed_warehouse, {"knn_inverted": bad}, ("7", good), **off_policy)
+    assert not worse.passed and worse.difference < 0
+
+
+def test_nothing_registered_and_config_errors(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert production_router(uri, "knn-router", tmp_path / "p") is None
+    assert deployment_slot("knn", ["knn", "mlp"]) == ("knn-router", ["knn"])
+    assert deployment_slot("best", ["knn", "mlp"]) == ("routeiq-router", ["knn", "mlp"])
+    with pytest.raises(GateConfigError, match="'bert' is not a trained router"):
+        deployment_slot("bert", ["knn"])
+    (bad := tmp_path / "gate.yaml").write_text("objective: profit\n")
+    with pytest.raises(GateConfigError, match="gate.yaml"):
+        load_gate_policy(bad)
+    assert load_gate_policy(REPO_ROOT / "configs" / "gate.yaml").objective == "utility"
