@@ -262,6 +262,87 @@ def _gate_outcome(code: int, started: float, fail_on_gate: bool) -> int:
     return 3 if fail_on_gate else 0
 
 
+def _deploy_store(args: argparse.Namespace):
+    """``--s3-bucket`` (through dagster-aws's S3Resource), else ROUTEIQ_ARTIFACT_STORE."""
+    from routeiq_assets.deployment.store import S3ArtifactStore, store_from_uri
+
+    settings = RouteIQSettings()
+    if args.s3_bucket:
+        from routeiq_assets.defs.resources import s3_client
+
+        return S3ArtifactStore(s3_client(settings.s3_endpoint_url), args.s3_bucket)
+    return store_from_uri(settings.resolved.artifact_store, endpoint_url=settings.s3_endpoint_url)
+
+
+def _cmd_deploy(args: argparse.Namespace) -> int:
+    """The seed's deploy script: a registered version to the store, pointer last, then alias."""
+    import yaml
+
+    from routeiq_assets.deployment.deploy import deploy_registered
+    from routeiq_assets.deployment.manifest import ManifestKeys
+    from routeiq_assets.deployment.registry import RegistryError
+    from routeiq_assets.deployment.store import ArtifactStoreError
+
+    # fail in seconds when MLflow is down, not after MLflow's default minutes of backoff
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    settings = RouteIQSettings()
+    try:
+        deployment = deploy_registered(
+            args.tracking_uri or settings.resolved.mlflow_tracking_uri,
+            args.model_name,
+            _deploy_store(args),
+            stage=args.model_stage,
+            version=args.version,
+            keys=ManifestKeys.from_env(),
+            prefix=args.s3_prefix,
+            gateway_dir=Path(args.gateway_dir) if args.gateway_dir else None,
+        )
+    except (RegistryError, ArtifactStoreError) as exc:
+        print(f"routeiq deploy: error: {exc}", file=sys.stderr)
+        return 1
+    print(yaml.safe_dump(deployment.gateway, sort_keys=False), file=sys.stderr)
+    summary = {
+        "registered_model": deployment.registered_name,
+        "version": deployment.version,
+        "alias": deployment.alias,
+        "mlflow_run_id": deployment.run_id,
+        "router_type": deployment.router_type,
+        "artifact_uri": deployment.keys["uri"],
+        "pointer": deployment.keys["pointer"],
+        "signature_type": deployment.manifest["signature_type"],
+        "files": [a["path"] for a in deployment.manifest["artifacts"]],
+        "gateway_folder": deployment.local_folder,
+        "gateway_config": deployment.gateway,
+    }
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _cmd_rollback(args: argparse.Namespace) -> int:
+    """Move the pointer back to the previous (or a named) version, after verifying it."""
+    from routeiq_assets.deployment.manifest import ManifestKeys
+    from routeiq_assets.deployment.publish import rollback
+    from routeiq_assets.deployment.store import ArtifactStoreError
+
+    try:
+        pointer = rollback(
+            _deploy_store(args), args.model_name, args.to, ManifestKeys.from_env(), args.s3_prefix
+        )
+    except ArtifactStoreError as exc:
+        print(f"routeiq rollback: error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(pointer, indent=2))
+    return 0
+
+
+def _cmd_route(args: argparse.Namespace) -> int:
+    """Route one query or a JSONL file of queries with a deployed (verified) router."""
+    from routeiq_assets.serving.batch import route_command
+
+    return route_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="routeiq", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -336,6 +417,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 3 when the deployment gate holds (default: exit 0, production unchanged)",
     )
     mat.set_defaults(func=_cmd_materialize)
+
+    dep = sub.add_parser("deploy", help="publish a registered router version (the seed's command)")
+    dep.add_argument("--model-name", required=True, help="registered model, e.g. knn-router")
+    dep.add_argument(
+        "--model-stage", default="Production", help="Production or Staging (alias, or legacy stage)"
+    )
+    dep.add_argument("--version", help="deploy this version (and move the stage's alias to it)")
+    dep.add_argument("--s3-bucket", help="default: ROUTEIQ_ARTIFACT_STORE (a folder or s3://...)")
+    dep.add_argument("--s3-prefix", default="models/", help="key prefix (default models/)")
+    dep.add_argument("--tracking-uri", help="default: ROUTEIQ_MLFLOW_TRACKING_URI")
+    dep.add_argument("--gateway-dir", help="also install a local copy the gateway loader reads")
+    dep.set_defaults(func=_cmd_deploy)
+
+    rol = sub.add_parser("rollback", help="point a deployed model back to an earlier version")
+    rol.add_argument("--model-name", required=True)
+    rol.add_argument("--to", help="version to serve (default: the one current before)")
+    rol.add_argument("--s3-bucket", help="default: ROUTEIQ_ARTIFACT_STORE")
+    rol.add_argument("--s3-prefix", default="models/")
+    rol.set_defaults(func=_cmd_rollback)
+
+    rte = sub.add_parser("route", help="route queries with a deployed router (smoke test)")
+    src = rte.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model-dir", help="a router folder (verified when it has a manifest)")
+    src.add_argument("--model-s3-bucket", help="bucket of a deployed model (with --model-s3-key)")
+    rte.add_argument("--model-s3-key", help="models/<name>/ or models/<name>/current.json")
+    qry = rte.add_mutually_exclusive_group(required=True)
+    qry.add_argument("--query", help="one query text")
+    qry.add_argument("--queries", help='JSONL file, {"query": ...} a line')
+    rte.add_argument("--output", help="decisions JSONL (default: stdout)")
+    rte.add_argument("--candidates", help="comma-separated models to choose from")
+    budget = rte.add_mutually_exclusive_group()
+    budget.add_argument("--lambda", dest="lam", type=float, help="cost weight (default: router's)")
+    budget.add_argument("--max-cost", type=float, help="best quality with expected cost <= this")
+    rte.set_defaults(func=_cmd_route)
     return parser
 
 

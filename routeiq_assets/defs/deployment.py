@@ -3,7 +3,8 @@
 import dagster as dg
 
 from routeiq_assets.defs.resources import RouteIQResource
-from routeiq_assets.deployment.deploy import deploy_router_folder
+from routeiq_assets.deployment.deploy import deploy_router_run
+from routeiq_assets.deployment.manifest import ManifestKeys
 from routeiq_assets.training.train import read_run_pointer
 
 GROUP = "deployment"
@@ -13,20 +14,21 @@ GROUP = "deployment"
 def deployed_router(
     context: dg.AssetExecutionContext, routeiq: RouteIQResource
 ) -> dg.MaterializeResult:
-    """The router named by ROUTEIQ_DEPLOY_ROUTER (default knn), registered in MLflow with alias
-    `production` and published to the artifact store as
-    `models/<name>-router/<version>/` with a SHA-256 manifest; `current.json` is written last."""
+    """The router named by ROUTEIQ_DEPLOY_ROUTER (default knn), registered in MLflow as
+    `<name>-router` and published to the artifact store as `models/<name>-router/<version>/`
+    with a SHA-256 manifest (HMAC or Ed25519 signed when a key is set); `current.json` is written
+    last, then the alias `production` moves. `work/gateway/<name>-router/current` is a local
+    copy RouteIQ's gateway loader reads; the metadata holds its router_settings snippet."""
     settings = routeiq.settings()
     loc = settings.resolved
     folder = loc.work_dir / "routers" / settings.deploy_router
-    secret = settings.manifest_hmac_secret
-    deployment = deploy_router_folder(
-        folder,
+    deployment = deploy_router_run(
         settings.deploy_router,
         read_run_pointer(folder),
         loc.mlflow_tracking_uri,
         routeiq.artifact_store(),
-        hmac_secret=secret.get_secret_value() if secret else None,
+        keys=ManifestKeys.from_env(),
+        gateway_dir=loc.work_dir / "gateway" / f"{settings.deploy_router}-router",
     )
     context.log.info(
         f"deployed {deployment.registered_name} v{deployment.version} to {deployment.keys['uri']}"
@@ -41,5 +43,7 @@ def deployed_router(
             "pointer": deployment.keys["pointer"],
             "files": len(deployment.manifest["artifacts"]),
             "signature_type": deployment.manifest["signature_type"],
+            "gateway_folder": dg.MetadataValue.path(deployment.local_folder),
+            "gateway_config": dg.MetadataValue.json(deployment.gateway),
         }
     )

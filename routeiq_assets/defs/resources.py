@@ -3,6 +3,7 @@
 from contextlib import contextmanager
 
 import dagster as dg
+from dagster_aws.s3 import S3Resource
 
 from routeiq_assets.deployment.store import ArtifactStore, store_from_uri
 from routeiq_assets.settings import RouteIQSettings
@@ -28,5 +29,14 @@ class RouteIQResource(dg.ConfigurableResource):
         return minilm_encoder(model_name or s.embedding_model, s.device, s.embedding_batch_size)
 
     def artifact_store(self) -> ArtifactStore:
+        """The deployment store: a local folder, or S3 through dagster-aws's S3Resource
+        (``ROUTEIQ_S3_ENDPOINT_URL`` for MinIO; credentials from the AWS environment)."""
         s = self.settings()
-        return store_from_uri(s.resolved.artifact_store, endpoint_url=s.s3_endpoint_url)
+        uri = s.resolved.artifact_store
+        client = s3_client(s.s3_endpoint_url) if uri.startswith("s3://") else None
+        return store_from_uri(uri, s3_client=client)
+
+
+def s3_client(endpoint_url: str | None = None, max_attempts: int = 3):
+    """A boto3 S3 client from dagster-aws's S3Resource (MinIO when ``endpoint_url`` is set)."""
+    return S3Resource(endpoint_url=endpoint_url, max_attempts=max_attempts).get_client()

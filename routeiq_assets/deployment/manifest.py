@@ -1,8 +1,12 @@
-"""RouteIQ's model manifest: SHA-256 per file, optionally HMAC-SHA256 signed.
+"""RouteIQ's model manifest: SHA-256 per file, optionally HMAC-SHA256 or Ed25519 signed.
 
-The signature covers the canonical JSON (sorted keys, separators ',' and ':', UTF-8) of
+Format (what RouteIQ's gateway reads): ``{version, created_at, signature_type: none |
+hmac-sha256 | ed25519, signature, description, artifacts: [{path, sha256, description,
+created_at, tags, metadata}], metadata}``. The base64 signature covers the canonical JSON (sorted
+keys, separators ',' and ':', UTF-8, non-ASCII escaped as the gateway's ``json.dumps`` does) of
 ``{version, artifacts: [{path, sha256}] sorted by path, created_at, description}``, the last two
-only when set. The key comes from the environment and is never logged.
+only when set. Keys come from the environment (the gateway's variable names, so one secret serves
+both sides) and are never logged or put in a repr.
 """
 
 from __future__ import annotations
@@ -11,15 +15,138 @@ import base64
 import hashlib
 import hmac
 import json
+import os
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 MANIFEST_NAME = "manifest.json"
+HMAC_ENV = "LLMROUTER_MODEL_HMAC_SECRET"
+PRIVATE_KEY_ENVS = ("LLMROUTER_MODEL_PRIVATE_KEY_B64", "LLMROUTER_MODEL_PRIVATE_KEY_PATH")
+PUBLIC_KEY_ENVS = ("LLMROUTER_MODEL_PUBLIC_KEY_B64", "LLMROUTER_MODEL_PUBLIC_KEY_PATH")
 
 
 class ManifestError(ValueError):
     """A manifest that does not match its files or its signature."""
+
+
+class ManifestKeys:
+    """Signing and verification keys. Ed25519 signs when a private key is set, else HMAC.
+
+    Verification takes the public key, or derives it from the private key when only that is set.
+    """
+
+    def __init__(
+        self,
+        hmac_secret: str | None = None,
+        private_key: Any = None,
+        public_key: Any = None,
+    ) -> None:
+        self._hmac_secret = hmac_secret or None
+        self._private_key = private_key
+        self._public_key = public_key or (private_key.public_key() if private_key else None)
+
+    def __repr__(self) -> str:
+        return f"ManifestKeys(signature_type={self.signature_type!r})"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ManifestKeys:
+        """Keys from LLMROUTER_MODEL_HMAC_SECRET and LLMROUTER_MODEL_{PRIVATE,PUBLIC}_KEY_*."""
+        env = os.environ if env is None else env
+        return cls(
+            hmac_secret=env.get(HMAC_ENV),
+            private_key=_load_ed25519(env, PRIVATE_KEY_ENVS, private=True),
+            public_key=_load_ed25519(env, PUBLIC_KEY_ENVS, private=False),
+        )
+
+    @property
+    def signature_type(self) -> str:
+        """What :meth:`sign` produces."""
+        if self._private_key is not None:
+            return "ed25519"
+        return "hmac-sha256" if self._hmac_secret else "none"
+
+    @property
+    def verifies(self) -> bool:
+        """Whether any verification key is configured (then unsigned manifests are refused)."""
+        return bool(self._hmac_secret or self._public_key)
+
+    def sign(self, body: bytes) -> str | None:
+        if self._private_key is not None:
+            return base64.b64encode(self._private_key.sign(body)).decode()
+        if self._hmac_secret:
+            digest = hmac.new(self._hmac_secret.encode(), body, hashlib.sha256).digest()
+            return base64.b64encode(digest).decode()
+        return None
+
+    def verify(self, signature_type: str, body: bytes, signature: str | None) -> None:
+        try:
+            given = base64.b64decode(signature or "", validate=True)
+        except ValueError:
+            raise ManifestError("manifest signature is not valid base64") from None
+        if signature_type == "hmac-sha256":
+            if not self._hmac_secret:
+                raise ManifestError(
+                    f"manifest is signed with hmac-sha256; set {HMAC_ENV} to verify it"
+                )
+            expected = hmac.new(self._hmac_secret.encode(), body, hashlib.sha256).digest()
+            if not hmac.compare_digest(expected, given):
+                raise ManifestError("manifest signature (hmac-sha256) does not verify")
+        elif signature_type == "ed25519":
+            if self._public_key is None:
+                raise ManifestError(
+                    "manifest is signed with ed25519; set LLMROUTER_MODEL_PUBLIC_KEY_B64 or "
+                    "LLMROUTER_MODEL_PUBLIC_KEY_PATH to verify it"
+                )
+            from cryptography.exceptions import InvalidSignature
+
+            try:
+                self._public_key.verify(given, body)
+            except InvalidSignature:
+                raise ManifestError("manifest signature (ed25519) does not verify") from None
+        else:
+            raise ManifestError(f"unknown manifest signature_type {signature_type!r}")
+
+
+def _load_ed25519(env: Mapping[str, str], names: tuple[str, str], private: bool) -> Any:
+    """A key from ``<NAME>_B64`` (raw 32 bytes or PEM, base64) or ``<NAME>_PATH`` (raw or PEM)."""
+    b64_name, path_name = names
+    if env.get(b64_name):
+        source = b64_name
+        try:
+            data = base64.b64decode(env[b64_name], validate=True)
+        except ValueError:
+            raise ManifestError(f"{b64_name} is not valid base64") from None
+    elif env.get(path_name):
+        source = f"{path_name} ({env[path_name]})"
+        try:
+            data = Path(env[path_name]).read_bytes()
+        except OSError as exc:
+            raise ManifestError(f"{source} cannot be read: {exc.strerror}") from None
+    else:
+        return None
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    try:
+        if len(data) == 32:
+            kind = ed25519.Ed25519PrivateKey if private else ed25519.Ed25519PublicKey
+            return (kind.from_private_bytes if private else kind.from_public_bytes)(data)
+        key = (
+            serialization.load_pem_private_key(data, password=None)
+            if private
+            else serialization.load_pem_public_key(data)
+        )
+    except (ValueError, TypeError):
+        key = None
+    expected = ed25519.Ed25519PrivateKey if private else ed25519.Ed25519PublicKey
+    if not isinstance(key, expected):
+        raise ManifestError(
+            f"{source} is not an Ed25519 {'private' if private else 'public'} key "
+            "(expected 32 raw bytes or PEM)"
+        )
+    return key
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -37,7 +164,8 @@ def canonical_signing_bytes(manifest: dict[str, Any]) -> bytes:
     for optional in ("created_at", "description"):
         if manifest.get(optional):
             body[optional] = manifest[optional]
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    # ensure_ascii matches the gateway's json.dumps byte for byte (the result is UTF-8 either way)
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
 def build_manifest(
@@ -46,40 +174,63 @@ def build_manifest(
     description: str = "",
     metadata: dict[str, Any] | None = None,
     hmac_secret: str | None = None,
+    keys: ManifestKeys | None = None,
+    artifact_metadata: Mapping[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """A manifest for every file under ``folder`` (paths relative, '/'-separated)."""
+    """A manifest for every file under ``folder`` (paths relative, '/'-separated), signed with
+    ``keys`` (or ``hmac_secret``) when given. ``artifact_metadata`` maps a path to its
+    ``description``/``tags``/``metadata``."""
     folder = Path(folder)
+    keys = keys or ManifestKeys(hmac_secret=hmac_secret)
     created = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-    artifacts = [
-        {
-            "path": p.relative_to(folder).as_posix(),
-            "sha256": sha256_bytes(p.read_bytes()),
-            "description": "",
-            "created_at": created,
-            "tags": [],
-            "metadata": {},
-        }
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != MANIFEST_NAME
-    ]
+    extra = artifact_metadata or {}
+    artifacts = []
+    for p in sorted(folder.rglob("*")):
+        if not p.is_file() or p.name == MANIFEST_NAME:
+            continue
+        path = p.relative_to(folder).as_posix()
+        artifacts.append(
+            {
+                "path": path,
+                "sha256": sha256_bytes(p.read_bytes()),
+                "description": extra.get(path, {}).get("description", ""),
+                "created_at": created,
+                "tags": list(extra.get(path, {}).get("tags", [])),
+                "metadata": dict(extra.get(path, {}).get("metadata", {})),
+            }
+        )
     manifest = {
-        "version": version,
+        "version": str(version),
         "created_at": created,
-        "signature_type": "none",
+        "signature_type": keys.signature_type,
         "signature": None,
         "description": description,
         "artifacts": artifacts,
         "metadata": metadata or {},
     }
-    if hmac_secret:
-        digest = hmac.new(hmac_secret.encode(), canonical_signing_bytes(manifest), hashlib.sha256)
-        manifest["signature_type"] = "hmac-sha256"
-        manifest["signature"] = base64.b64encode(digest.digest()).decode()
+    manifest["signature"] = keys.sign(canonical_signing_bytes(manifest))
     return manifest
 
 
-def verify_manifest(manifest: dict[str, Any], read: Any, hmac_secret: str | None = None) -> None:
-    """Check every file's SHA-256 (``read(path) -> bytes``) and the signature when configured."""
+def verify_manifest(
+    manifest: dict[str, Any],
+    read: Callable[[str], bytes],
+    hmac_secret: str | None = None,
+    keys: ManifestKeys | None = None,
+) -> None:
+    """Check every file's SHA-256 (``read(path) -> bytes``) and the signature.
+
+    A signed manifest is always verified (and fails without its key); an unsigned one is refused
+    when a verification key is configured."""
+    keys = keys or ManifestKeys(hmac_secret=hmac_secret)
+    kind = manifest.get("signature_type") or "none"
+    if kind == "none":
+        if keys.verifies:
+            raise ManifestError(
+                "a verification key is configured but the manifest is 'none' (unsigned)"
+            )
+    else:
+        keys.verify(kind, canonical_signing_bytes(manifest), manifest.get("signature"))
     for artifact in manifest.get("artifacts", []):
         actual = sha256_bytes(read(artifact["path"]))
         if actual != artifact["sha256"]:
@@ -87,11 +238,3 @@ def verify_manifest(manifest: dict[str, Any], read: Any, hmac_secret: str | None
                 f"{artifact['path']}: sha256 {actual} does not match the manifest's "
                 f"{artifact['sha256']}"
             )
-    kind = manifest.get("signature_type", "none")
-    if hmac_secret:
-        if kind != "hmac-sha256":
-            raise ManifestError(f"a signing secret is configured but the manifest is {kind!r}")
-        expected = hmac.new(hmac_secret.encode(), canonical_signing_bytes(manifest), hashlib.sha256)
-        given = base64.b64decode(manifest.get("signature") or "")
-        if not hmac.compare_digest(expected.digest(), given):
-            raise ManifestError("manifest signature does not verify")

@@ -7,6 +7,7 @@ the local CPU torch build is not recorded.
 
 from __future__ import annotations
 
+import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -100,26 +101,51 @@ def log_report_run(
         ) from exc
 
 
+def _not_found(exc: Exception) -> bool:
+    code = getattr(exc, "error_code", "")
+    # a missing alias is INVALID_PARAMETER_VALUE "... alias x not found" over REST
+    return code == "RESOURCE_DOES_NOT_EXIST" or (
+        code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc).lower()
+    )
+
+
+def _failed(tracking_uri: str, what: str, exc: Exception) -> RegistryError:
+    return RegistryError(f"{what} in MLflow at {tracking_uri} failed: {exc}")
+
+
 def register_version(
     tracking_uri: str,
     run_id: str,
     registered_name: str,
-    alias: str = "production",
+    alias: str | None = "production",
     tags: dict[str, str] | None = None,
 ) -> str:
-    """Register ``runs:/<run_id>/model`` under ``registered_name`` and point ``alias`` at it."""
+    """Register ``runs:/<run_id>/model`` under ``registered_name``; point ``alias`` at it when
+    given (deployment sets the alias itself, once the version is published)."""
     mlflow = _mlflow(tracking_uri)
     try:
         version = mlflow.register_model(
             f"runs:/{run_id}/{MODEL_ARTIFACT_PATH}", registered_name, tags=tags
         )
-        client = mlflow.MlflowClient()
-        client.set_registered_model_alias(registered_name, alias, version.version)
+        if alias:
+            mlflow.MlflowClient().set_registered_model_alias(
+                registered_name, alias, version.version
+            )
         return str(version.version)
     except Exception as exc:
-        raise RegistryError(
-            f"registering run {run_id} as {registered_name!r} in MLflow at {tracking_uri} "
-            f"failed: {exc}"
+        raise _failed(
+            tracking_uri, f"registering run {run_id} as {registered_name!r}", exc
+        ) from exc
+
+
+def set_alias(tracking_uri: str, registered_name: str, alias: str, version: str) -> None:
+    try:
+        _mlflow(tracking_uri).MlflowClient().set_registered_model_alias(
+            registered_name, alias, version
+        )
+    except Exception as exc:
+        raise _failed(
+            tracking_uri, f"setting alias {alias!r} of {registered_name!r} to v{version}", exc
         ) from exc
 
 
@@ -128,6 +154,84 @@ def version_for_alias(tracking_uri: str, registered_name: str, alias: str) -> st
     try:
         return str(mlflow.MlflowClient().get_model_version_by_alias(registered_name, alias).version)
     except Exception as exc:
-        if "RESOURCE_DOES_NOT_EXIST" in str(exc) or "not found" in str(exc).lower():
+        if _not_found(exc) or "not found" in str(exc).lower():
             return None
         raise RegistryError(f"MLflow at {tracking_uri} failed: {exc}") from exc
+
+
+def alias_for_stage(stage: str) -> str:
+    """The seed's ``--model-stage`` (Production, Staging) as an alias (production, staging)."""
+    return stage.strip().lower()
+
+
+def resolve_version(
+    tracking_uri: str, registered_name: str, stage: str = "Production", version: str | None = None
+) -> tuple[str, str]:
+    """``(version, run_id)`` of ``version``, else of the version holding the stage's alias, else
+    (servers with legacy stages) the latest version in that stage."""
+    client = _mlflow(tracking_uri).MlflowClient()
+    try:
+        client.get_registered_model(registered_name)
+    except Exception as exc:
+        if _not_found(exc):
+            raise RegistryError(
+                f"registered model {registered_name!r} does not exist in MLflow at {tracking_uri}"
+            ) from None
+        raise _failed(
+            tracking_uri, f"looking up registered model {registered_name!r}", exc
+        ) from exc
+    try:
+        if version is not None:
+            found = client.get_model_version(registered_name, str(version))
+            return str(found.version), found.run_id
+        try:
+            found = client.get_model_version_by_alias(registered_name, alias_for_stage(stage))
+            return str(found.version), found.run_id
+        except Exception as exc:
+            if not _not_found(exc):
+                raise
+        with warnings.catch_warnings():  # stages are deprecated; this is the legacy path
+            warnings.simplefilter("ignore", FutureWarning)
+            legacy = client.get_latest_versions(registered_name, stages=[stage.strip().title()])
+    except RegistryError:
+        raise
+    except Exception as exc:
+        if _not_found(exc):
+            raise RegistryError(
+                f"{registered_name!r} has no version {version} in MLflow at {tracking_uri}"
+            ) from None
+        raise _failed(tracking_uri, f"resolving {registered_name!r} ({stage})", exc) from exc
+    if not legacy:
+        raise RegistryError(
+            f"no version of {registered_name!r} has alias {alias_for_stage(stage)!r} or stage "
+            f"{stage.strip().title()!r} in MLflow at {tracking_uri}; pass --version N, or set "
+            f"the alias: MlflowClient().set_registered_model_alias({registered_name!r}, "
+            f"{alias_for_stage(stage)!r}, N)"
+        )
+    return str(legacy[0].version), legacy[0].run_id
+
+
+def download_router(tracking_uri: str, registered_name: str, version: str, into: Path) -> Path:
+    """Download the registered version's pyfunc model and return its router folder (the pyfunc
+    artifact ``router``)."""
+    import yaml
+
+    mlflow = _mlflow(tracking_uri)
+    uri = f"models:/{registered_name}/{version}"
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(into)))
+    except Exception as exc:
+        raise _failed(tracking_uri, f"downloading {uri}", exc) from exc
+    mlmodel = local / "MLmodel"
+    if not mlmodel.exists():
+        raise RegistryError(f"{uri} has no MLmodel file: not a RouteIQ router model")
+    flavor = (yaml.safe_load(mlmodel.read_text()).get("flavors") or {}).get("python_function", {})
+    router = (flavor.get("artifacts") or {}).get("router")
+    if not router:
+        raise RegistryError(
+            f"{uri} has no pyfunc artifact 'router': not logged by RouteIQ's router training"
+        )
+    folder = (local / router["path"]).resolve()
+    if local.resolve() not in folder.parents or not (folder / "router.json").exists():
+        raise RegistryError(f"{uri}: artifact 'router' ({router['path']}) holds no router.json")
+    return folder

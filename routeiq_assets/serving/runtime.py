@@ -1,47 +1,240 @@
-"""A router runtime: a verified router folder plus the embedding model, answering ``route()``."""
+"""The runtime a gateway embeds: load a verified router, route queries, hot-reload new versions.
+
+A runtime loads from a folder or from an artifact store (S3 or a local store) through the
+version pointer ``<prefix>/<model-name>/current.json``. Every file is checked against the
+manifest's SHA-256 (and its signature when signed or when a key is configured) before a model
+is built; a new version replaces the active one in a single reference swap, so a concurrent
+``route()`` uses either the old or the new model, never a mix. A version that fails to
+download, verify or load is logged and skipped: the old model keeps serving.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+import shutil
+import tempfile
+import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from routeiq_assets.deployment.manifest import MANIFEST_NAME, verify_manifest
+from routeiq_assets.deployment.manifest import MANIFEST_NAME, ManifestKeys, verify_manifest
+from routeiq_assets.deployment.publish import POINTER_NAME, fetch_version
+from routeiq_assets.deployment.store import ArtifactStore
 from routeiq_assets.routers.base import Router, decide, load_router, read_router_meta
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class RouteDecision:
     model: str
-    scores: dict[str, float]
+    scores: dict[str, float]  # predicted quality per known model
     latency_ms: float
+    version: str | None = None
+    rule: str = "lambda"  # "lambda", "max_cost", or "max_cost_exceeded" (cheapest candidate)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    router: Router
+    embedding_model: str
+    default_lambda: float
+    version: str | None
+    folder: Path | None
+
+
+def load_model(folder: Path, keys: ManifestKeys | None = None, version: str | None = None):
+    """Verify ``folder`` against its manifest (when it has one) and load its router."""
+    folder = Path(folder)
+    manifest_path = folder / MANIFEST_NAME
+    if manifest_path.exists():
+        manifest = json.loads(manifest_path.read_text())
+        verify_manifest(manifest, lambda p: (folder / p).read_bytes(), keys=keys)
+        version = version or manifest.get("version")
+    meta = read_router_meta(folder)
+    return LoadedModel(
+        load_router(folder),
+        meta["embedding_model"],
+        float(meta.get("default_lambda", 0.0)),
+        version,
+        folder,
+    )
 
 
 class RouterRuntime:
-    """Routes queries with one loaded router; embeds text with the router's embedding model."""
+    """Routes queries with the active router; embeds text with the router's embedding model."""
 
-    def __init__(self, router: Router, embedding_model: str, default_lambda: float = 0.0):
-        self.router = router
-        self.embedding_model = embedding_model
-        self.default_lambda = default_lambda
+    def __init__(
+        self,
+        router: Router,
+        embedding_model: str,
+        default_lambda: float = 0.0,
+        version: str | None = None,
+    ):
+        self._active = LoadedModel(router, embedding_model, default_lambda, version, None)
+        self._store: ArtifactStore | None = None
+        self._pointer_key: str | None = None
+        self._keys: ManifestKeys | None = None
+        self._etag: str | None = None
+        self._workdir: Path | None = None
+        self._kept: deque[Path] = deque()
+        self._refresh_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+        self.poll_interval_s = 30.0
+        self.last_error: str | None = None
+        self.last_swap_ms: float | None = None
+        self.swaps = 0
 
     @classmethod
-    def from_folder(cls, folder: Path, hmac_secret: str | None = None) -> RouterRuntime:
-        folder = Path(folder)
-        manifest_path = folder / MANIFEST_NAME
-        if manifest_path.exists():
-            manifest = json.loads(manifest_path.read_text())
-            verify_manifest(manifest, lambda p: (folder / p).read_bytes(), hmac_secret)
-        meta = read_router_meta(folder)
-        return cls(load_router(folder), meta["embedding_model"], meta.get("default_lambda", 0.0))
+    def _from_loaded(cls, loaded: LoadedModel) -> RouterRuntime:
+        runtime = cls(loaded.router, loaded.embedding_model, loaded.default_lambda, loaded.version)
+        runtime._active = loaded
+        return runtime
 
-    def embed(self, texts: list[str]) -> np.ndarray:
+    @property
+    def router(self) -> Router:
+        return self._active.router
+
+    @property
+    def embedding_model(self) -> str:
+        return self._active.embedding_model
+
+    @property
+    def default_lambda(self) -> float:
+        return self._active.default_lambda
+
+    @property
+    def version(self) -> str | None:
+        return self._active.version
+
+    @classmethod
+    def from_folder(
+        cls, folder: Path, hmac_secret: str | None = None, keys: ManifestKeys | None = None
+    ) -> RouterRuntime:
+        """A runtime over a router folder, verified first when it holds a manifest."""
+        return cls._from_loaded(load_model(folder, keys or ManifestKeys(hmac_secret=hmac_secret)))
+
+    @classmethod
+    def from_store(
+        cls,
+        store: ArtifactStore,
+        pointer_key: str,
+        keys: ManifestKeys | None = None,
+        poll_interval_s: float = 30.0,
+        workdir: Path | None = None,
+    ) -> RouterRuntime:
+        """A runtime over the version ``pointer_key`` (``.../<model-name>/current.json``, or the
+        model's prefix) names; raises when the first version cannot be fetched or verified."""
+        if not pointer_key.endswith(POINTER_NAME):
+            pointer_key = f"{pointer_key.rstrip('/')}/{POINTER_NAME}"
+        data, etag = store.get_if_changed(pointer_key)
+        pointer = json.loads(data)
+        work = Path(workdir or tempfile.mkdtemp(prefix="routeiq-runtime-"))
+        loaded = cls._fetch(store, pointer, keys, work)
+        runtime = cls._from_loaded(loaded)
+        runtime._store, runtime._pointer_key, runtime._keys = store, pointer_key, keys
+        runtime._etag, runtime._workdir = etag, work
+        runtime._kept.append(loaded.folder)
+        runtime.poll_interval_s = poll_interval_s
+        return runtime
+
+    @staticmethod
+    def _fetch(
+        store: ArtifactStore, pointer: dict, keys: ManifestKeys | None, work: Path
+    ) -> LoadedModel:
+        folder = Path(tempfile.mkdtemp(prefix=f"v{pointer['version']}-", dir=work))
+        try:
+            fetch_version(store, pointer["manifest"], folder, keys)
+            # fetch_version verified every byte it wrote; loading reads those same files
+            meta = read_router_meta(folder)
+            return LoadedModel(
+                load_router(folder),
+                meta["embedding_model"],
+                float(meta.get("default_lambda", 0.0)),
+                str(pointer["version"]),
+                folder,
+            )
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+
+    def refresh(self) -> bool:
+        """Poll the pointer (a conditional GET on its ETag); load, verify and swap in a new
+        version. Returns whether the active model changed; failures keep the old model."""
+        if self._store is None or self._pointer_key is None or self._workdir is None:
+            raise RuntimeError("refresh() needs a runtime made by from_store()")
+        with self._refresh_lock:
+            try:
+                data, etag = self._store.get_if_changed(self._pointer_key, self._etag)
+                if data is None:
+                    return False
+                pointer = json.loads(data)
+                if str(pointer["version"]) == self.version:
+                    self._etag = etag
+                    return False
+                started = time.perf_counter()
+                loaded = self._fetch(self._store, pointer, self._keys, self._workdir)
+            except Exception as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning(
+                    "router %s: keeping version %s, the new one failed: %s",
+                    self._pointer_key,
+                    self.version,
+                    self.last_error,
+                )
+                return False
+            previous = self.version
+            self._active = loaded  # one reference swap: route() sees old or new, never a mix
+            self.last_swap_ms = (time.perf_counter() - started) * 1000
+            self._etag, self.last_error = etag, None
+            self.swaps += 1
+            self._kept.append(loaded.folder)
+            while len(self._kept) > 2:  # in-flight calls may still hold the previous model
+                shutil.rmtree(self._kept.popleft(), ignore_errors=True)
+            log.info("router %s: version %s -> %s", self._pointer_key, previous, self.version)
+            return True
+
+    def start_polling(self, interval_s: float | None = None) -> RouterRuntime:
+        """Refresh every ``interval_s`` seconds in a daemon thread until :meth:`close`."""
+        if interval_s is not None:
+            self.poll_interval_s = interval_s
+        if self._poller is None:
+            self._stop.clear()
+            self._poller = threading.Thread(
+                target=self._poll_loop, name="routeiq-router-poll", daemon=True
+            )
+            self._poller.start()
+        return self
+
+    def _poll_loop(self) -> None:
+        while not self._stop.wait(self.poll_interval_s):
+            self.refresh()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join(timeout=max(5.0, self.poll_interval_s))
+            self._poller = None
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    def __enter__(self) -> RouterRuntime:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def embed(self, texts: list[str], embedding_model: str | None = None) -> np.ndarray:
         from routeiq_assets.training.embeddings import minilm_encoder
 
-        return minilm_encoder(self.embedding_model, "cpu")(texts)
+        return minilm_encoder(embedding_model or self.embedding_model, "cpu")(texts)
 
     def route(
         self,
@@ -49,33 +242,50 @@ class RouterRuntime:
         embedding: np.ndarray | None = None,
         lam: float | None = None,
         candidates: list[str] | None = None,
+        max_cost: float | None = None,
     ) -> RouteDecision:
+        """The model for one query (text, or its embedding): ``argmax quality - lam * cost``
+        over ``candidates`` (all known models by default), or with ``max_cost`` the best
+        predicted quality among candidates whose expected cost is within it (the cheapest
+        candidate when none is)."""
         started = time.perf_counter()
-        if self.router.input_kind == "text":
+        active = self._active  # one read: a concurrent swap cannot change the model mid-call
+        router = active.router
+        if router.input_kind == "text":
             if query is None:
-                raise ValueError(f"a {self.router.router_type} router reads the query text")
+                raise ValueError(f"a {router.router_type} router reads the query text")
             inputs = [query]
         elif embedding is None:
             if query is None:
                 raise ValueError("route() needs a query text or an embedding")
-            inputs = self.embed([query])
+            inputs = self.embed([query], active.embedding_model)
         else:
-            inputs = np.asarray(embedding)[None, :]
-        names = self.router.model_names_
-        available = None
+            inputs = np.asarray(embedding, np.float32).reshape(1, -1)
+        names = router.model_names_
+        available = np.ones(len(names), bool)
         if candidates is not None:
-            unknown = set(candidates) - set(names)
-            if unknown == set(candidates):
-                raise ValueError(f"none of the candidates {candidates} is known to this router")
             available = np.array([n in candidates for n in names])
-        quality = self.router.predict_quality(inputs)
-        idx = int(
-            decide(
-                quality, self.router.cost_, self.default_lambda if lam is None else lam, available
-            )[0]
-        )
+            if not available.any():
+                raise ValueError(
+                    f"none of the candidates {candidates} is known to this router ({names})"
+                )
+        quality = router.predict_quality(inputs)
+        cost = np.asarray(router.cost_, np.float64)
+        rule = "lambda"
+        if max_cost is not None:
+            within = available & (cost <= max_cost)
+            if within.any():
+                idx, rule = int(decide(quality, cost, 0.0, within)[0]), "max_cost"
+            else:
+                idx = int(np.flatnonzero(available)[np.argmin(cost[available])])
+                rule = "max_cost_exceeded"
+        else:
+            lam = active.default_lambda if lam is None else lam
+            idx = int(decide(quality, cost, lam, available)[0])
         return RouteDecision(
             names[idx],
             {n: float(q) for n, q in zip(names, quality[0], strict=True)},
             (time.perf_counter() - started) * 1000,
+            active.version,
+            rule,
         )

@@ -1,0 +1,116 @@
+"""What RouteIQ's gateway reads: its router_settings snippet and files for its current loader.
+
+The gateway's inference loaders (``llmrouter-<type>`` with ``model_path``) read, per type:
+
+- mlp: a torch ``state_dict`` (``layers.<i>.weight/bias`` of Linear layers with an activation
+  between them) loaded with ``torch.load(weights_only=True)`` (tensors only, no code), plus a
+  companion JSON beside it (same stem) with ``input_dim, hidden_layer_sizes, num_classes,
+  activation, idx_to_model``; it routes by argmax of the last layer. We export that
+  (``gateway/model.pt`` + ``gateway/model.json``): our MLP's outputs are per-model quality
+  logits, so its argmax is our decision at lambda = 0.
+- knn (and svm): a scikit-learn pickle only, which the gateway itself refuses unless
+  ``LLMROUTER_ALLOW_PICKLE_MODELS=true``. We never write pickle: knn, linear, mf and bert are
+  served from ``router.json`` + ``weights.npz`` (and safetensors for bert) by
+  ``routeiq_assets.serving.RouterRuntime``, which a gateway embeds as its strategy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from routeiq_assets.routers.base import WEIGHTS_NPZ, read_router_meta
+
+GATEWAY_SUBDIR = "gateway"
+MLP_STATE_DICT = "model.pt"
+MLP_COMPANION = "model.json"
+
+
+def write_gateway_files(router_folder: Path) -> list[str]:
+    """Add the gateway loader's files to a router folder; return their relative paths."""
+    folder = Path(router_folder)
+    meta = read_router_meta(folder)
+    if meta["router_type"] != "mlp":
+        return []
+    import torch
+
+    with np.load(folder / WEIGHTS_NPZ, allow_pickle=False) as data:
+        n = len([k for k in data.files if k.startswith("w") and k[1:].isdigit()])
+        weights = [data[f"w{i}"] for i in range(n)]
+        biases = [data[f"b{i}"] for i in range(n)]
+    state = {}
+    for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
+        state[f"layers.{i}.weight"] = torch.from_numpy(np.ascontiguousarray(w.T, np.float32))
+        state[f"layers.{i}.bias"] = torch.from_numpy(np.ascontiguousarray(b, np.float32))
+    names = list(meta["model_names"])
+    companion = {
+        "input_dim": int(weights[0].shape[0]),
+        "hidden_layer_sizes": [int(w.shape[1]) for w in weights[:-1]],
+        "num_classes": len(names),
+        "activation": "relu",
+        "idx_to_model": {str(i): name for i, name in enumerate(names)},
+        "model_to_idx": {name: i for i, name in enumerate(names)},
+        "embedding_model": meta.get("embedding_model"),
+        "outputs": "quality logits per model; argmax is the lambda = 0 decision",
+    }
+    out = folder / GATEWAY_SUBDIR
+    out.mkdir(exist_ok=True)
+    (out / MLP_COMPANION).write_text(json.dumps(companion, indent=2, sort_keys=True))
+    torch.save(state, out / MLP_STATE_DICT)
+    return [f"{GATEWAY_SUBDIR}/{MLP_COMPANION}", f"{GATEWAY_SUBDIR}/{MLP_STATE_DICT}"]
+
+
+def model_path_in(folder: Path, router_type: str) -> Path:
+    """What the gateway's ``model_path`` should name inside a deployed version folder."""
+    if router_type == "mlp":
+        return Path(folder) / GATEWAY_SUBDIR / MLP_STATE_DICT
+    return Path(folder)
+
+
+def gateway_config(
+    router_type: str,
+    *,
+    s3_bucket: str | None = None,
+    s3_key: str | None = None,
+    model_path: str | None = None,
+    embedding_model: str | None = None,
+) -> dict[str, Any]:
+    """The gateway's ``router_settings`` for a deployed model."""
+    args: dict[str, Any] = {}
+    if s3_bucket:
+        args.update(model_s3_bucket=s3_bucket, model_s3_key=s3_key)
+    if model_path:
+        args["model_path"] = model_path
+    if embedding_model:
+        args["embedding_model"] = embedding_model
+    args["hot_reload"] = True
+    return {
+        "router_settings": {
+            "routing_strategy": f"llmrouter-{router_type}",
+            "routing_strategy_args": args,
+        }
+    }
+
+
+def install_local(version_folder: Path, dest: Path, version: str) -> Path:
+    """Copy a verified version folder to ``dest/<version>`` and switch the ``dest/current``
+    symlink to it in one rename, so a gateway reading ``dest/current`` never sees half a
+    version; return ``dest/current``."""
+    dest = Path(dest)
+    target = dest / str(version)
+    staging = dest / f".{version}.{os.getpid()}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(version_folder, staging)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    link = dest / "current"
+    tmp_link = dest / f".current.{os.getpid()}.tmp"
+    tmp_link.unlink(missing_ok=True)
+    tmp_link.symlink_to(str(version))
+    tmp_link.replace(link)
+    return link

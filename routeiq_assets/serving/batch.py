@@ -1,0 +1,147 @@
+"""``routeiq route``: one query, or a JSONL file of queries routed in one process.
+
+Each input line is ``{"query": ...}`` with optional ``id``, ``candidates``, ``lambda`` and
+``max_cost`` (overriding the command's); each output line is one decision, or ``{"line",
+"error"}`` for an input line that could not be routed (the exit status is then 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from routeiq_assets.deployment.manifest import ManifestKeys
+from routeiq_assets.serving.runtime import RouteDecision, RouterRuntime
+
+EMBED_BATCH = 256
+
+
+def runtime_for(args: argparse.Namespace) -> RouterRuntime:
+    """The runtime over ``--model-dir``, or over S3 ``--model-s3-bucket``/``--model-s3-key``
+    (endpoint from ROUTEIQ_S3_ENDPOINT_URL, credentials from the AWS environment)."""
+    keys = ManifestKeys.from_env()
+    if args.model_dir:
+        return RouterRuntime.from_folder(Path(args.model_dir), keys=keys)
+    if not args.model_s3_key:
+        raise ValueError("--model-s3-bucket needs --model-s3-key (e.g. models/knn-router/)")
+    from routeiq_assets.deployment.store import S3ArtifactStore, s3_client_for
+    from routeiq_assets.settings import RouteIQSettings
+
+    client = s3_client_for(RouteIQSettings().s3_endpoint_url)
+    return RouterRuntime.from_store(
+        S3ArtifactStore(client, args.model_s3_bucket), args.model_s3_key, keys
+    )
+
+
+def _decision_row(decision: RouteDecision, extra: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **extra,
+        "model": decision.model,
+        "scores": {k: round(v, 6) for k, v in decision.scores.items()},
+        "latency_ms": round(decision.latency_ms, 4),
+        "version": decision.version,
+        "rule": decision.rule,
+    }
+
+
+def _read_queries(path: Path) -> list[tuple[int, dict[str, Any] | str]]:
+    """(line number, request or error text) per non-empty line."""
+    rows: list[tuple[int, dict[str, Any] | str]] = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                request = json.loads(line)
+            except json.JSONDecodeError as exc:
+                rows.append((number, f"not JSON: {exc.msg}"))
+                continue
+            if not isinstance(request, dict) or not isinstance(request.get("query"), str):
+                rows.append((number, 'expected {"query": "<text>", ...}'))
+                continue
+            rows.append((number, request))
+    return rows
+
+
+def route_file(
+    runtime: RouterRuntime,
+    path: Path,
+    out: TextIO,
+    candidates: list[str] | None = None,
+    lam: float | None = None,
+    max_cost: float | None = None,
+) -> dict[str, Any]:
+    """Route every line of ``path`` (texts embedded in batches) and write one line per input."""
+    rows = _read_queries(path)
+    requests = [(n, r) for n, r in rows if isinstance(r, dict)]
+    started = time.perf_counter()
+    embeddings: dict[int, np.ndarray] = {}
+    if runtime.router.input_kind != "text":
+        texts = [r["query"] for _, r in requests]
+        for start in range(0, len(texts), EMBED_BATCH):
+            batch = runtime.embed(texts[start : start + EMBED_BATCH])
+            for offset, vector in enumerate(batch):
+                embeddings[requests[start + offset][0]] = vector
+    embed_s = time.perf_counter() - started
+    latencies, errors = [], 0
+    for number, request in rows:
+        if isinstance(request, str):
+            out.write(json.dumps({"line": number, "error": request}) + "\n")
+            errors += 1
+            continue
+        try:
+            decision = runtime.route(
+                query=request["query"],
+                embedding=embeddings.get(number),
+                lam=request.get("lambda", lam),
+                candidates=request.get("candidates", candidates),
+                max_cost=request.get("max_cost", max_cost),
+            )
+        except (ValueError, TypeError) as exc:
+            out.write(json.dumps({"line": number, "error": str(exc)}) + "\n")
+            errors += 1
+            continue
+        extra = {"line": number, **({"id": request["id"]} if "id" in request else {})}
+        out.write(json.dumps(_decision_row(decision, extra)) + "\n")
+        latencies.append(decision.latency_ms)
+    return {
+        "file": str(path),
+        "decisions": len(latencies),
+        "errors": errors,
+        "version": runtime.version,
+        "embedding_seconds": round(embed_s, 3),
+        "route_p50_ms": round(float(np.percentile(latencies, 50)), 4) if latencies else None,
+        "route_p99_ms": round(float(np.percentile(latencies, 99)), 4) if latencies else None,
+    }
+
+
+def route_command(args: argparse.Namespace) -> int:
+    from routeiq_assets.deployment.store import ArtifactStoreError
+
+    try:
+        runtime = runtime_for(args)
+    except ArtifactStoreError as exc:
+        print(f"routeiq route: error: {exc}", file=sys.stderr)
+        return 1
+    candidates = [c.strip() for c in args.candidates.split(",")] if args.candidates else None
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
+    try:
+        if args.query is not None:
+            decision = runtime.route(
+                query=args.query, lam=args.lam, candidates=candidates, max_cost=args.max_cost
+            )
+            out.write(json.dumps(_decision_row(decision, {})) + "\n")
+            return 0
+        summary = route_file(runtime, Path(args.queries), out, candidates, args.lam, args.max_cost)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+        runtime.close()
+    print(json.dumps(summary), file=sys.stderr)
+    return 1 if summary["errors"] else 0
