@@ -64,3 +64,89 @@ def test_publish_writes_pointer_last_and_fetch_verifies(folder, tmp_path):
 def test_local_store_refuses_keys_outside_root(tmp_path):
     with pytest.raises(ArtifactStoreError, match="escapes"):
         LocalArtifactStore(tmp_path / "s").put_bytes("../x", b"1")
+
+
+def test_signed_body_is_the_gateways_canonical_json(folder):
+    manifest = build_manifest(folder, version="7", description="routeur für Tests")
+    spec = {
+        "version": "7",
+        "artifacts": sorted(
+            ({"path": a["path"], "sha256": a["sha256"]} for a in manifest["artifacts"]),
+            key=lambda a: a["path"],
+        ),
+        "created_at": manifest["created_at"],
+        "description": "routeur für Tests",
+    }
+    assert canonical_signing_bytes(manifest) == json.dumps(
+        spec, sort_keys=True, separators=(",", ":")
+    ).encode("utf-8")
+    assert set(manifest) == {
+        "version",
+        "created_at",
+        "signature_type",
+        "signature",
+        "description",
+        "artifacts",
+        "metadata",
+    }
+    assert set(manifest["artifacts"][0]) == {
+        "path",
+        "sha256",
+        "description",
+        "created_at",
+        "tags",
+        "metadata",
+    }
+
+
+def test_ed25519_from_pem_files(folder, tmp_path):
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from routeiq_assets.deployment.manifest import ManifestKeys
+
+    private = ed25519.Ed25519PrivateKey.generate()
+    (tmp_path / "key.pem").write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    (tmp_path / "key.pub").write_bytes(
+        private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    signer = ManifestKeys.from_env({"LLMROUTER_MODEL_PRIVATE_KEY_PATH": str(tmp_path / "key.pem")})
+    manifest = build_manifest(folder, version="1", keys=signer)
+    assert manifest["signature_type"] == "ed25519"
+    private.public_key().verify(
+        base64.b64decode(manifest["signature"]), canonical_signing_bytes(manifest)
+    )
+    verifier = ManifestKeys.from_env({"LLMROUTER_MODEL_PUBLIC_KEY_PATH": str(tmp_path / "key.pub")})
+    verify_manifest(manifest, lambda p: (folder / p).read_bytes(), keys=verifier)
+    manifest["description"] = "changed after signing"
+    with pytest.raises(ManifestError, match="ed25519"):
+        verify_manifest(manifest, lambda p: (folder / p).read_bytes(), keys=verifier)
+    with pytest.raises(ManifestError, match="LLMROUTER_MODEL_PUBLIC_KEY_PATH"):
+        ManifestKeys.from_env({"LLMROUTER_MODEL_PUBLIC_KEY_PATH": str(tmp_path / "key.pem")})
+
+
+def test_pointer_history_and_rollback(folder, tmp_path):
+    from routeiq_assets.deployment.publish import RollbackError, rollback
+
+    store = LocalArtifactStore(tmp_path / "store")
+    for version in ("1", "2", "3"):
+        publish_version(store, "m", version, folder, build_manifest(folder, version=version))
+    assert json.loads(store.get_bytes(pointer_key("m")))["previous"] == ["1", "2"]
+    assert rollback(store, "m")["version"] == "2"
+    assert rollback(store, "m")["version"] == "1"
+    with pytest.raises(RollbackError, match="nothing to roll back"):
+        rollback(store, "m")
+    assert rollback(store, "m", to="3")["previous"] == ["1"]
+    with pytest.raises(RollbackError, match="no such version"):
+        rollback(store, "m", to="9")
+    assert json.loads(store.get_bytes(pointer_key("m")))["version"] == "3"
