@@ -146,9 +146,9 @@ def two_cluster_embeddings(n: int = 300, seed: int = 0) -> tuple[np.ndarray, np.
 PROBE = np.eye(DIM, dtype=np.float32)[0]  # the +e0 cluster
 
 
-def train_router(folder: Path, kind: str = "knn", flip: bool = False) -> Path:
+def train_router(folder: Path, kind: str = "knn", flip: bool = False, n: int = 300) -> Path:
     """A router for which the +e0 cluster belongs to small-model (large-model with ``flip``)."""
-    x, side = two_cluster_embeddings()
+    x, side = two_cluster_embeddings(n)
     winner = side if not flip else 1 - side
     quality = np.stack([winner == 0, winner == 1], axis=1).astype(np.float32)
     mask = np.ones_like(quality, dtype=bool)
