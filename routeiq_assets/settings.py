@@ -105,6 +105,8 @@ class RouteIQSettings(BaseSettings):
 
     def describe(self) -> dict[str, object]:
         """Every location and service in use, for ``routeiq info`` (no secrets)."""
+        from routeiq_assets.deployment.manifest import signing_kind
+
         loc = self.resolved
         return {
             "home": str(loc.home),
@@ -127,7 +129,9 @@ class RouteIQSettings(BaseSettings):
             "device": self.device,
             "prompt_text": self.prompt_text,
             "deploy_router": self.deploy_router,
-            "manifest_signing": "hmac-sha256" if self.manifest_hmac_secret else "none",
+            "manifest_signing": signing_kind()
+            if signing_kind() == "ed25519"
+            else ("hmac-sha256" if self.manifest_hmac_secret else "none"),
         }
 
 

@@ -109,6 +109,15 @@ class ManifestKeys:
             raise ManifestError(f"unknown manifest signature_type {signature_type!r}")
 
 
+def signing_kind(env: Mapping[str, str] | None = None) -> str:
+    """How deployments will sign (``ed25519``, ``hmac-sha256`` or ``none``), from which
+    variables are set; reads no key material."""
+    env = os.environ if env is None else env
+    if any(env.get(name) for name in PRIVATE_KEY_ENVS):
+        return "ed25519"
+    return "hmac-sha256" if env.get(HMAC_ENV) else "none"
+
+
 def _load_ed25519(env: Mapping[str, str], names: tuple[str, str], private: bool) -> Any:
     """A key from ``<NAME>_B64`` (raw 32 bytes or PEM, base64) or ``<NAME>_PATH`` (raw or PEM)."""
     b64_name, path_name = names
