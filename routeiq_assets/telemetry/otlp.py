@@ -2,8 +2,9 @@
 
 The reader turns spans into records of two kinds: routing decisions (the
 ``routeiq.router_decision.v1`` event) and LLM calls (``gen_ai.*`` spans). A line that is not
-JSON, a payload that breaks the contract, or a span without ids becomes a quarantine record
-naming the file, line and span. Spans of neither kind are counted and skipped.
+JSON, a payload that breaks the contract, or a span without ids or with a value of the wrong
+type becomes a quarantine record naming the file, line and span. Spans of neither kind are
+skipped.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from routeiq_assets.contract import DECISION_EVENT_NAME, PAYLOAD_ATTRIBUTE
 from routeiq_assets.telemetry.records import TelemetryRecord, excerpt
 
 _HEX_ID = re.compile(r"[0-9a-fA-F]+")
+LLM_CALL_KEYS = ("gen_ai.prompt", "gen_ai.request.model")  # a span with either is an LLM call
 
 
 def any_value(value: dict[str, Any] | None) -> Any:
@@ -62,15 +64,22 @@ def normalise_id(raw: Any, hex_len: int) -> str | None:
     return decoded.hex() if len(decoded) * 2 == hex_len else None
 
 
-def _span_records(span: dict[str, Any], location: str) -> Iterator[TelemetryRecord]:
+def span_records(span: dict[str, Any], location: str) -> Iterator[TelemetryRecord]:
+    """Records of one span: its decision events, and the LLM call when it is one.
+
+    Attribute values are read only for those spans; a value that cannot be read (an intValue
+    that is not an integer, say) makes the span one bad record.
+    """
     trace_id = normalise_id(span.get("traceId"), 32)
     span_id = normalise_id(span.get("spanId"), 16)
     name = span.get("name", "")
     where = f"{location} span {span.get('spanId')!s}"
-    attrs = attributes(span.get("attributes"))
+    items = span.get("attributes")
     decision_events = [e for e in span.get("events") or [] if e.get("name") == DECISION_EVENT_NAME]
-    is_llm_call = "gen_ai.prompt" in attrs or "gen_ai.request.model" in attrs
-    if (decision_events or is_llm_call) and not (trace_id and span_id):
+    is_llm_call = any(item["key"] in LLM_CALL_KEYS for item in items or [])
+    if not (decision_events or is_llm_call):
+        return
+    if not (trace_id and span_id):
         yield TelemetryRecord(
             "bad",
             where,
@@ -78,8 +87,22 @@ def _span_records(span: dict[str, Any], location: str) -> Iterator[TelemetryReco
             raw=excerpt(json.dumps(span)),
         )
         return
-    for event in decision_events:
-        payload = attributes(event.get("attributes")).get(PAYLOAD_ATTRIBUTE)
+    try:
+        attrs = attributes(items)
+        payloads = [
+            attributes(event.get("attributes")).get(PAYLOAD_ATTRIBUTE) for event in decision_events
+        ]
+        start = int(span.get("startTimeUnixNano") or 0) if is_llm_call else 0
+        end = int(span.get("endTimeUnixNano") or 0) if is_llm_call else 0
+    except (ValueError, TypeError) as exc:
+        yield TelemetryRecord(
+            "bad",
+            where,
+            reason=f"span has a value of the wrong type: {exc}",
+            raw=excerpt(json.dumps(span)),
+        )
+        return
+    for event, payload in zip(decision_events, payloads, strict=True):
         if payload is None:
             yield TelemetryRecord(
                 "bad",
@@ -99,8 +122,6 @@ def _span_records(span: dict[str, Any], location: str) -> Iterator[TelemetryReco
             },
         )
     if is_llm_call:
-        start = int(span.get("startTimeUnixNano") or 0)
-        end = int(span.get("endTimeUnixNano") or 0)
         yield TelemetryRecord(
             "llm_call",
             where,
@@ -117,42 +138,46 @@ def _span_records(span: dict[str, Any], location: str) -> Iterator[TelemetryReco
         )
 
 
+def scope_spans(resource: dict[str, Any]) -> list[dict[str, Any]]:
+    """A resource's scopes (``instrumentationLibrarySpans`` in old exporters)."""
+    return resource.get("scopeSpans") or resource.get("instrumentationLibrarySpans") or []
+
+
+def line_records(raw_line: bytes, location: str) -> Iterator[TelemetryRecord]:
+    """Records of one line (one export request) of an OTLP JSON file."""
+    try:
+        text = raw_line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        yield TelemetryRecord(
+            "bad",
+            location,
+            reason=f"line is not UTF-8: {exc}",
+            raw=excerpt(raw_line.decode("utf-8", "replace")),
+        )
+        return
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        yield TelemetryRecord("bad", location, reason=f"line is not JSON: {exc}", raw=excerpt(text))
+        return
+    if not isinstance(document, dict) or "resourceSpans" not in document:
+        yield TelemetryRecord(
+            "bad",
+            location,
+            reason="not an OTLP export (no resourceSpans)",
+            raw=excerpt(text),
+        )
+        return
+    for resource in document.get("resourceSpans") or []:
+        for scope in scope_spans(resource):
+            for span in scope.get("spans") or []:
+                yield from span_records(span, location)
+
+
 def read_otlp_json(path: Path) -> Iterator[TelemetryRecord]:
     """Yield every record of one OTLP JSON file (one export request per line, or one document)."""
     path = Path(path)
     with path.open("rb") as handle:
         for line_no, raw_line in enumerate(handle, start=1):
-            if not raw_line.strip():
-                continue
-            location = f"{path.name}:{line_no}"
-            try:
-                text = raw_line.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield TelemetryRecord(
-                    "bad",
-                    location,
-                    reason=f"line is not UTF-8: {exc}",
-                    raw=excerpt(raw_line.decode("utf-8", "replace")),
-                )
-                continue
-            try:
-                document = json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield TelemetryRecord(
-                    "bad", location, reason=f"line is not JSON: {exc}", raw=excerpt(text)
-                )
-                continue
-            if not isinstance(document, dict) or "resourceSpans" not in document:
-                yield TelemetryRecord(
-                    "bad",
-                    location,
-                    reason="not an OTLP export (no resourceSpans)",
-                    raw=excerpt(text),
-                )
-                continue
-            for resource in document.get("resourceSpans") or []:
-                for scope in (
-                    resource.get("scopeSpans") or resource.get("instrumentationLibrarySpans") or []
-                ):
-                    for span in scope.get("spans") or []:
-                        yield from _span_records(span, location)
+            if raw_line.strip():
+                yield from line_records(raw_line, f"{path.name}:{line_no}")

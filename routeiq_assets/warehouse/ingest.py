@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import multiprocessing
+import os
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,8 +17,13 @@ import duckdb
 from routeiq_assets.telemetry.pii import PromptTextMode
 from routeiq_assets.telemetry.raw_store import RawFile
 from routeiq_assets.telemetry.readers import read_records
-from routeiq_assets.warehouse.normalize import normalise_records
+from routeiq_assets.warehouse.columnar import ColumnarBatch
+from routeiq_assets.warehouse.normalize import NormalisedBatch, normalise_records
+from routeiq_assets.warehouse.otlp_fast import normalise_otlp_file
 from routeiq_assets.warehouse.store import BatchCounts, pending_batches, write_batch
+
+# Below this many bytes of pending files, starting worker processes costs more than it saves.
+PARALLEL_MIN_BYTES = 64 * 2**20
 
 
 def register_raw_file(con: duckdb.DuckDBPyConnection, raw: RawFile) -> bool:
@@ -36,6 +47,21 @@ def register_raw_file(con: duckdb.DuckDBPyConnection, raw: RawFile) -> bool:
     return True
 
 
+def normalise_file(
+    raw_path: Path,
+    fmt: str,
+    batch_id: str,
+    source: str,
+    prompt_mode: PromptTextMode = "scrub",
+    fast: bool = True,
+) -> NormalisedBatch | ColumnarBatch:
+    """One raw file's rows. OTLP JSON takes the fast path unless ``fast`` is False; it gives the
+    same rows and counts as the general path (readers + ``normalise_records``)."""
+    if fast and fmt == "otlp_json":
+        return normalise_otlp_file(Path(raw_path), batch_id, source, prompt_mode)
+    return normalise_records(read_records(Path(raw_path), fmt), batch_id, source, prompt_mode)
+
+
 def ingest_batch(
     con: duckdb.DuckDBPyConnection,
     batch_id: str,
@@ -44,10 +70,10 @@ def ingest_batch(
     source: str,
     prompt_mode: PromptTextMode = "scrub",
     log: Callable[[str], None] = lambda _msg: None,
+    fast: bool = True,
 ) -> BatchCounts:
     """Normalise one landed batch and replace its rows in one transaction."""
-    records = read_records(Path(raw_path), fmt)
-    batch = normalise_records(records, batch_id, source, prompt_mode)
+    batch = normalise_file(raw_path, fmt, batch_id, source, prompt_mode, fast)
     log(f"writing batch {batch_id} ({source}): {batch.records_in} records")
     return write_batch(con, batch_id, batch)
 
@@ -70,20 +96,67 @@ def ingest_registered(
     return ingest_batch(con, batch_id, Path(raw_path), fmt, name, prompt_mode, log)
 
 
+def _worker_count(
+    pending: list[tuple[str, str, str, str]], workers: int | None, min_bytes: int
+) -> int:
+    """Processes to normalise with: one unless there are several batches worth the start-up."""
+    if workers is None:
+        workers = min(2, os.cpu_count() or 1)
+    total = 0
+    for _batch_id, raw_path, _fmt, _name in pending:
+        with contextlib.suppress(OSError):
+            total += Path(raw_path).stat().st_size
+    if len(pending) < 2 or total < min_bytes:
+        return 1
+    return max(1, min(workers, len(pending)))
+
+
 def ingest_pending(
     con: duckdb.DuckDBPyConnection,
     log: Callable[[str], None] = lambda _msg: None,
     prompt_mode: PromptTextMode = "scrub",
+    workers: int | None = None,
+    parallel_min_bytes: int = PARALLEL_MIN_BYTES,
 ) -> list[tuple[str, BatchCounts]]:
-    """Normalise every landed batch not yet in the ingest log."""
-    done = []
+    """Normalise every landed batch not yet in the ingest log.
+
+    Batches are written one at a time, in landing order (so which of two copies of an event is
+    kept never depends on timing). When there are several batches and at least
+    ``parallel_min_bytes`` of them, worker processes (``workers``, default up to 2) normalise the
+    next ones while this process writes; at most ``workers + 1`` normalised batches are held.
+    """
     pending = pending_batches(con)
-    for i, (batch_id, raw_path, fmt, name) in enumerate(pending, start=1):
-        counts = ingest_batch(con, batch_id, Path(raw_path), fmt, name, prompt_mode)
+    jobs = [
+        (Path(raw_path), fmt, batch_id, name, prompt_mode)
+        for batch_id, raw_path, fmt, name in pending
+    ]
+    n_workers = _worker_count(pending, workers, parallel_min_bytes)
+    done = []
+
+    def record(i: int, batch_id: str, name: str, counts: BatchCounts) -> None:
         log(
             f"[{i}/{len(pending)}] {name}: {counts.records_in} records -> {counts.decisions} "
             f"decisions, {counts.llm_calls} llm calls, {counts.duplicates} duplicates, "
             f"{counts.quarantined} quarantined"
         )
         done.append((batch_id, counts))
+
+    if n_workers == 1:
+        for i, job in enumerate(jobs, start=1):
+            counts = write_batch(con, job[2], normalise_file(*job))
+            record(i, job[2], job[3], counts)
+        return done
+    context = multiprocessing.get_context("spawn")  # never fork a process holding DuckDB
+    with ProcessPoolExecutor(n_workers, mp_context=context) as pool:
+        futures = deque()
+        queued = iter(enumerate(jobs, start=1))
+        for i, job in itertools.islice(queued, n_workers + 1):
+            futures.append((i, job, pool.submit(normalise_file, *job)))
+        while futures:
+            i, job, future = futures.popleft()
+            batch = future.result()
+            for j, next_job in itertools.islice(queued, 1):
+                futures.append((j, next_job, pool.submit(normalise_file, *next_job)))
+            record(i, job[2], job[3], write_batch(con, job[2], batch))
+            del batch
     return done

@@ -57,115 +57,266 @@ def _parse_ts(value: str | None, unix_ms: int | None) -> datetime | None:
     return None
 
 
+DECISION_COLUMNS = (
+    "event_id",
+    "batch_id",
+    "location",
+    "contract_version",
+    "contract_name",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "timestamp_utc",
+    "timestamp_unix_ms",
+    "requested_model",
+    "query_length",
+    "user_id",
+    "team_id",
+    "api_type",
+    "request_metadata",
+    "strategy_name",
+    "strategy_version",
+    "selected_deployment",
+    "selection_reason",
+    "experiment_id",
+    "experiment_variant",
+    "experiment_strategy_name",
+    "experiment_strategy_version",
+    "experiment_weight",
+    "experiment_total_weight",
+    "experiment_hash_bucket",
+    "experiment_hash_key_type",
+    "total_ms",
+    "strategy_ms",
+    "embedding_ms",
+    "candidate_filter_ms",
+    "outcome_status",
+    "error_message",
+    "error_type",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "outcome_api_type",
+    "fallback_triggered",
+    "fallback_original_model",
+    "fallback_reason",
+    "fallback_attempt",
+    "num_candidates",
+    "selection_propensity",
+    "logging_policy",
+    "quality_score",
+    "custom_attributes",
+)
+CANDIDATE_COLUMNS = (
+    "event_id",
+    "batch_id",
+    "position",
+    "model_name",
+    "provider",
+    "score",
+    "available",
+    "is_selected",
+)
+LLM_CALL_COLUMNS = (
+    "trace_id",
+    "span_id",
+    "batch_id",
+    "location",
+    "parent_span_id",
+    "span_name",
+    "prompt_text",
+    "prompt_sha256",
+    "request_model",
+    "response_model",
+    "completion",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "duration_ms",
+    "start_unix_ms",
+    "status",
+    "task",
+    "quality_score",
+    "ground_truth",
+)
+QUARANTINE_COLUMNS = ("batch_id", "source", "location", "reason", "raw_excerpt", "quarantined_at")
+
+
+def decision_values(
+    decision: Any, location: str, batch_id: str
+) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
+    """A validated decision as a row (``DECISION_COLUMNS``) and candidate rows
+    (``CANDIDATE_COLUMNS``).
+
+    ``decision`` is a :class:`RouterDecision` or anything with the same attributes (the fast
+    OTLP path passes its own typed structs), so both paths build rows the same way.
+    """
+    custom = decision.custom_attributes
+    exp = decision.experiment
+    inp = decision.input
+    timings = decision.timings
+    outcome = decision.outcome
+    fallback = decision.fallback
+    event_id = decision.event_id
+    selected = decision.selected_deployment
+    candidates = decision.candidate_deployments
+    row = (
+        event_id,
+        batch_id,
+        location,
+        decision.contract_version,
+        decision.contract_name,
+        decision.trace_id.lower(),
+        decision.span_id,
+        decision.parent_span_id,
+        _parse_ts(decision.timestamp_utc, decision.timestamp_unix_ms),
+        decision.timestamp_unix_ms,
+        inp.requested_model,
+        inp.query_length,
+        inp.user_id,
+        inp.team_id,
+        inp.api_type,
+        json.dumps(inp.request_metadata),
+        decision.strategy_name,
+        decision.strategy_version,
+        selected,
+        decision.selection_reason,
+        exp.experiment_id if exp else None,
+        exp.variant if exp else None,
+        exp.strategy_name if exp else None,
+        exp.strategy_version if exp else None,
+        exp.weight if exp else None,
+        exp.total_weight if exp else None,
+        exp.hash_bucket if exp else None,
+        exp.hash_key_type if exp else None,
+        timings.total_ms,
+        timings.strategy_ms,
+        timings.embedding_ms,
+        timings.candidate_filter_ms,
+        outcome.status,
+        outcome.error_message,
+        outcome.error_type,
+        outcome.input_tokens,
+        outcome.output_tokens,
+        outcome.total_tokens,
+        outcome.api_type,
+        fallback.fallback_triggered,
+        fallback.original_model,
+        fallback.fallback_reason,
+        fallback.fallback_attempt,
+        len(candidates),
+        as_float(custom.get("selection_propensity")),
+        custom.get("logging_policy"),
+        as_float(custom.get("quality_score")),
+        json.dumps(custom),
+    )
+    cands = [
+        (
+            event_id,
+            batch_id,
+            pos,
+            cand.model_name,
+            cand.provider,
+            cand.score,
+            cand.available,
+            cand.model_name == selected,
+        )
+        for pos, cand in enumerate(candidates)
+    ]
+    return row, cands
+
+
+def check_span_trace(decision_trace_id: str, span_trace: str | None) -> None:
+    """A decision's trace_id must be its span's (when the span has one)."""
+    if span_trace and decision_trace_id.lower() != span_trace:
+        raise ContractError(
+            f"payload trace_id {decision_trace_id!r} differs from its span's {span_trace!r}"
+        )
+
+
 def decision_rows(
     record: TelemetryRecord, batch_id: str
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One decision row and its candidate rows; raises ContractError for a bad payload."""
     decision = parse_decision_payload(record.data["payload"])
-    span_trace = record.data.get("trace_id")
-    if span_trace and decision.trace_id.lower() != span_trace:
-        raise ContractError(
-            f"payload trace_id {decision.trace_id!r} differs from its span's {span_trace!r}"
-        )
-    custom = decision.custom_attributes
-    exp = decision.experiment
-    row = {
-        "event_id": decision.event_id,
-        "batch_id": batch_id,
-        "location": record.location,
-        "contract_version": decision.contract_version,
-        "contract_name": decision.contract_name,
-        "trace_id": decision.trace_id.lower(),
-        "span_id": decision.span_id,
-        "parent_span_id": decision.parent_span_id,
-        "timestamp_utc": _parse_ts(decision.timestamp_utc, decision.timestamp_unix_ms),
-        "timestamp_unix_ms": decision.timestamp_unix_ms,
-        "requested_model": decision.input.requested_model,
-        "query_length": decision.input.query_length,
-        "user_id": decision.input.user_id,
-        "team_id": decision.input.team_id,
-        "api_type": decision.input.api_type,
-        "request_metadata": json.dumps(decision.input.request_metadata),
-        "strategy_name": decision.strategy_name,
-        "strategy_version": decision.strategy_version,
-        "selected_deployment": decision.selected_deployment,
-        "selection_reason": decision.selection_reason,
-        "experiment_id": exp.experiment_id if exp else None,
-        "experiment_variant": exp.variant if exp else None,
-        "experiment_strategy_name": exp.strategy_name if exp else None,
-        "experiment_strategy_version": exp.strategy_version if exp else None,
-        "experiment_weight": exp.weight if exp else None,
-        "experiment_total_weight": exp.total_weight if exp else None,
-        "experiment_hash_bucket": exp.hash_bucket if exp else None,
-        "experiment_hash_key_type": exp.hash_key_type if exp else None,
-        "total_ms": decision.timings.total_ms,
-        "strategy_ms": decision.timings.strategy_ms,
-        "embedding_ms": decision.timings.embedding_ms,
-        "candidate_filter_ms": decision.timings.candidate_filter_ms,
-        "outcome_status": decision.outcome.status,
-        "error_message": decision.outcome.error_message,
-        "error_type": decision.outcome.error_type,
-        "input_tokens": decision.outcome.input_tokens,
-        "output_tokens": decision.outcome.output_tokens,
-        "total_tokens": decision.outcome.total_tokens,
-        "outcome_api_type": decision.outcome.api_type,
-        "fallback_triggered": decision.fallback.fallback_triggered,
-        "fallback_original_model": decision.fallback.original_model,
-        "fallback_reason": decision.fallback.fallback_reason,
-        "fallback_attempt": decision.fallback.fallback_attempt,
-        "num_candidates": len(decision.candidate_deployments),
-        "selection_propensity": as_float(custom.get("selection_propensity")),
-        "logging_policy": custom.get("logging_policy"),
-        "quality_score": as_float(custom.get("quality_score")),
-        "custom_attributes": json.dumps(custom),
-    }
-    candidates = [
-        {
-            "event_id": decision.event_id,
-            "batch_id": batch_id,
-            "position": pos,
-            "model_name": cand.model_name,
-            "provider": cand.provider,
-            "score": cand.score,
-            "available": cand.available,
-            "is_selected": cand.model_name == decision.selected_deployment,
-        }
-        for pos, cand in enumerate(decision.candidate_deployments)
-    ]
-    return row, candidates
+    check_span_trace(decision.trace_id, record.data.get("trace_id"))
+    row, cands = decision_values(decision, record.location, batch_id)
+    return (
+        dict(zip(DECISION_COLUMNS, row, strict=True)),
+        [dict(zip(CANDIDATE_COLUMNS, c, strict=True)) for c in cands],
+    )
 
 
-def llm_call_row(
-    record: TelemetryRecord, batch_id: str, prompt_mode: PromptTextMode = "scrub"
-) -> dict[str, Any]:
-    data = record.data
+class TextMemo:
+    """What each distinct text becomes in the warehouse, and its hash, worked out once per batch
+    (prompts and completions repeat: templates, benchmarks, retries)."""
+
+    def __init__(self, prompt_mode: PromptTextMode) -> None:
+        self.prompt_mode = prompt_mode
+        self._stored: dict[str, str | None] = {}
+        self._sha: dict[str, str] = {}
+
+    def stored(self, text: str | None) -> str | None:
+        if text is None:
+            return None
+        found = self._stored.get(text, _MISSING)
+        if found is _MISSING:
+            found = self._stored[text] = prompt_for_warehouse(text, self.prompt_mode)
+        return found  # type: ignore[return-value]
+
+    def sha256(self, text: str) -> str:
+        found = self._sha.get(text)
+        if found is None:
+            found = self._sha[text] = text_sha256(text)
+        return found
+
+
+_MISSING = object()
+
+
+def llm_call_values(
+    data: dict[str, Any],
+    location: str,
+    batch_id: str,
+    prompt_mode: PromptTextMode = "scrub",
+    memo: TextMemo | None = None,
+) -> tuple[Any, ...]:
+    """An ``llm_call`` record's data as a row (``LLM_CALL_COLUMNS``)."""
+    memo = memo or TextMemo(prompt_mode)
     attrs = data["attributes"]
     prompt = first_value(attrs, "gen_ai.prompt", "gen_ai.prompt.0.content")
     input_tokens, output_tokens, total = token_counts(attrs)
     prompt_text = _as_text(prompt)
     completion = first_value(attrs, "gen_ai.completion", "gen_ai.completion.0.content")
-    return {
-        "trace_id": data["trace_id"],
-        "span_id": data["span_id"],
-        "batch_id": batch_id,
-        "location": record.location,
-        "parent_span_id": data.get("parent_span_id"),
-        "span_name": data.get("name"),
-        "prompt_text": prompt_for_warehouse(prompt_text, prompt_mode),
-        "prompt_sha256": text_sha256(prompt_text) if prompt_text is not None else None,
-        "request_model": attrs.get("gen_ai.request.model"),
-        "response_model": first_value(attrs, "gen_ai.response.model", "gen_ai.request.model"),
-        "completion": prompt_for_warehouse(_as_text(completion), prompt_mode),
-        "input_tokens": input_tokens,
-        "output_tokens": output_tokens,
-        "total_tokens": total,
-        "duration_ms": data.get("duration_ms"),
-        "start_unix_ms": (data.get("start_unix_nano") or 0) // 1_000_000 or None,
-        "status": _LLM_STATUS.get(data.get("status_code") or 0, "unset"),
-        "task": attrs.get("litellm.task"),
-        "quality_score": as_float(attrs.get("routeiq.quality_score")),
-        "ground_truth": _as_text(attrs.get("routeiq.ground_truth")),
-    }
+    return (
+        data["trace_id"],
+        data["span_id"],
+        batch_id,
+        location,
+        data.get("parent_span_id"),
+        data.get("name"),
+        memo.stored(prompt_text),
+        memo.sha256(prompt_text) if prompt_text is not None else None,
+        attrs.get("gen_ai.request.model"),
+        first_value(attrs, "gen_ai.response.model", "gen_ai.request.model"),
+        memo.stored(_as_text(completion)),
+        input_tokens,
+        output_tokens,
+        total,
+        data.get("duration_ms"),
+        (data.get("start_unix_nano") or 0) // 1_000_000 or None,
+        _LLM_STATUS.get(data.get("status_code") or 0, "unset"),
+        attrs.get("litellm.task"),
+        as_float(attrs.get("routeiq.quality_score")),
+        _as_text(attrs.get("routeiq.ground_truth")),
+    )
+
+
+def llm_call_row(
+    record: TelemetryRecord, batch_id: str, prompt_mode: PromptTextMode = "scrub"
+) -> dict[str, Any]:
+    values = llm_call_values(record.data, record.location, batch_id, prompt_mode)
+    return dict(zip(LLM_CALL_COLUMNS, values, strict=True))
 
 
 def normalise_records(

@@ -14,6 +14,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from routeiq_assets.warehouse.columnar import ColumnarBatch
 from routeiq_assets.warehouse.normalize import NormalisedBatch
 
 TELEMETRY_TABLES = (
@@ -63,11 +64,14 @@ class BatchCounts:
 
 
 def _insert(
-    con: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, Any]], where: str = ""
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    rows: list[dict[str, Any]] | pa.Table | None,
+    where: str = "",
 ) -> int:
-    if not rows:
+    if rows is None or len(rows) == 0:
         return 0
-    incoming = pa.Table.from_pylist(rows)
+    incoming = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows)
     con.register("incoming", incoming)
     try:
         inserted = con.execute(
@@ -78,52 +82,63 @@ def _insert(
     return int(inserted)
 
 
+def _row_tables(batch: NormalisedBatch) -> dict[str, list[dict[str, Any]]]:
+    kept = {row["event_id"] for row in batch.decisions}
+    return {
+        "router_decisions": batch.decisions,
+        "decision_candidates": [c for c in batch.candidates if c["event_id"] in kept],
+        "llm_calls": batch.llm_calls,
+        "feedback": batch.feedback,
+        "quarantine": batch.quarantine,
+    }
+
+
 def write_batch(
-    con: duckdb.DuckDBPyConnection, batch_id: str, batch: NormalisedBatch
+    con: duckdb.DuckDBPyConnection, batch_id: str, batch: NormalisedBatch | ColumnarBatch
 ) -> BatchCounts:
     """Replace one batch's rows in one transaction (delete, then insert).
 
     Events already stored by another batch are counted as duplicates and not inserted, so
-    re-ingesting the same telemetry under a new file changes nothing.
+    re-ingesting the same telemetry under a new file changes nothing. ``batch`` holds row dicts
+    (:class:`NormalisedBatch`) or Arrow tables (:class:`ColumnarBatch`, the fast path's).
     """
-    con.execute("BEGIN TRANSACTION")
+    tables = batch.tables if isinstance(batch, ColumnarBatch) else _row_tables(batch)
+    con.execute("BEGIN TRANSACTION").fetchall()
     try:
         for table in (*TELEMETRY_TABLES, "ingest_log"):
             con.execute(f"DELETE FROM {table} WHERE batch_id = ?", [batch_id]).fetchall()
         decisions = _insert(
             con,
             "router_decisions",
-            batch.decisions,
+            tables["router_decisions"],
             "WHERE event_id NOT IN (SELECT event_id FROM router_decisions)",
         )
-        if batch.candidates:
-            kept = {row["event_id"] for row in batch.decisions}
-            _insert(
-                con,
-                "decision_candidates",
-                [c for c in batch.candidates if c["event_id"] in kept],
-                "WHERE event_id IN (SELECT event_id FROM router_decisions WHERE batch_id = "
-                f"'{batch_id}')",
-            )
+        _insert(
+            con,
+            "decision_candidates",
+            tables["decision_candidates"],
+            "WHERE event_id IN (SELECT event_id FROM router_decisions WHERE batch_id = "
+            f"'{batch_id}')",
+        )
         calls = _insert(
             con,
             "llm_calls",
-            batch.llm_calls,
+            tables["llm_calls"],
             "WHERE (trace_id, span_id) NOT IN (SELECT (trace_id, span_id) FROM llm_calls)",
         )
         feedback = _insert(
             con,
             "feedback",
-            batch.feedback,
+            tables["feedback"],
             "WHERE (event_id, trace_id, score, source, created_at) NOT IN"
             " (SELECT (event_id, trace_id, score, source, created_at) FROM feedback)",
         )
-        quarantined = _insert(con, "quarantine", batch.quarantine)
+        quarantined = _insert(con, "quarantine", tables["quarantine"])
         duplicates = (
             batch.duplicates_in_batch
-            + (len(batch.decisions) - decisions)
-            + (len(batch.llm_calls) - calls)
-            + (len(batch.feedback) - feedback)
+            + (_len(tables["router_decisions"]) - decisions)
+            + (_len(tables["llm_calls"]) - calls)
+            + (_len(tables["feedback"]) - feedback)
         )
         counts = BatchCounts(batch.records_in, decisions, calls, duplicates, quarantined, feedback)
         con.execute(
@@ -139,11 +154,15 @@ def write_batch(
                 datetime.now(UTC).replace(tzinfo=None),
             ],
         ).fetchall()
-        con.execute("COMMIT")
+        con.execute("COMMIT").fetchall()
     except BaseException:
-        con.execute("ROLLBACK")
+        con.execute("ROLLBACK").fetchall()
         raise
     return counts
+
+
+def _len(rows: list[dict[str, Any]] | pa.Table | None) -> int:
+    return 0 if rows is None else len(rows)
 
 
 def batch_row_counts(con: duckdb.DuckDBPyConnection, batch_id: str) -> dict[str, int]:

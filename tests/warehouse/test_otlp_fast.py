@@ -1,0 +1,212 @@
+"""The fast OTLP path stores exactly what the general path stores, bad records included."""
+
+import base64
+import json
+
+import pytest
+
+from routeiq_assets.telemetry.raw_store import land_file
+from routeiq_assets.telemetry.simulator import _export_request, request_spans, simulate_requests
+from routeiq_assets.warehouse.ingest import ingest_batch, ingest_pending, register_raw_file
+from routeiq_assets.warehouse.otlp_fast import normalise_otlp_file
+from routeiq_assets.warehouse.store import TELEMETRY_TABLES, connect
+
+IGNORED = {"quarantine": "quarantined_at"}  # when a row was written, not what it says
+
+
+def _line(spans):
+    return json.dumps(_export_request(spans), separators=(",", ":")).encode()
+
+
+def _payload(span):
+    return json.loads(span["events"][0]["attributes"][0]["value"]["stringValue"])
+
+
+def _set_payload(span, payload):
+    text = payload if isinstance(payload, str) else json.dumps(payload)
+    span["events"][0]["attributes"][0]["value"] = {"stringValue": text}
+
+
+def _edited(req, edit):
+    """The request's two spans after ``edit(decision_span, call_span, payload)``."""
+    decision, call = request_spans(req)
+    payload = _payload(decision)
+    result = edit(decision, call, payload)
+    _set_payload(decision, payload if result is None else result)
+    return [decision, call]
+
+
+def _base64_ids(decision, call):
+    """The protobuf-JSON form of ids on both spans."""
+    decision["spanId"] = base64.b64encode(bytes.fromhex(decision["spanId"])).decode()
+    call["traceId"] = base64.b64encode(bytes.fromhex(call["traceId"])).decode()
+
+
+def _messy_file(path):
+    """Clean lines and every kind of trouble the general path knows how to handle."""
+    reqs = list(simulate_requests(80, seed=21))
+    good = [s for r in reqs[:20] for s in request_spans(r)]
+    edits = {
+        "unknown version": lambda d, c, p: p.update(contract_version="v9"),
+        "v1.0": lambda d, c, p: p.update(contract_version="v1.0"),
+        "v1.1 with experiment": lambda d, c, p: p.update(
+            contract_version="v1.1",
+            experiment={"experiment_id": "e", "variant": "b", "weight": 1, "hash_bucket": 7},
+        ),
+        "lax int (pydantic accepts)": lambda d, c, p: p["input"].update(query_length="24"),
+        "lax float": lambda d, c, p: p["timings"].update(total_ms="2.5"),
+        "int as float": lambda d, c, p: p["outcome"].update(input_tokens=6.0),
+        "wrong type": lambda d, c, p: p["input"].update(query_length="many"),
+        "bad status": lambda d, c, p: p["outcome"].update(status="great"),
+        "no outcome": lambda d, c, p: p.pop("outcome"),
+        "empty event id": lambda d, c, p: p.update(event_id=""),
+        "null input": lambda d, c, p: p.update(input=None),
+        "payload not JSON": lambda d, c, p: '{"contract_version": "v1", "event_id": ',
+        "payload a list": lambda d, c, p: "[1, 2]",
+        "other trace": lambda d, c, p: p.update(trace_id="f" * 32),
+        "upper-case trace": lambda d, c, p: p.update(trace_id=p["trace_id"].upper()),
+        "bool candidate flag": lambda d, c, p: p["candidate_deployments"][0].update(available=1),
+        "no timestamp": lambda d, c, p: p.update(timestamp_utc=None),
+        "bad timestamp": lambda d, c, p: p.update(timestamp_utc="yesterday"),
+        "offset timestamp": lambda d, c, p: p.update(timestamp_utc="2026-11-01T02:00:00+02:00"),
+        "big int custom": lambda d, c, p: p["custom_attributes"].update(n=10**30, s="é ✓"),
+        "custom propensity text": lambda d, c, p: p["custom_attributes"].update(
+            selection_propensity="0.25", logging_policy="x"
+        ),
+        "extra fields": lambda d, c, p: p.update(new_field={"a": 1}),
+        "no ids": lambda d, c, p: d.update(traceId=""),
+        "base64 ids": lambda d, c, p: _base64_ids(d, c),
+        "bad intValue": lambda d, c, p: c["attributes"].append(
+            {"key": "gen_ai.usage.total_tokens", "value": {"intValue": "lots"}}
+        ),
+        "odd values": lambda d, c, p: c["attributes"].extend(
+            [
+                {"key": "gen_ai.usage.input_tokens", "value": {"intValue": 7}},
+                {"key": "routeiq.quality_score", "value": {"doubleValue": "0.5"}},
+                {"key": "x.flag", "value": {"boolValue": True}},
+                {"key": "x.list", "value": {"arrayValue": {"values": [{"intValue": "1"}]}}},
+                {"key": "x.kv", "value": {"kvlistValue": {"values": []}}},
+                {"key": "x.empty", "value": {}},
+                {"key": "x.none"},
+            ]
+        ),
+        "numeric span times": lambda d, c, p: c.update(
+            startTimeUnixNano=int(c["startTimeUnixNano"]), status={"code": "STATUS_CODE_OK"}
+        ),
+        "pii prompt": lambda d, c, p: c["attributes"].append(
+            {
+                "key": "gen_ai.prompt",
+                "value": {"stringValue": "ann@example.com, +44 20 7946 0958, sk-abcdefghijklmnop"},
+            }
+        ),
+    }
+    lines = [_line(good[:20]), _line(good[20:])]
+    for req, (_name, edit) in zip(reqs[20:], edits.items(), strict=False):
+        lines.append(_line(_edited(req, edit)))
+    event_without_payload = request_spans(reqs[60])
+    event_without_payload[0]["events"][0]["attributes"] = []
+    old_exporter = {
+        "resourceSpans": [
+            {"scopeSpans": [], "instrumentationLibrarySpans": [{"spans": request_spans(reqs[61])}]}
+        ]
+    }
+    with_null_name = request_spans(reqs[62])
+    with_null_name[1]["name"] = None
+    lines += [
+        _line(event_without_payload),
+        json.dumps(old_exporter).encode(),
+        _line(with_null_name),
+        _line(good[:6]),  # duplicates of decisions and calls already in this batch
+        _line(good[20:40])[:300],  # truncated JSON
+        b"\xff\xfe not utf-8 " + _line(good[:2]),
+        b"[1, 2]",
+        b'{"resourceSpans": null}',
+        b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": 5}]}]}]}',
+        b"",
+        b"   ",
+        _line(request_spans(reqs[63]) + request_spans(reqs[64])),
+    ]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+def _contents(con):
+    tables = {}
+    for table in (*TELEMETRY_TABLES, "ingest_log"):
+        exclude = IGNORED.get(table, "ingested_at" if table == "ingest_log" else None)
+        cols = f"* EXCLUDE ({exclude})" if exclude else "*"
+        tables[table] = con.execute(f"SELECT {cols} FROM {table} ORDER BY ALL").fetchall()
+    return tables
+
+
+@pytest.mark.parametrize("mode", ["scrub", "keep", "hash"])
+def test_fast_and_general_paths_store_the_same(tmp_path, mode):
+    path = _messy_file(tmp_path / "messy.otlp.json")
+    raw = land_file(path, tmp_path / "raw")
+    results = {}
+    for fast in (False, True):
+        with connect(tmp_path / f"{fast}.duckdb") as con:
+            counts = ingest_batch(con, raw.batch_id, raw.raw_path, raw.format, "m", mode, fast=fast)
+            assert counts.balanced
+            results[fast] = (counts, _contents(con))
+    assert results[True] == results[False]
+    counts, tables = results[True]
+    assert counts.quarantined >= 15 and counts.duplicates == 6 and counts.decisions > 30
+    reasons = " | ".join(row[3] for row in tables["quarantine"])
+    for expected in (
+        "unknown contract_version 'v9'",
+        "line is not JSON",
+        "line is not UTF-8",
+        "no resourceSpans",
+        "span has no valid traceId/spanId",
+        "event has no routeiq.router_decision.payload",
+        "differs from its span's",
+        "span has a value of the wrong type",
+        "payload is not JSON",
+        "violates the contract",
+    ):
+        assert expected in reasons
+    if mode != "keep":
+        assert not any("ann@example.com" in str(row) for row in tables["llm_calls"])
+
+
+def test_fast_path_takes_clean_records_itself(tmp_path):
+    path = _messy_file(tmp_path / "messy.otlp.json")
+    batch = normalise_otlp_file(path, "b", "m")
+    # every record of the 20 clean requests (and most of the edited ones) skipped the general path
+    assert batch.fast_records >= 2 * 20 + 20
+    assert batch.fast_records < batch.records_in - batch.tables["quarantine"].num_rows
+
+
+def test_parallel_ingest_equals_sequential_general_ingest(tmp_path):
+    """Several batches through worker processes; events repeated across files are duplicates
+    of the first file landed, as in a sequential run."""
+    reqs = list(simulate_requests(300, seed=5))
+    files = []
+    for i, part in enumerate((reqs[:120], reqs[100:220], reqs[200:300] + reqs[:10])):
+        path = tmp_path / "landing" / f"f{i}.otlp.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"\n".join(_line(request_spans(r)) for r in part) + b"\n")
+        files.append(path)
+    messy = _messy_file(tmp_path / "landing" / "messy.otlp.json")
+    results = {}
+    for parallel in (False, True):
+        with connect(tmp_path / f"{parallel}.duckdb") as con:
+            for f in (*files, messy):
+                register_raw_file(con, land_file(f, tmp_path / "raw"))
+            if parallel:
+                done = ingest_pending(con, workers=2, parallel_min_bytes=0)
+            else:
+                done = [
+                    (b, ingest_batch(con, b, p, fmt, name, fast=False))
+                    for b, p, fmt, name in con.execute(
+                        "SELECT batch_id, raw_path, format, original_name FROM raw_files "
+                        "ORDER BY landed_at, batch_id"
+                    ).fetchall()
+                ]
+            results[parallel] = (sorted(done), _contents(con))
+    assert results[True] == results[False]
+    done, tables = results[True]
+    assert len(done) == 4 and all(c.balanced for _, c in done)
+    assert len(tables["router_decisions"]) >= 300
+    assert sum(c.duplicates for _, c in done) >= 2 * (20 + 20 + 10)
