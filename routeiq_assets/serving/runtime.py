@@ -48,11 +48,13 @@ class LoadedModel:
     folder: Path | None
 
 
-def load_model(folder: Path, keys: ManifestKeys | None = None, version: str | None = None):
+def load_model(
+    folder: Path, keys: ManifestKeys | None = None, version: str | None = None, verify: bool = True
+) -> LoadedModel:
     """Verify ``folder`` against its manifest (when it has one) and load its router."""
     folder = Path(folder)
     manifest_path = folder / MANIFEST_NAME
-    if manifest_path.exists():
+    if verify and manifest_path.exists():
         manifest = json.loads(manifest_path.read_text())
         verify_manifest(manifest, lambda p: (folder / p).read_bytes(), keys=keys)
         version = version or manifest.get("version")
@@ -152,14 +154,7 @@ class RouterRuntime:
         try:
             fetch_version(store, pointer["manifest"], folder, keys)
             # fetch_version verified every byte it wrote; loading reads those same files
-            meta = read_router_meta(folder)
-            return LoadedModel(
-                load_router(folder),
-                meta["embedding_model"],
-                float(meta.get("default_lambda", 0.0)),
-                str(pointer["version"]),
-                folder,
-            )
+            return load_model(folder, version=str(pointer["version"]), verify=False)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
