@@ -261,6 +261,10 @@ def test_platform_settings_point_at_the_stack(compose):
     # runs, the code server, the trainer and Jupyter share one data volume at ROUTEIQ_HOME
     for name in ("routeiq-code", "llmrouter-trainer", "model-deployer", "jupyter"):
         assert _mounts(services[name])[env["ROUTEIQ_HOME"]] == "routeiq-data", name
+    # every service that runs Dagster (or `routeiq ingest`) uses the stack's Postgres instance
+    for name in ("routeiq-code", "dagster-webserver", "dagster-daemon", "llmrouter-trainer"):
+        source = _mounts(services[name])[INSTANCE_PATH_IN_CONTAINER]
+        assert source.endswith("docker/dagster/dagster.yaml"), name
 
 
 def test_trainer_service_requests_gpus(compose):
