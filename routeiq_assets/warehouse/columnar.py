@@ -27,6 +27,7 @@ from routeiq_assets.warehouse.normalize import (
     DECISION_COLUMNS,
     LLM_CALL_COLUMNS,
     QUARANTINE_COLUMNS,
+    NormalisedBatch,
     TextMemo,
     _excerpt_of,
     _parse_ts,
@@ -48,10 +49,104 @@ class ColumnarBatch:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def _table(columns: Sequence[str], rows: list[tuple[Any, ...]]) -> pa.Table | None:
-    if not rows:
-        return None
-    return pa.Table.from_arrays([pa.array(col) for col in zip(*rows, strict=True)], columns)
+def as_columnar(batch: NormalisedBatch) -> ColumnarBatch:
+    """Row dicts as Arrow tables (``pa.Table.from_pylist``); candidates only of kept decisions."""
+    kept = {row["event_id"] for row in batch.decisions}
+    rows = {
+        "router_decisions": batch.decisions,
+        "decision_candidates": [c for c in batch.candidates if c["event_id"] in kept],
+        "llm_calls": batch.llm_calls,
+        "feedback": batch.feedback,
+        "quarantine": batch.quarantine,
+    }
+    tables = {name: pa.Table.from_pylist(r) if r else None for name, r in rows.items()}
+    return ColumnarBatch(tables, batch.records_in, batch.duplicates_in_batch)
+
+
+# Arrow types of the columns whose Python type the row builders guarantee (pydantic/msgspec
+# fields, as_int/as_float, str). None: inferred from the values, as ``pa.Table.from_pylist``
+# does, for columns that hold whatever the telemetry carried (a span name, an attribute value,
+# a custom attribute) and for timestamps (aware or naive, as parsed).
+_S, _I, _F, _B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
+_TYPES: dict[str, pa.DataType | None] = {
+    **{name: _S for name in DECISION_COLUMNS},
+    **{
+        name: _I
+        for name in (
+            "timestamp_unix_ms",
+            "query_length",
+            "experiment_hash_bucket",
+            "input_tokens",
+            "output_tokens",
+            "total_tokens",
+            "fallback_attempt",
+            "num_candidates",
+        )
+    },
+    **{
+        name: _F
+        for name in (
+            "experiment_weight",
+            "experiment_total_weight",
+            "total_ms",
+            "strategy_ms",
+            "embedding_ms",
+            "candidate_filter_ms",
+            "selection_propensity",
+            "quality_score",
+        )
+    },
+    "fallback_triggered": _B,
+    "timestamp_utc": None,
+    "logging_policy": None,
+}
+_CANDIDATE_TYPES = (_S, _S, _I, _S, _S, _F, _B, _B)
+_LLM_TYPES: dict[str, pa.DataType | None] = {
+    **{name: _S for name in LLM_CALL_COLUMNS},
+    **{name: _I for name in ("input_tokens", "output_tokens", "total_tokens", "start_unix_ms")},
+    "duration_ms": _F,
+    "quality_score": _F,
+    **{name: None for name in ("span_name", "request_model", "response_model", "task")},
+}
+CHUNK_ROWS = 8192
+
+
+class _Sink:
+    """Rows of one table; typed columns go to Arrow every ``CHUNK_ROWS`` rows, so a batch never
+    holds more than a chunk of them as Python objects."""
+
+    def __init__(self, names: Sequence[str], types: Sequence[pa.DataType | None]) -> None:
+        self.names = tuple(names)
+        self.types = tuple(types)
+        self.rows: list[tuple[Any, ...]] = []
+        self.count = 0
+        self._chunks: list[list[pa.Array]] = [[] for _ in self.names]
+        self._values: list[list[Any]] = [[] for _ in self.names]
+
+    def flush(self) -> None:
+        if not self.rows:
+            return
+        for col, kind, chunks, values in zip(
+            zip(*self.rows, strict=True), self.types, self._chunks, self._values, strict=True
+        ):
+            if kind is None:
+                values.extend(col)
+            else:
+                chunks.append(pa.array(col, type=kind))
+        self.count += len(self.rows)
+        self.rows = []
+
+    def table(self) -> pa.Table | None:
+        self.flush()
+        if not self.count:
+            return None
+        arrays = [
+            pa.array(values) if kind is None else pa.chunked_array(chunks, type=kind)
+            for kind, chunks, values in zip(self.types, self._chunks, self._values, strict=True)
+        ]
+        self._chunks = [[] for _ in self.names]
+        self._values = [[] for _ in self.names]
+        return pa.Table.from_arrays(arrays, self.names)
 
 
 @contextmanager
@@ -79,11 +174,16 @@ class BatchBuilder:
         self.prompt_mode = prompt_mode
         self.now = datetime.now(UTC).replace(tzinfo=None)
         self.memo = TextMemo(prompt_mode)
-        self.decisions: list[tuple[Any, ...]] = []
-        self.candidates: list[tuple[Any, ...]] = []
-        self.llm_calls: list[tuple[Any, ...]] = []
-        self.feedback: list[tuple[Any, ...]] = []
-        self.quarantine: list[tuple[Any, ...]] = []
+        self._decisions = _Sink(DECISION_COLUMNS, [_TYPES[c] for c in DECISION_COLUMNS])
+        self._candidates = _Sink(CANDIDATE_COLUMNS, _CANDIDATE_TYPES)
+        self._llm_calls = _Sink(LLM_CALL_COLUMNS, [_LLM_TYPES[c] for c in LLM_CALL_COLUMNS])
+        self._feedback = _Sink(FEEDBACK_COLUMNS, [None] * len(FEEDBACK_COLUMNS))
+        self._quarantined = _Sink(QUARANTINE_COLUMNS, [None] * len(QUARANTINE_COLUMNS))
+        self.decisions = self._decisions.rows
+        self.candidates = self._candidates.rows
+        self.llm_calls = self._llm_calls.rows
+        self.feedback = self._feedback.rows
+        self.quarantine = self._quarantined.rows
         self.records_in = 0
         self.duplicates = 0
         self.fast_records = 0
@@ -100,6 +200,8 @@ class BatchBuilder:
         self._seen_events.add(event_id)
         self.decisions.append(row)
         self.candidates.extend(candidates)
+        if len(self.decisions) >= CHUNK_ROWS:
+            self._flush()
 
     def add_llm_call(self, row: tuple[Any, ...]) -> None:
         """A normalised LLM call (``LLM_CALL_COLUMNS``)."""
@@ -110,6 +212,8 @@ class BatchBuilder:
             return
         self._seen_calls.add(key)
         self.llm_calls.append(row)
+        if len(self.llm_calls) >= CHUNK_ROWS:
+            self._flush()
 
     def add_quarantined(self, location: str, reason: str, raw: str) -> None:
         self.records_in += 1
@@ -158,15 +262,21 @@ class BatchBuilder:
             rec.location, reason, rec.raw if rec.raw is not None else _excerpt_of(rec)
         )
 
+    def _flush(self) -> None:
+        for sink in (self._decisions, self._candidates, self._llm_calls):
+            sink.flush()
+        self.decisions = self._decisions.rows
+        self.candidates = self._candidates.rows
+        self.llm_calls = self._llm_calls.rows
+
     def finish(self) -> ColumnarBatch:
-        """The batch as Arrow tables (the builder's lists are released)."""
+        """The batch as Arrow tables."""
         tables = {
-            "router_decisions": _table(DECISION_COLUMNS, self.decisions),
-            "decision_candidates": _table(CANDIDATE_COLUMNS, self.candidates),
-            "llm_calls": _table(LLM_CALL_COLUMNS, self.llm_calls),
-            "feedback": _table(FEEDBACK_COLUMNS, self.feedback),
-            "quarantine": _table(QUARANTINE_COLUMNS, self.quarantine),
+            "router_decisions": self._decisions.table(),
+            "decision_candidates": self._candidates.table(),
+            "llm_calls": self._llm_calls.table(),
+            "feedback": self._feedback.table(),
+            "quarantine": self._quarantined.table(),
         }
-        self.decisions, self.candidates, self.llm_calls = [], [], []
-        self.feedback, self.quarantine = [], []
+        self._flush()
         return ColumnarBatch(tables, self.records_in, self.duplicates, self.fast_records)

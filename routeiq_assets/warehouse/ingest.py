@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
-import multiprocessing
 import os
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,6 +17,7 @@ from routeiq_assets.warehouse.columnar import ColumnarBatch
 from routeiq_assets.warehouse.normalize import NormalisedBatch, normalise_records
 from routeiq_assets.warehouse.otlp_fast import normalise_otlp_file
 from routeiq_assets.warehouse.store import BatchCounts, pending_batches, write_batch
+from routeiq_assets.warehouse.workers import normalise_in_workers
 
 # Below this many bytes of pending files, starting worker processes costs more than it saves.
 PARALLEL_MIN_BYTES = 64 * 2**20
@@ -123,7 +120,7 @@ def ingest_pending(
     Batches are written one at a time, in landing order (so which of two copies of an event is
     kept never depends on timing). When there are several batches and at least
     ``parallel_min_bytes`` of them, worker processes (``workers``, default up to 2) normalise the
-    next ones while this process writes; at most ``workers + 1`` normalised batches are held.
+    next ones (:mod:`routeiq_assets.warehouse.workers`) while this process writes them.
     """
     pending = pending_batches(con)
     jobs = [
@@ -146,17 +143,7 @@ def ingest_pending(
             counts = write_batch(con, job[2], normalise_file(*job))
             record(i, job[2], job[3], counts)
         return done
-    context = multiprocessing.get_context("spawn")  # never fork a process holding DuckDB
-    with ProcessPoolExecutor(n_workers, mp_context=context) as pool:
-        futures = deque()
-        queued = iter(enumerate(jobs, start=1))
-        for i, job in itertools.islice(queued, n_workers + 1):
-            futures.append((i, job, pool.submit(normalise_file, *job)))
-        while futures:
-            i, job, future = futures.popleft()
-            batch = future.result()
-            for j, next_job in itertools.islice(queued, 1):
-                futures.append((j, next_job, pool.submit(normalise_file, *next_job)))
+    with contextlib.closing(normalise_in_workers(jobs, n_workers)) as batches:
+        for i, (job, batch) in enumerate(zip(jobs, batches, strict=True), start=1):
             record(i, job[2], job[3], write_batch(con, job[2], batch))
-            del batch
     return done

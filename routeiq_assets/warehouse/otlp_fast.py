@@ -34,8 +34,9 @@ from routeiq_assets.telemetry.otlp import (
 )
 from routeiq_assets.telemetry.otlp import span_records as general_span_records
 from routeiq_assets.telemetry.pii import PromptTextMode
+from routeiq_assets.telemetry.records import as_float, token_counts
 from routeiq_assets.warehouse.columnar import BatchBuilder, ColumnarBatch, gc_paused
-from routeiq_assets.warehouse.normalize import decision_values, llm_call_values
+from routeiq_assets.warehouse.normalize import _LLM_STATUS, _parse_ts
 
 UNSET = msgspec.UNSET
 
@@ -100,7 +101,7 @@ class _Input(msgspec.Struct, gc=False):
     user_id: str | None = None
     team_id: str | None = None
     api_type: str | None = None
-    request_metadata: dict[str, Any] = {}
+    request_metadata: msgspec.Raw = msgspec.Raw(b"{}")  # a JSON object: checked when read
 
 
 class _Candidate(msgspec.Struct, gc=False):
@@ -164,7 +165,7 @@ class _Decision(msgspec.Struct, gc=False):
     experiment: _Experiment | None = None
     timings: _Timings = msgspec.field(default_factory=_Timings)
     fallback: _Fallback = msgspec.field(default_factory=_Fallback)
-    custom_attributes: dict[str, Any] = {}
+    custom_attributes: msgspec.Raw = msgspec.Raw(b"{}")  # a JSON object: checked when read
 
 
 _EXPORT = msgspec.json.Decoder(_Export)
@@ -197,12 +198,191 @@ def _value(value: _AnyValue | None) -> Any:
 
 
 def _attributes(items: list[_KeyValue] | None) -> dict[str, Any]:
-    return {kv.key: _value(kv.value) for kv in items or ()}
+    return {
+        kv.key: v.stringValue
+        if (v := kv.value) is not None and v.stringValue is not UNSET
+        else _value(v)
+        for kv in items or ()
+    }
+
+
+def _id(raw: Any, hex_len: int) -> str | None:
+    """:func:`~routeiq_assets.telemetry.otlp.normalise_id`, quick for lowercase hex."""
+    if type(raw) is str and len(raw) == hex_len and not raw.strip(_LOWER_HEX):
+        return raw
+    return normalise_id(raw, hex_len)
+
+
+_LOWER_HEX = "0123456789abcdef"
+_DICT = msgspec.json.Decoder(dict[str, Any])
+_MEMO_LIMIT = 1 << 16
+READ_BUFFER = 4 << 20  # export requests are long lines: read them in few, large reads
+
+
+class _Rows:
+    """Row builders for one batch, mirroring ``decision_values`` and ``llm_call_values`` with
+    the JSON objects serialised once per distinct text."""
+
+    def __init__(self, builder: BatchBuilder) -> None:
+        self.batch_id = builder.batch_id
+        self.memo = builder.memo
+        self._metadata: dict[bytes, str] = {}
+        self._custom: dict[bytes, tuple[str, float | None, Any, float | None]] = {}
+
+    def metadata(self, raw: msgspec.Raw) -> str:
+        key = bytes(raw)
+        found = self._metadata.get(key)
+        if found is None:
+            if len(self._metadata) > _MEMO_LIMIT:
+                self._metadata.clear()
+            found = self._metadata[key] = json.dumps(_object(key))
+        return found
+
+    def custom(self, raw: msgspec.Raw) -> tuple[str, float | None, Any, float | None]:
+        key = bytes(raw)
+        found = self._custom.get(key)
+        if found is None:
+            if len(self._custom) > _MEMO_LIMIT:
+                self._custom.clear()
+            custom = _object(key)
+            found = self._custom[key] = (
+                json.dumps(custom),
+                as_float(custom.get("selection_propensity")),
+                custom.get("logging_policy"),
+                as_float(custom.get("quality_score")),
+            )
+        return found
+
+    def decision(
+        self, d: _Decision, location: str
+    ) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
+        batch_id = self.batch_id
+        inp = d.input
+        exp = d.experiment
+        timings = d.timings
+        outcome = d.outcome
+        fallback = d.fallback
+        event_id = d.event_id
+        selected = d.selected_deployment
+        candidates = d.candidate_deployments
+        custom_json, propensity, policy, quality = self.custom(d.custom_attributes)
+        row = (
+            event_id,
+            batch_id,
+            location,
+            d.contract_version,
+            d.contract_name,
+            d.trace_id.lower(),
+            d.span_id,
+            d.parent_span_id,
+            _parse_ts(d.timestamp_utc, d.timestamp_unix_ms),
+            d.timestamp_unix_ms,
+            inp.requested_model,
+            inp.query_length,
+            inp.user_id,
+            inp.team_id,
+            inp.api_type,
+            self.metadata(inp.request_metadata),
+            d.strategy_name,
+            d.strategy_version,
+            selected,
+            d.selection_reason,
+            exp.experiment_id if exp else None,
+            exp.variant if exp else None,
+            exp.strategy_name if exp else None,
+            exp.strategy_version if exp else None,
+            exp.weight if exp else None,
+            exp.total_weight if exp else None,
+            exp.hash_bucket if exp else None,
+            exp.hash_key_type if exp else None,
+            timings.total_ms,
+            timings.strategy_ms,
+            timings.embedding_ms,
+            timings.candidate_filter_ms,
+            outcome.status,
+            outcome.error_message,
+            outcome.error_type,
+            outcome.input_tokens,
+            outcome.output_tokens,
+            outcome.total_tokens,
+            outcome.api_type,
+            fallback.fallback_triggered,
+            fallback.original_model,
+            fallback.fallback_reason,
+            fallback.fallback_attempt,
+            len(candidates),
+            propensity,
+            policy,
+            quality,
+            custom_json,
+        )
+        cands = [
+            (
+                event_id,
+                batch_id,
+                pos,
+                c.model_name,
+                c.provider,
+                c.score,
+                c.available,
+                c.model_name == selected,
+            )
+            for pos, c in enumerate(candidates)
+        ]
+        return row, cands
+
+    def llm_call(
+        self, span: _Span, trace_id: str, span_id: str, attrs: dict[str, Any], location: str
+    ) -> tuple[Any, ...]:
+        start = int(span.startTimeUnixNano or 0)
+        end = int(span.endTimeUnixNano or 0)
+        memo = self.memo
+        prompt = attrs.get("gen_ai.prompt")
+        if prompt is None:
+            prompt = attrs.get("gen_ai.prompt.0.content")
+        prompt_text = None if prompt is None else str(prompt)
+        completion = attrs.get("gen_ai.completion")
+        if completion is None:
+            completion = attrs.get("gen_ai.completion.0.content")
+        request_model = attrs.get("gen_ai.request.model")
+        response_model = attrs.get("gen_ai.response.model")
+        input_tokens, output_tokens, total = token_counts(attrs)
+        code = span.status.code if span.status is not None else None
+        ground_truth = attrs.get("routeiq.ground_truth")
+        return (
+            trace_id,
+            span_id,
+            self.batch_id,
+            location,
+            _id(span.parentSpanId, 16),
+            span.name,
+            memo.stored(prompt_text),
+            memo.sha256(prompt_text) if prompt_text is not None else None,
+            request_model,
+            request_model if response_model is None else response_model,
+            memo.stored(None if completion is None else str(completion)),
+            input_tokens,
+            output_tokens,
+            total,
+            max(0, end - start) / 1e6,
+            start // 1_000_000 or None,
+            _LLM_STATUS.get(code or 0, "unset"),
+            attrs.get("litellm.task"),
+            as_float(attrs.get("routeiq.quality_score")),
+            None if ground_truth is None else str(ground_truth),
+        )
+
+
+def _object(raw: bytes) -> dict[str, Any]:
+    try:
+        return _DICT.decode(raw)
+    except msgspec.DecodeError:
+        raise _GeneralPath from None
 
 
 def _decision(payload: Any, span_trace: str) -> _Decision:
     """A payload the contract accepts as is; anything else raises :class:`_GeneralPath`."""
-    if not isinstance(payload, str):
+    if type(payload) is not str:
         raise _GeneralPath
     try:
         decision = _DECISION.decode(payload)
@@ -218,43 +398,33 @@ def _decision(payload: Any, span_trace: str) -> _Decision:
     return decision
 
 
-def _fast_span(span: _Span, location: str, builder: BatchBuilder) -> None:
+def _fast_span(span: _Span, location: str, builder: BatchBuilder, rows: _Rows) -> None:
     """Add one span's records to ``builder``, or raise before adding anything."""
-    events = [e for e in span.events or () if e.name == DECISION_EVENT_NAME]
-    items = span.attributes or ()
-    is_llm_call = any(kv.key in LLM_CALL_KEYS for kv in items)
+    events = span.events
+    if events:
+        events = [e for e in events if e.name == DECISION_EVENT_NAME]
+    items = span.attributes
+    is_llm_call = False
+    if items:
+        for kv in items:
+            if kv.key in LLM_CALL_KEYS:
+                is_llm_call = True
+                break
     if not (events or is_llm_call):
         return
-    trace_id = normalise_id(span.traceId, 32)
-    span_id = normalise_id(span.spanId, 16)
+    trace_id = _id(span.traceId, 32)
+    span_id = _id(span.spanId, 16)
     if not (trace_id and span_id):
         raise _GeneralPath
     attrs = _attributes(items)  # as the general path: a bad value anywhere sends the span there
     where = f"{location} span {span.spanId!s}"
-    batch_id = builder.batch_id
     decisions = [
-        decision_values(
-            _decision(_attributes(event.attributes).get(PAYLOAD_ATTRIBUTE), trace_id),
-            where,
-            batch_id,
+        rows.decision(
+            _decision(_attributes(event.attributes).get(PAYLOAD_ATTRIBUTE), trace_id), where
         )
-        for event in events
+        for event in events or ()
     ]
-    call = None
-    if is_llm_call:
-        start = int(span.startTimeUnixNano or 0)
-        end = int(span.endTimeUnixNano or 0)
-        data = {
-            "trace_id": trace_id,
-            "span_id": span_id,
-            "name": span.name,
-            "parent_span_id": normalise_id(span.parentSpanId, 16),
-            "start_unix_nano": start,
-            "duration_ms": max(0, end - start) / 1e6,
-            "status_code": span.status.code if span.status is not None else None,
-            "attributes": attrs,
-        }
-        call = llm_call_values(data, where, batch_id, builder.prompt_mode, builder.memo)
+    call = rows.llm_call(span, trace_id, span_id, attrs, where) if is_llm_call else None
     for row, candidates in decisions:
         builder.add_decision(row, candidates)
     if call is not None:
@@ -262,28 +432,24 @@ def _fast_span(span: _Span, location: str, builder: BatchBuilder) -> None:
     builder.fast_records += len(decisions) + (call is not None)
 
 
-def _general_span(raw_line: bytes, indexes: tuple[int, int, int], location: str) -> Any:
-    """The span at ``indexes`` (resource, scope, span) of a line, as ``json.loads`` reads it."""
-    document = json.loads(raw_line)
-    r, s, i = indexes
-    return scope_spans(document["resourceSpans"][r])[s]["spans"][i]
-
-
-def add_line(builder: BatchBuilder, raw_line: bytes, location: str) -> None:
+def add_line(builder: BatchBuilder, raw_line: bytes, location: str, rows: _Rows) -> None:
     """Normalise one line (an export request) of an OTLP JSON file into ``builder``."""
     try:
         export = _EXPORT.decode(raw_line)
     except msgspec.DecodeError:
         builder.add_records(line_records(raw_line, location))
         return
+    document = None  # the line as json.loads reads it, for spans that go the general way
     for r, resource in enumerate(export.resourceSpans or ()):
         scopes = resource.scopeSpans or resource.instrumentationLibrarySpans or ()
         for s, scope in enumerate(scopes):
             for i, span in enumerate(scope.spans or ()):
                 try:
-                    _fast_span(span, location, builder)
+                    _fast_span(span, location, builder, rows)
                 except (_GeneralPath, ValueError, TypeError):
-                    span_dict = _general_span(raw_line, (r, s, i), location)
+                    if document is None:
+                        document = json.loads(raw_line)
+                    span_dict = scope_spans(document["resourceSpans"][r])[s]["spans"][i]
                     builder.add_records(general_span_records(span_dict, location))
 
 
@@ -293,8 +459,10 @@ def normalise_otlp_file(
     """One OTLP JSON file as a batch of Arrow tables, equal to the general path's rows."""
     path = Path(path)
     builder = BatchBuilder(batch_id, source, prompt_mode)
-    with gc_paused(), path.open("rb") as handle:
+    rows = _Rows(builder)
+    name = path.name
+    with gc_paused(), path.open("rb", buffering=READ_BUFFER) as handle:
         for line_no, raw_line in enumerate(handle, start=1):
-            if raw_line.strip():
-                add_line(builder, raw_line, f"{path.name}:{line_no}")
+            if raw_line and not raw_line.isspace():
+                add_line(builder, raw_line, f"{name}:{line_no}", rows)
         return builder.finish()

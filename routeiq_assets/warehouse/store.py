@@ -9,12 +9,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pyarrow as pa
 
-from routeiq_assets.warehouse.columnar import ColumnarBatch
+from routeiq_assets.warehouse.columnar import ColumnarBatch, as_columnar
 from routeiq_assets.warehouse.normalize import NormalisedBatch
 
 TELEMETRY_TABLES = (
@@ -64,14 +63,10 @@ class BatchCounts:
 
 
 def _insert(
-    con: duckdb.DuckDBPyConnection,
-    table: str,
-    rows: list[dict[str, Any]] | pa.Table | None,
-    where: str = "",
+    con: duckdb.DuckDBPyConnection, table: str, incoming: pa.Table | None, where: str = ""
 ) -> int:
-    if rows is None or len(rows) == 0:
+    if incoming is None or incoming.num_rows == 0:
         return 0
-    incoming = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows)
     con.register("incoming", incoming)
     try:
         inserted = con.execute(
@@ -80,17 +75,6 @@ def _insert(
     finally:
         con.unregister("incoming")
     return int(inserted)
-
-
-def _row_tables(batch: NormalisedBatch) -> dict[str, list[dict[str, Any]]]:
-    kept = {row["event_id"] for row in batch.decisions}
-    return {
-        "router_decisions": batch.decisions,
-        "decision_candidates": [c for c in batch.candidates if c["event_id"] in kept],
-        "llm_calls": batch.llm_calls,
-        "feedback": batch.feedback,
-        "quarantine": batch.quarantine,
-    }
 
 
 def write_batch(
@@ -102,7 +86,9 @@ def write_batch(
     re-ingesting the same telemetry under a new file changes nothing. ``batch`` holds row dicts
     (:class:`NormalisedBatch`) or Arrow tables (:class:`ColumnarBatch`, the fast path's).
     """
-    tables = batch.tables if isinstance(batch, ColumnarBatch) else _row_tables(batch)
+    if not isinstance(batch, ColumnarBatch):
+        batch = as_columnar(batch)
+    tables = batch.tables
     con.execute("BEGIN TRANSACTION").fetchall()
     try:
         for table in (*TELEMETRY_TABLES, "ingest_log"):
@@ -161,8 +147,8 @@ def write_batch(
     return counts
 
 
-def _len(rows: list[dict[str, Any]] | pa.Table | None) -> int:
-    return 0 if rows is None else len(rows)
+def _len(table: pa.Table | None) -> int:
+    return 0 if table is None else table.num_rows
 
 
 def batch_row_counts(con: duckdb.DuckDBPyConnection, batch_id: str) -> dict[str, int]:
