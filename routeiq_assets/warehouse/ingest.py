@@ -9,18 +9,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from routeiq_assets.telemetry.pii import PromptTextMode
 from routeiq_assets.telemetry.raw_store import RawFile
 from routeiq_assets.telemetry.readers import read_records
 from routeiq_assets.warehouse.columnar import ColumnarBatch
 from routeiq_assets.warehouse.normalize import NormalisedBatch, normalise_records
-from routeiq_assets.warehouse.otlp_fast import normalise_otlp_file
+from routeiq_assets.warehouse.otlp_fast import merge_parts, normalise_otlp_file, split_lines
 from routeiq_assets.warehouse.store import BatchCounts, pending_batches, write_batch
 from routeiq_assets.warehouse.workers import normalise_in_workers
 
 # Below this many bytes of pending files, starting worker processes costs more than it saves.
 PARALLEL_MIN_BYTES = 64 * 2**20
+# A file at least this big is normalised in parts, one a worker.
+SPLIT_MIN_BYTES = 16 * 2**20
 
 
 def register_raw_file(con: duckdb.DuckDBPyConnection, raw: RawFile) -> bool:
@@ -51,11 +54,16 @@ def normalise_file(
     source: str,
     prompt_mode: PromptTextMode = "scrub",
     fast: bool = True,
+    part: tuple[int, int, int] | None = None,
 ) -> NormalisedBatch | ColumnarBatch:
     """One raw file's rows. OTLP JSON takes the fast path unless ``fast`` is False; it gives the
-    same rows and counts as the general path (readers + ``normalise_records``)."""
+    same rows and counts as the general path (readers + ``normalise_records``). ``part``: only
+    these lines of an OTLP JSON file (see :func:`~routeiq_assets.warehouse.otlp_fast.split_lines`).
+    """
     if fast and fmt == "otlp_json":
-        return normalise_otlp_file(Path(raw_path), batch_id, source, prompt_mode)
+        return normalise_otlp_file(Path(raw_path), batch_id, source, prompt_mode, part)
+    if part is not None:
+        raise ValueError(f"only OTLP JSON files are normalised in parts, not {fmt}")
     return normalise_records(read_records(Path(raw_path), fmt), batch_id, source, prompt_mode)
 
 
@@ -93,19 +101,22 @@ def ingest_registered(
     return ingest_batch(con, batch_id, Path(raw_path), fmt, name, prompt_mode, log)
 
 
+def _size(path: str | Path) -> int:
+    try:
+        return Path(path).stat().st_size
+    except OSError:
+        return 0
+
+
 def _worker_count(
     pending: list[tuple[str, str, str, str]], workers: int | None, min_bytes: int
 ) -> int:
-    """Processes to normalise with: one unless there are several batches worth the start-up."""
+    """Processes to normalise with: one unless the pending files are worth their start-up."""
     if workers is None:
         workers = min(2, os.cpu_count() or 1)
-    total = 0
-    for _batch_id, raw_path, _fmt, _name in pending:
-        with contextlib.suppress(OSError):
-            total += Path(raw_path).stat().st_size
-    if len(pending) < 2 or total < min_bytes:
+    if sum(_size(raw_path) for _b, raw_path, _f, _n in pending) < min_bytes:
         return 1
-    return max(1, min(workers, len(pending)))
+    return max(1, workers)
 
 
 def ingest_pending(
@@ -114,19 +125,17 @@ def ingest_pending(
     prompt_mode: PromptTextMode = "scrub",
     workers: int | None = None,
     parallel_min_bytes: int = PARALLEL_MIN_BYTES,
+    split_min_bytes: int = SPLIT_MIN_BYTES,
 ) -> list[tuple[str, BatchCounts]]:
     """Normalise every landed batch not yet in the ingest log.
 
     Batches are written one at a time, in landing order (so which of two copies of an event is
-    kept never depends on timing). When there are several batches and at least
-    ``parallel_min_bytes`` of them, worker processes (``workers``, default up to 2) normalise the
-    next ones (:mod:`routeiq_assets.warehouse.workers`) while this process writes them.
+    kept never depends on timing). When the pending files hold at least ``parallel_min_bytes``,
+    worker processes (``workers``, default up to 2; :mod:`routeiq_assets.warehouse.workers`)
+    normalise the next batches while this process writes, each OTLP JSON file of at least
+    ``split_min_bytes`` in as many parts as there are workers (joined again in file order).
     """
     pending = pending_batches(con)
-    jobs = [
-        (Path(raw_path), fmt, batch_id, name, prompt_mode)
-        for batch_id, raw_path, fmt, name in pending
-    ]
     n_workers = _worker_count(pending, workers, parallel_min_bytes)
     done = []
 
@@ -139,11 +148,29 @@ def ingest_pending(
         done.append((batch_id, counts))
 
     if n_workers == 1:
-        for i, job in enumerate(jobs, start=1):
-            counts = write_batch(con, job[2], normalise_file(*job))
-            record(i, job[2], job[3], counts)
+        for i, (batch_id, raw_path, fmt, name) in enumerate(pending, start=1):
+            batch = normalise_file(Path(raw_path), fmt, batch_id, name, prompt_mode)
+            record(i, batch_id, name, write_batch(con, batch_id, batch))
         return done
+    jobs, owners = [], []
+    for i, (batch_id, raw_path, fmt, name) in enumerate(pending):
+        split = fmt == "otlp_json" and _size(raw_path) >= split_min_bytes
+        for part in split_lines(Path(raw_path), n_workers) if split else [None]:
+            jobs.append((Path(raw_path), fmt, batch_id, name, prompt_mode, part))
+            owners.append(i)
     with contextlib.closing(normalise_in_workers(jobs, n_workers)) as batches:
-        for i, (job, batch) in enumerate(zip(jobs, batches, strict=True), start=1):
-            record(i, job[2], job[3], write_batch(con, job[2], batch))
+        parts: list[ColumnarBatch] = []
+        for k, batch in enumerate(batches):
+            parts.append(batch)
+            i = owners[k]
+            if k + 1 < len(jobs) and owners[k + 1] == i:
+                continue  # more parts of this batch to come
+            batch_id, raw_path, fmt, name = pending[i]
+            try:
+                whole: NormalisedBatch | ColumnarBatch = merge_parts(parts)
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                # parts whose inferred column types cannot be joined: read the file in one go
+                whole = normalise_file(Path(raw_path), fmt, batch_id, name, prompt_mode)
+            parts = []
+            record(i + 1, batch_id, name, write_batch(con, batch_id, whole))
     return done

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from routeiq_assets.contract import DECISION_EVENT_NAME, PAYLOAD_ATTRIBUTE, SUPPORTED_VERSIONS
 from routeiq_assets.telemetry.otlp import (
@@ -454,15 +456,101 @@ def add_line(builder: BatchBuilder, raw_line: bytes, location: str, rows: _Rows)
 
 
 def normalise_otlp_file(
-    path: Path, batch_id: str, source: str, prompt_mode: PromptTextMode = "scrub"
+    path: Path,
+    batch_id: str,
+    source: str,
+    prompt_mode: PromptTextMode = "scrub",
+    part: tuple[int, int, int] | None = None,
 ) -> ColumnarBatch:
-    """One OTLP JSON file as a batch of Arrow tables, equal to the general path's rows."""
+    """One OTLP JSON file as a batch of Arrow tables, equal to the general path's rows.
+
+    ``part`` = (start byte, end byte, number of the line at start) restricts it to the lines of
+    one :func:`split_lines` part; :func:`merge_parts` joins the parts' batches.
+    """
     path = Path(path)
     builder = BatchBuilder(batch_id, source, prompt_mode)
     rows = _Rows(builder)
     name = path.name
+    start, end, first_line = part or (0, -1, 1)
     with gc_paused(), path.open("rb", buffering=READ_BUFFER) as handle:
-        for line_no, raw_line in enumerate(handle, start=1):
+        handle.seek(start)
+        offset = start
+        for line_no, raw_line in enumerate(handle, start=first_line):
+            if 0 <= end <= offset:
+                break
+            offset += len(raw_line)
             if raw_line and not raw_line.isspace():
                 add_line(builder, raw_line, f"{name}:{line_no}", rows)
         return builder.finish()
+
+
+def split_lines(path: Path, parts: int) -> list[tuple[int, int, int]]:
+    """About equal byte ranges of whole lines: (start, end, number of the first line)."""
+    path = Path(path)
+    size = path.stat().st_size
+    bounds = [0]
+    with path.open("rb") as handle:
+        for k in range(1, parts):
+            handle.seek(max(size * k // parts, bounds[-1]))
+            handle.readline()  # to the end of the line the cut falls in
+            bounds.append(min(handle.tell(), size))
+        bounds.append(size)
+        bounds = sorted(set(bounds))
+        ranges, line, done = [], 1, 0
+        for start, end in zip(bounds, bounds[1:], strict=False):
+            handle.seek(done)
+            while done < start:  # count the lines before this part
+                block = handle.read(min(READ_BUFFER, start - done))
+                line += block.count(b"\n")
+                done += len(block)
+            ranges.append((start, end, line))
+    return ranges or [(0, 0, 1)]
+
+
+def merge_parts(parts: list[ColumnarBatch]) -> ColumnarBatch:
+    """One batch from the batches of its parts, in file order: a decision or call already in an
+    earlier part is a duplicate, as when the file is read in one go."""
+    if len(parts) == 1:
+        return parts[0]
+    names = parts[0].tables.keys()
+    duplicates = sum(p.duplicates_in_batch for p in parts)
+    seen_events: list[pa.ChunkedArray] = []
+    seen_calls: list[pa.Array] = []
+    kept: dict[str, list[pa.Table]] = {name: [] for name in names}
+    for part in parts:
+        tables = dict(part.tables)
+        decisions, candidates = tables["router_decisions"], tables["decision_candidates"]
+        calls = tables["llm_calls"]
+        if decisions is not None and seen_events:
+            earlier = pa.chunked_array(seen_events).combine_chunks()
+            new = pc.invert(pc.is_in(decisions["event_id"], value_set=earlier))
+            duplicates += decisions.num_rows - pc.sum(new).as_py()
+            tables["router_decisions"] = decisions = decisions.filter(new)
+            if candidates is not None:
+                tables["decision_candidates"] = candidates.filter(
+                    pc.invert(pc.is_in(candidates["event_id"], value_set=earlier))
+                )
+        if calls is not None:
+            keys = pc.binary_join_element_wise(calls["trace_id"], calls["span_id"], "/")
+            if seen_calls:
+                earlier = pa.chunked_array(seen_calls).combine_chunks()
+                new = pc.invert(pc.is_in(keys, value_set=earlier))
+                duplicates += calls.num_rows - pc.sum(new).as_py()
+                tables["llm_calls"] = calls.filter(new)
+                keys = keys.filter(new)
+            seen_calls.extend(keys.chunks)
+        if decisions is not None:
+            seen_events.extend(decisions["event_id"].chunks)
+        for name, table in tables.items():
+            if table is not None and table.num_rows:
+                kept[name].append(table)
+    merged = {
+        name: pa.concat_tables(tables, promote_options="permissive") if tables else None
+        for name, tables in kept.items()
+    }
+    return ColumnarBatch(
+        merged,
+        sum(p.records_in for p in parts),
+        duplicates,
+        sum(p.fast_records for p in parts),
+    )

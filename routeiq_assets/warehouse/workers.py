@@ -77,8 +77,9 @@ def normalise_in_workers(jobs: Sequence[tuple[Any, ...]], workers: int) -> Itera
 
     def submit(i: int) -> None:
         if i < len(jobs):
-            path, fmt, batch_id, source, prompt_mode = jobs[i]
+            path, fmt, batch_id, source, prompt_mode, part = jobs[i]
             job = {
+                "part": part,
                 "path": str(path),
                 "fmt": fmt,
                 "batch_id": batch_id,
@@ -129,8 +130,14 @@ def main() -> None:
         job = json.loads(line)
         batch = None
         try:
+            part = tuple(job["part"]) if job["part"] is not None else None
             batch = normalise_file(
-                Path(job["path"]), job["fmt"], job["batch_id"], job["source"], job["prompt_mode"]
+                Path(job["path"]),
+                job["fmt"],
+                job["batch_id"],
+                job["source"],
+                job["prompt_mode"],
+                part=part,
             )
             answer = _write(batch, Path(job["out"]))
         except Exception:

@@ -8,8 +8,8 @@ import pytest
 from routeiq_assets.telemetry.raw_store import land_file
 from routeiq_assets.telemetry.simulator import _export_request, request_spans, simulate_requests
 from routeiq_assets.warehouse.ingest import ingest_batch, ingest_pending, register_raw_file
-from routeiq_assets.warehouse.otlp_fast import normalise_otlp_file
-from routeiq_assets.warehouse.store import TELEMETRY_TABLES, connect
+from routeiq_assets.warehouse.otlp_fast import merge_parts, normalise_otlp_file, split_lines
+from routeiq_assets.warehouse.store import TELEMETRY_TABLES, connect, write_batch
 
 IGNORED = {"quarantine": "quarantined_at"}  # when a row was written, not what it says
 
@@ -178,6 +178,28 @@ def test_fast_path_takes_clean_records_itself(tmp_path):
     assert batch.fast_records < batch.records_in - batch.tables["quarantine"].num_rows
 
 
+@pytest.mark.parametrize("n_parts", [2, 3, 7])
+def test_a_file_read_in_parts_equals_the_file_read_whole(tmp_path, n_parts):
+    path = _messy_file(tmp_path / "messy.otlp.json")
+    parts = split_lines(path, n_parts)
+    assert parts[0][0] == 0 and parts[-1][1] == path.stat().st_size
+    assert [p[2] for p in parts] == [path.read_bytes()[: p[0]].count(b"\n") + 1 for p in parts]
+    assert len(parts) == n_parts
+    raw = land_file(path, tmp_path / "raw")
+    results = []
+    for fast in (False, True):
+        with connect(tmp_path / f"{fast}.duckdb") as con:
+            if fast:
+                batch = merge_parts(
+                    [normalise_otlp_file(raw.raw_path, raw.batch_id, "m", part=p) for p in parts]
+                )
+                counts = write_batch(con, raw.batch_id, batch)
+            else:
+                counts = ingest_batch(con, raw.batch_id, raw.raw_path, raw.format, "m", fast=False)
+            results.append((counts, _contents(con)))
+    assert results[0] == results[1]
+
+
 def test_parallel_ingest_equals_sequential_general_ingest(tmp_path):
     """Several batches through worker processes; events repeated across files are duplicates
     of the first file landed, as in a sequential run."""
@@ -195,7 +217,7 @@ def test_parallel_ingest_equals_sequential_general_ingest(tmp_path):
             for f in (*files, messy):
                 register_raw_file(con, land_file(f, tmp_path / "raw"))
             if parallel:
-                done = ingest_pending(con, workers=2, parallel_min_bytes=0)
+                done = ingest_pending(con, workers=2, parallel_min_bytes=0, split_min_bytes=0)
             else:
                 done = [
                     (b, ingest_batch(con, b, p, fmt, name, fast=False))
