@@ -2,6 +2,13 @@
 
 import dagster as dg
 
+from routeiq_assets.defs.automation import (
+    automation_sensor,
+    retraining_trigger,
+    run_failure_recorder,
+    s3_landing_sensor,
+    with_automation,
+)
 from routeiq_assets.defs.deployment import deployed_router
 from routeiq_assets.defs.evaluation import evaluation_assets
 from routeiq_assets.defs.ingestion import ingest_job, landing_sensor
@@ -17,19 +24,23 @@ from routeiq_assets.defs.training import (
 )
 from routeiq_assets.settings import load_settings
 
-_configs = load_settings().configs_dir
+_settings = load_settings()
+_configs = _settings.configs_dir
 _evaluation_assets, _evaluation_checks = evaluation_assets(_configs)
 
 telemetry_assets = [jaeger_pull, raw_traces, telemetry_tables]
-downstream_assets = [
-    full_information,
-    routing_examples,
-    query_embeddings,
-    training_set,
-    *router_assets(_configs),
-    *_evaluation_assets,
-    deployed_router,
-]
+downstream_assets = with_automation(
+    [
+        full_information,
+        routing_examples,
+        query_embeddings,
+        training_set,
+        retraining_trigger,
+        *router_assets(_configs),
+        *_evaluation_assets,
+        deployed_router,
+    ]
+)
 
 # Everything after ingestion: unpartitioned, so one run rebuilds it over all batches.
 training_job = dg.define_asset_job(
@@ -44,7 +55,12 @@ defs = dg.Definitions(
     asset_checks=_evaluation_checks,
     jobs=[ingest_job, training_job, jaeger_pull_job],
     schedules=[jaeger_pull_schedule],
-    sensors=[landing_sensor],
+    sensors=[
+        landing_sensor,
+        s3_landing_sensor,
+        automation_sensor(downstream_assets, _settings.automation_interval_seconds),
+        run_failure_recorder,
+    ],
     resources={"routeiq": RouteIQResource()},
     # One process per run: steps share the loaded models and the DuckDB pool serialises them
     # anyway; a subprocess per step only re-imports torch and reloads the encoder.

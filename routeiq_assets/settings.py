@@ -33,6 +33,9 @@ class RouteIQSettings(BaseSettings):
 
     home: Path = Field(default_factory=_default_home, description="Root of all runtime data")
     landing_dir: Path | None = Field(None, description="Where new telemetry files are dropped")
+    landing_s3_uri: str | None = Field(
+        None, description="s3://bucket/prefix mirrored into the landing folder by a sensor"
+    )
     raw_dir: Path | None = Field(None, description="Immutable, content-addressed raw store")
     duckdb_path: Path | None = Field(None, description="The warehouse file")
     work_dir: Path | None = Field(None, description="Trained models and reports before deployment")
@@ -58,6 +61,10 @@ class RouteIQSettings(BaseSettings):
     device: str = Field("auto", description="auto | cpu | cuda")
     prompt_text: PromptTextMode = Field(
         "scrub", description="keep | hash | scrub: prompt text leaving the raw zone"
+    )
+    landing_poll_seconds: int = Field(15, ge=1, description="landing sensor interval")
+    automation_interval_seconds: int = Field(
+        30, ge=1, description="how often declarative automation evaluates its conditions"
     )
     landing_settle_seconds: float = Field(
         5.0, ge=0, description="a landing file unchanged this long is complete"
@@ -123,6 +130,7 @@ class RouteIQSettings(BaseSettings):
             "configs_dir": str(self.configs_dir),
             "labeling_file": str(self.labeling_path),
             "prices_file": str(self.prices_file) if self.prices_file else "(from labeling file)",
+            "landing_s3_uri": self.landing_s3_uri,
             "jaeger_url": self.jaeger_url,
             "jaeger_service": self.jaeger_service,
             "embedding_model": self.embedding_model,

@@ -10,6 +10,7 @@ import dagster as dg
 
 from routeiq_assets.defs.resources import RouteIQResource
 from routeiq_assets.defs.telemetry import raw_traces, telemetry_batches, telemetry_tables
+from routeiq_assets.settings import load_settings
 from routeiq_assets.telemetry.landing import LandingScan, load_cursor, scan_landing
 
 INGEST_TAGS = {"routeiq/duckdb": "writer"}
@@ -93,7 +94,7 @@ def ingested_batches(instance: dg.DagsterInstance) -> set[str]:
 
 @dg.sensor(
     job=ingest_job,
-    minimum_interval_seconds=15,
+    minimum_interval_seconds=load_settings().landing_poll_seconds,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Turns every complete new file in the landing folder into a telemetry batch "
     "partition and a run that lands and normalises it.",

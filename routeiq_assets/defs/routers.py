@@ -18,7 +18,7 @@ def router_asset(name: str, config_path: Path) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"router_{name}",
         group_name=GROUP,
-        deps=["training_set", "query_embeddings"],
+        deps=["training_set", "query_embeddings", "retraining_trigger"],
         pool="duckdb",
         kinds={"torch", "mlflow"},
         tags={"routeiq/router_type": config.router_type},

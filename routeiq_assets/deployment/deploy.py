@@ -125,10 +125,11 @@ def deploy_router_run(
     store: ArtifactStore,
     keys: ManifestKeys | None = None,
     gateway_dir: Path | None = None,
+    registered_name: str | None = None,
 ) -> Deployment:
-    """Register ``runs:/<run_id>/model`` as ``<router_name>-router`` and deploy that version to
-    Production (alias ``production``, set once the store serves it)."""
-    name = registered_name_for(router_name)
+    """Register ``runs:/<run_id>/model`` as ``registered_name`` (default ``<router_name>-router``)
+    and deploy that version to Production (alias ``production``, set once the store serves it)."""
+    name = registered_name or registered_name_for(router_name)
     version = register_version(
         tracking_uri, run_id, name, alias=None, tags={"routeiq.router": router_name}
     )

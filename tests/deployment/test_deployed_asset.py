@@ -14,6 +14,7 @@ import pytest
 from routeiq_assets.defs.deployment import deployed_router
 from routeiq_assets.defs.resources import RouteIQResource
 from routeiq_assets.deployment.registry import log_router_run
+from routeiq_assets.evaluation.gate import GateResult, write_gate
 from routeiq_assets.training.train import write_run_pointer
 from tests.deployment.conftest import train_router
 
@@ -29,6 +30,12 @@ def test_deployed_router_publishes_to_s3_with_gateway_config(
     resource = RouteIQResource()
     loc = resource.settings().resolved
     folder = train_router(loc.work_dir / "routers" / "knn")
+    gate_dir = loc.work_dir / "evaluation"
+    gate_dir.mkdir(parents=True)
+    write_gate(GateResult(False, "the improvement is not larger", "knn", "utility", "x"), gate_dir)
+    with pytest.raises(dg.Failure, match="the deployment gate did not pass"):
+        deployed_router(dg.build_asset_context(), routeiq=resource)
+    write_gate(GateResult(True, "no production router yet", "knn", "utility", "x"), gate_dir)
     for expected in ("1", "2"):
         run_id = log_router_run(
             loc.mlflow_tracking_uri,
