@@ -4,8 +4,12 @@ The general path (:func:`~routeiq_assets.telemetry.otlp.read_otlp_json` then
 :func:`~routeiq_assets.warehouse.normalize.normalise_records`) builds a dict per span and
 attribute and validates each decision payload with pydantic. This path decodes an export request
 line into typed msgspec structs, each decision payload into strict structs that mirror the
-contract's models, and builds the rows with the same functions
-(:func:`~routeiq_assets.warehouse.normalize.decision_values`, ``llm_call_values``).
+contract's models, and builds the row tuples the way
+:func:`~routeiq_assets.warehouse.normalize.decision_values` and ``llm_call_values`` do, with
+each distinct JSON object, prompt and completion serialised or scrubbed once per batch. Columns
+go to Arrow every few thousand rows (:class:`~routeiq_assets.warehouse.columnar.BatchBuilder`).
+A large file can be read in parts (:func:`split_lines`) by several processes and joined in file
+order (:func:`merge_parts`).
 
 Anything it is not sure of goes the general way, so the result is the same row for row:
 
@@ -14,6 +18,8 @@ Anything it is not sure of goes the general way, so the result is the same row f
   decoding rejects (wrong types, unknown contract version, empty ids, a trace id that is not
   its span's): that span, re-read with ``json.loads`` and normalised by the general functions,
   which quarantine it with the same reason (or accept it, where pydantic's lax mode does).
+
+``tests/warehouse/test_otlp_fast.py`` checks that both paths store identical tables and counts.
 """
 
 from __future__ import annotations

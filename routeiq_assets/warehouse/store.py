@@ -97,7 +97,9 @@ def write_batch(
             con,
             "router_decisions",
             tables["router_decisions"],
-            "WHERE event_id NOT IN (SELECT event_id FROM router_decisions)",
+            # an anti-join (ids are NOT NULL, so this is NOT IN, without its slow plan)
+            "WHERE NOT EXISTS (SELECT 1 FROM router_decisions r"
+            " WHERE r.event_id = incoming.event_id)",
         )
         _insert(
             con,
@@ -110,7 +112,8 @@ def write_batch(
             con,
             "llm_calls",
             tables["llm_calls"],
-            "WHERE (trace_id, span_id) NOT IN (SELECT (trace_id, span_id) FROM llm_calls)",
+            "WHERE NOT EXISTS (SELECT 1 FROM llm_calls c"
+            " WHERE c.trace_id = incoming.trace_id AND c.span_id = incoming.span_id)",
         )
         feedback = _insert(
             con,

@@ -105,7 +105,7 @@ def _measure(code, *args):
         text=True,
         cwd=REPO_ROOT,
     ).stdout
-    fields = out.split()
+    fields = out.strip().splitlines()[-1].split()  # DuckDB may draw progress bars above it
     assert len(fields) == 4, f"unexpected output from the measured script: {out!r}"
     seconds, events, rss_kb, tree_kb = fields
     return float(seconds), int(events), int(rss_kb) / 1024, int(tree_kb) / 1024
