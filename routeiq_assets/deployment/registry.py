@@ -34,14 +34,16 @@ def _mlflow(tracking_uri: str):
 
 
 def ensure_experiment(tracking_uri: str, name: str, artifact_root: str | None) -> str:
-    """The experiment id, creating it with an explicit artifact location when new."""
+    """The experiment id, creating it when new: with an explicit artifact location for a local
+    (SQLite) store, which MLflow 3.17 needs; a tracking server keeps its own artifact root (its
+    ``--artifacts-destination``, e.g. MinIO), so no local path is sent to it."""
     mlflow = _mlflow(tracking_uri)
     try:
         existing = mlflow.get_experiment_by_name(name)
         if existing is not None:
             return existing.experiment_id
         location = None
-        if artifact_root:
+        if artifact_root and not tracking_uri.startswith(("http://", "https://")):
             location = artifact_root if "://" in artifact_root else Path(artifact_root).as_uri()
         return mlflow.create_experiment(name, artifact_location=location)
     except Exception as exc:

@@ -248,3 +248,18 @@ def test_mlflow_down_is_a_clear_error(routeiq_home, tmp_path):
 def test_manifest_keys_never_show_the_secret():
     keys = ManifestKeys.from_env({"LLMROUTER_MODEL_HMAC_SECRET": SECRET})
     assert SECRET not in repr(keys) and keys.signature_type == "hmac-sha256"
+
+
+def test_a_tracking_server_keeps_its_own_artifact_root(tmp_path, mlflow_server):
+    """A local artifact root is for the embedded SQLite store only: against a server, the
+    experiment gets the server's root (its --artifacts-destination, MinIO in the stack)."""
+    from routeiq_assets.deployment.registry import log_router_run
+
+    folder = train_router(tmp_path / "knn")
+    local_root = tmp_path / "never-used"
+    run_id = log_router_run(mlflow_server, "server-root", str(local_root), "knn", folder, {}, {})
+    mlflow.set_tracking_uri(mlflow_server)
+    experiment = mlflow.get_experiment_by_name("server-root")
+    assert experiment.artifact_location.startswith("mlflow-artifacts:")
+    assert not local_root.exists()
+    assert mlflow.get_run(run_id).info.artifact_uri.startswith("mlflow-artifacts:")
