@@ -78,6 +78,7 @@ def test_03_evaluate_routers(materialised_sample):
     report_dir = materialised_sample.home / "work" / "notebooks" / "evaluation"
     report = (report_dir / "report.md").read_text()
     assert "router_knn" in report and "router_mlp" in report and "always-best" in report
+    assert "Deployment gate PASSED" in report  # the sample's first deployment: nothing before it
     assert (report_dir / "quality_vs_cost.png").read_bytes()[:4] == b"\x89PNG"
     assert "# Router evaluation" in text  # the markdown, rendered in the notebook
     assert {"text/markdown", "image/png"} <= mimetypes
