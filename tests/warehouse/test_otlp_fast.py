@@ -10,6 +10,7 @@ from routeiq_assets.telemetry.simulator import _export_request, request_spans, s
 from routeiq_assets.warehouse.ingest import ingest_batch, ingest_pending, register_raw_file
 from routeiq_assets.warehouse.otlp_fast import merge_parts, normalise_otlp_file, split_lines
 from routeiq_assets.warehouse.store import TELEMETRY_TABLES, connect, write_batch
+from routeiq_assets.warehouse.workers import normalise_in_workers
 
 IGNORED = {"quarantine": "quarantined_at"}  # when a row was written, not what it says
 
@@ -232,3 +233,11 @@ def test_parallel_ingest_equals_sequential_general_ingest(tmp_path):
     assert len(done) == 4 and all(c.balanced for _, c in done)
     assert len(tables["router_decisions"]) >= 300
     assert sum(c.duplicates for _, c in done) >= 2 * (20 + 20 + 10)
+
+
+def test_a_worker_failure_names_the_file(tmp_path):
+    missing = tmp_path / "gone.otlp.json"
+    jobs = [(missing, "otlp_json", "b", "gone", "scrub", None)]
+    with pytest.raises(RuntimeError, match="gone.otlp.json") as failure:
+        list(normalise_in_workers(jobs, workers=1))
+    assert "FileNotFoundError" in str(failure.value)
