@@ -151,8 +151,18 @@ def test_whole_graph_materializes_and_deploys(graph_env):
     con.close()
     assert str(client.get_model_version_by_alias("knn-router", "production").version) == "1"
     assert "Deployment gate FAILED" in (home / "work" / "evaluation" / "report.md").read_text()
+    # the report (and its gate check) alone, strictly: exit 3
     strict = subprocess.run(
-        [PY, "-m", "routeiq_assets.cli", "materialize", "--fail-on-gate"],
+        [
+            PY,
+            "-m",
+            "routeiq_assets.cli",
+            "materialize",
+            "--skip-ingest",
+            "--select",
+            "evaluation_report",
+            "--fail-on-gate",
+        ],
         env=env,
         capture_output=True,
         text=True,
@@ -160,3 +170,4 @@ def test_whole_graph_materializes_and_deploys(graph_env):
         cwd=REPO_ROOT,
     )
     assert strict.returncode == 3, strict.stderr[-3000:]
+    assert "deployment gate held" in strict.stderr
