@@ -297,6 +297,7 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
             keys=ManifestKeys.from_env(),
             prefix=args.s3_prefix,
             gateway_dir=Path(args.gateway_dir) if args.gateway_dir else None,
+            torch_export=args.gateway_torch_export or settings.gateway_torch_export,
         )
     except (RegistryError, ArtifactStoreError) as exc:
         print(f"routeiq deploy: error: {exc}", file=sys.stderr)
@@ -428,6 +429,12 @@ def build_parser() -> argparse.ArgumentParser:
     dep.add_argument("--s3-prefix", default="models/", help="key prefix (default models/)")
     dep.add_argument("--tracking-uri", help="default: ROUTEIQ_MLFLOW_TRACKING_URI")
     dep.add_argument("--gateway-dir", help="also install a local copy the gateway loader reads")
+    dep.add_argument(
+        "--gateway-torch-export",
+        action="store_true",
+        help="mlp: also write gateway/model.pt (a torch state_dict, pickle-based) + model.json for "
+        "RouteIQ's current mlp loader (default: ROUTEIQ_GATEWAY_TORCH_EXPORT, off)",
+    )
     dep.set_defaults(func=_cmd_deploy)
 
     rol = sub.add_parser("rollback", help="point a deployed model back to an earlier version")

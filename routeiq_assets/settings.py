@@ -69,6 +69,9 @@ class RouteIQSettings(BaseSettings):
     landing_settle_seconds: float = Field(
         5.0, ge=0, description="a landing file unchanged this long is complete"
     )
+    gateway_torch_export: bool = Field(
+        False, description="also export mlp routers as torch model.pt for the gateway's loader"
+    )
     deploy_router: str = Field("knn", description="Which configs/routers/<name>.yaml to deploy")
     manifest_hmac_secret: SecretStr | None = Field(
         None, validation_alias="LLMROUTER_MODEL_HMAC_SECRET"

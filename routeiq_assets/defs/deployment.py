@@ -39,6 +39,7 @@ def deployed_router(
         keys=ManifestKeys.from_env(),
         gateway_dir=loc.work_dir / "gateway" / registered,
         registered_name=registered,
+        torch_export=settings.gateway_torch_export,
     )
     context.log.info(
         f"deployed {deployment.registered_name} v{deployment.version} to {deployment.keys['uri']}"

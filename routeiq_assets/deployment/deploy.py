@@ -64,6 +64,7 @@ def deploy_registered(
     keys: ManifestKeys | None = None,
     prefix: str = MODELS_PREFIX,
     gateway_dir: Path | None = None,
+    torch_export: bool = False,
 ) -> Deployment:
     """Publish a registered version to ``store`` under ``<prefix>/<name>/<version>/`` and point
     the stage's alias at it; ``gateway_dir`` also gets a local copy the gateway's loader reads."""
@@ -72,7 +73,7 @@ def deploy_registered(
     with tempfile.TemporaryDirectory(prefix="routeiq-deploy-") as tmp:
         folder = download_router(tracking_uri, registered_name, version, Path(tmp))
         meta = read_router_meta(folder)
-        gateway_files = write_gateway_files(folder)
+        gateway_files = write_gateway_files(folder, torch_export)
         manifest = build_manifest(
             folder,
             version=version,
@@ -126,6 +127,7 @@ def deploy_router_run(
     keys: ManifestKeys | None = None,
     gateway_dir: Path | None = None,
     registered_name: str | None = None,
+    torch_export: bool = False,
 ) -> Deployment:
     """Register ``runs:/<run_id>/model`` as ``registered_name`` (default ``<router_name>-router``)
     and deploy that version to Production (alias ``production``, set once the store serves it)."""
@@ -134,5 +136,11 @@ def deploy_router_run(
         tracking_uri, run_id, name, alias=None, tags={"routeiq.router": router_name}
     )
     return deploy_registered(
-        tracking_uri, name, store, version=version, keys=keys, gateway_dir=gateway_dir
+        tracking_uri,
+        name,
+        store,
+        version=version,
+        keys=keys,
+        gateway_dir=gateway_dir,
+        torch_export=torch_export,
     )

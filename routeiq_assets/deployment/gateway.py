@@ -7,7 +7,10 @@ The gateway's inference loaders (``llmrouter-<type>`` with ``model_path``) read,
   companion JSON beside it (same stem) with ``input_dim, hidden_layer_sizes, num_classes,
   activation, idx_to_model``; it routes by argmax of the last layer. We export that
   (``gateway/model.pt`` + ``gateway/model.json``): our MLP's outputs are per-model quality
-  logits, so its argmax is our decision at lambda = 0.
+  logits, so its argmax is our decision at lambda = 0. ``torch.save`` writes a pickle-based
+  container, so this export is opt-in (``ROUTEIQ_GATEWAY_TORCH_EXPORT=true`` or ``routeiq deploy
+  --gateway-torch-export``): by default a deployed version holds no pickle at all (ARCHITECTURE
+  decision 5) and the gateway serves the mlp through RouterRuntime like every other type.
 - knn (and svm): a scikit-learn pickle only, which the gateway itself refuses unless
   ``LLMROUTER_ALLOW_PICKLE_MODELS=true``. We never write pickle: knn, linear, mf and bert are
   served from ``router.json`` + ``weights.npz`` (and safetensors for bert) by
@@ -31,11 +34,12 @@ MLP_STATE_DICT = "model.pt"
 MLP_COMPANION = "model.json"
 
 
-def write_gateway_files(router_folder: Path) -> list[str]:
-    """Add the gateway loader's files to a router folder; return their relative paths."""
+def write_gateway_files(router_folder: Path, torch_export: bool = False) -> list[str]:
+    """Add the gateway's legacy loader files (mlp only, when ``torch_export``) to a router
+    folder; return their relative paths."""
     folder = Path(router_folder)
     meta = read_router_meta(folder)
-    if meta["router_type"] != "mlp":
+    if meta["router_type"] != "mlp" or not torch_export:
         return []
     import torch
 
@@ -67,8 +71,9 @@ def write_gateway_files(router_folder: Path) -> list[str]:
 
 def model_path_in(folder: Path, router_type: str) -> Path:
     """What the gateway's ``model_path`` should name inside a deployed version folder."""
-    if router_type == "mlp":
-        return Path(folder) / GATEWAY_SUBDIR / MLP_STATE_DICT
+    exported = Path(folder) / GATEWAY_SUBDIR / MLP_STATE_DICT
+    if router_type == "mlp" and exported.exists():
+        return exported
     return Path(folder)
 
 

@@ -160,11 +160,16 @@ def test_mlp_gateway_folder_loads_like_routeiqs_loader(routeiq_home, tmp_path, m
 
     name = "mlp-router"
     register_router(mlflow_server, train_router(tmp_path / "v1", kind="mlp"), name, "production")
+    # by default a deployed version holds no pickle-based file at all
+    plain = deploy_registered(mlflow_server, name, LocalArtifactStore(tmp_path / "plain"))
+    assert not [a for a in plain.manifest["artifacts"] if a["path"].endswith(".pt")]
+    assert "model_path" not in plain.gateway["router_settings"]["routing_strategy_args"]
     deployment = deploy_registered(
         mlflow_server,
         name,
         LocalArtifactStore(tmp_path / "store"),
         gateway_dir=tmp_path / "gateway",
+        torch_export=True,
     )
     args = deployment.gateway["router_settings"]["routing_strategy_args"]
     assert deployment.gateway["router_settings"]["routing_strategy"] == "llmrouter-mlp"
