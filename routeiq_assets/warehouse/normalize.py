@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -142,16 +142,31 @@ LLM_CALL_COLUMNS = (
 QUARANTINE_COLUMNS = ("batch_id", "source", "location", "reason", "raw_excerpt", "quarantined_at")
 
 
+def custom_fields(custom: dict[str, Any]) -> tuple[str, float | None, Any, float | None]:
+    """custom_attributes as (JSON, selection_propensity, logging_policy, quality_score)."""
+    return (
+        json.dumps(custom),
+        as_float(custom.get("selection_propensity")),
+        custom.get("logging_policy"),
+        as_float(custom.get("quality_score")),
+    )
+
+
 def decision_values(
-    decision: Any, location: str, batch_id: str
+    decision: Any,
+    location: str,
+    batch_id: str,
+    metadata_json: Callable[[Any], str] = json.dumps,
+    custom: Callable[[Any], tuple[str, float | None, Any, float | None]] = custom_fields,
 ) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
     """A validated decision as a row (``DECISION_COLUMNS``) and candidate rows
     (``CANDIDATE_COLUMNS``).
 
     ``decision`` is a :class:`RouterDecision` or anything with the same attributes (the fast
-    OTLP path passes its own typed structs), so both paths build rows the same way.
+    OTLP path passes its own typed structs, and memoised ``metadata_json``/``custom``
+    serialisers), so both paths build rows the same way.
     """
-    custom = decision.custom_attributes
+    custom_json, propensity, policy, quality = custom(decision.custom_attributes)
     exp = decision.experiment
     inp = decision.input
     timings = decision.timings
@@ -176,7 +191,7 @@ def decision_values(
         inp.user_id,
         inp.team_id,
         inp.api_type,
-        json.dumps(inp.request_metadata),
+        metadata_json(inp.request_metadata),
         decision.strategy_name,
         decision.strategy_version,
         selected,
@@ -205,10 +220,10 @@ def decision_values(
         fallback.fallback_reason,
         fallback.fallback_attempt,
         len(candidates),
-        as_float(custom.get("selection_propensity")),
-        custom.get("logging_policy"),
-        as_float(custom.get("quality_score")),
-        json.dumps(custom),
+        propensity,
+        policy,
+        quality,
+        custom_json,
     )
     cands = [
         (

@@ -44,7 +44,11 @@ from routeiq_assets.telemetry.otlp import span_records as general_span_records
 from routeiq_assets.telemetry.pii import PromptTextMode
 from routeiq_assets.telemetry.records import as_float, token_counts
 from routeiq_assets.warehouse.columnar import BatchBuilder, ColumnarBatch, gc_paused
-from routeiq_assets.warehouse.normalize import _LLM_STATUS, _parse_ts
+from routeiq_assets.warehouse.normalize import (
+    _LLM_STATUS,
+    custom_fields,
+    decision_values,
+)
 
 UNSET = msgspec.UNSET
 
@@ -252,92 +256,14 @@ class _Rows:
         if found is None:
             if len(self._custom) > _MEMO_LIMIT:
                 self._custom.clear()
-            custom = _object(key)
-            found = self._custom[key] = (
-                json.dumps(custom),
-                as_float(custom.get("selection_propensity")),
-                custom.get("logging_policy"),
-                as_float(custom.get("quality_score")),
-            )
+            found = self._custom[key] = custom_fields(_object(key))
         return found
 
     def decision(
         self, d: _Decision, location: str
     ) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
-        batch_id = self.batch_id
-        inp = d.input
-        exp = d.experiment
-        timings = d.timings
-        outcome = d.outcome
-        fallback = d.fallback
-        event_id = d.event_id
-        selected = d.selected_deployment
-        candidates = d.candidate_deployments
-        custom_json, propensity, policy, quality = self.custom(d.custom_attributes)
-        row = (
-            event_id,
-            batch_id,
-            location,
-            d.contract_version,
-            d.contract_name,
-            d.trace_id.lower(),
-            d.span_id,
-            d.parent_span_id,
-            _parse_ts(d.timestamp_utc, d.timestamp_unix_ms),
-            d.timestamp_unix_ms,
-            inp.requested_model,
-            inp.query_length,
-            inp.user_id,
-            inp.team_id,
-            inp.api_type,
-            self.metadata(inp.request_metadata),
-            d.strategy_name,
-            d.strategy_version,
-            selected,
-            d.selection_reason,
-            exp.experiment_id if exp else None,
-            exp.variant if exp else None,
-            exp.strategy_name if exp else None,
-            exp.strategy_version if exp else None,
-            exp.weight if exp else None,
-            exp.total_weight if exp else None,
-            exp.hash_bucket if exp else None,
-            exp.hash_key_type if exp else None,
-            timings.total_ms,
-            timings.strategy_ms,
-            timings.embedding_ms,
-            timings.candidate_filter_ms,
-            outcome.status,
-            outcome.error_message,
-            outcome.error_type,
-            outcome.input_tokens,
-            outcome.output_tokens,
-            outcome.total_tokens,
-            outcome.api_type,
-            fallback.fallback_triggered,
-            fallback.original_model,
-            fallback.fallback_reason,
-            fallback.fallback_attempt,
-            len(candidates),
-            propensity,
-            policy,
-            quality,
-            custom_json,
-        )
-        cands = [
-            (
-                event_id,
-                batch_id,
-                pos,
-                c.model_name,
-                c.provider,
-                c.score,
-                c.available,
-                c.model_name == selected,
-            )
-            for pos, c in enumerate(candidates)
-        ]
-        return row, cands
+        # the general path's row builder, with this batch's memoised JSON serialisers
+        return decision_values(d, location, self.batch_id, self.metadata, self.custom)
 
     def llm_call(
         self, span: _Span, trace_id: str, span_id: str, attrs: dict[str, Any], location: str
