@@ -65,3 +65,28 @@ def test_deployed_router_publishes_to_s3_with_gateway_config(
     mlflow.set_tracking_uri(loc.mlflow_tracking_uri)
     alias = mlflow.MlflowClient().get_model_version_by_alias("knn-router", "production")
     assert str(alias.version) == "2"
+
+
+def test_best_slot_deploys_the_gates_router_as_routeiq_router(routeiq_home, monkeypatch):
+    """With ROUTEIQ_DEPLOY_ROUTER=best the gate's winner (here mlp) fills the `routeiq-router`
+    slot, in the embedded local store."""
+    monkeypatch.setenv("ROUTEIQ_DEPLOY_ROUTER", "best")
+    resource = RouteIQResource()
+    loc = resource.settings().resolved
+    folder = train_router(loc.work_dir / "routers" / "mlp", kind="mlp")
+    run_id = log_router_run(
+        loc.mlflow_tracking_uri, "routeiq-routers", loc.mlflow_artifact_root, "mlp", folder, {}, {}
+    )
+    write_run_pointer(folder, run_id)
+    gate_dir = loc.work_dir / "evaluation"
+    gate_dir.mkdir(parents=True)
+    write_gate(GateResult(True, "no production router yet", "mlp", "utility", "x"), gate_dir)
+    result = deployed_router(dg.build_asset_context(), routeiq=resource)
+    metadata = {k: getattr(v, "value", v) for k, v in result.metadata.items()}
+    assert metadata["registered_model"] == "routeiq-router" and metadata["version"] == "1"
+    strategy = metadata["gateway_config"]["router_settings"]["routing_strategy"]
+    assert strategy == "llmrouter-mlp"
+    pointer = json.loads(
+        (routeiq_home / "artifacts" / "models" / "routeiq-router" / "current.json").read_text()
+    )
+    assert pointer["version"] == "1"
