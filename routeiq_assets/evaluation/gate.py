@@ -73,6 +73,7 @@ class GateResult:
     interval: tuple[float, float] | None = None
     queries: int = 0
     challengers: dict[str, float] = field(default_factory=dict)
+    production_unknown_share: float = 0.0  # production's picks of models the data no longer has
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -135,15 +136,30 @@ class _Scorer:
         return np.array([index.get(router.model_names_[c], -1) for c in chosen], int)
 
     def value(self, chosen: np.ndarray, idx: np.ndarray | None = None) -> float:
+        """The policy's mean reward. A pick of a model the held-out data does not know (-1: a
+        retired or renamed model) counts as the worst outcome, so an old router that still
+        picks it cannot block its replacement: full information takes that query's worst
+        candidate; off-policy mixes SNIPS over the known picks with the worst observed reward,
+        weighted by the share of unknown picks."""
         idx = np.arange(len(chosen)) if idx is None else idx
+        picks = chosen[idx]
+        known = picks >= 0
         if self.kind == "full information":
-            picked = np.where(chosen[idx] >= 0, chosen[idx], 0)
-            rewards = self.rewards[idx, picked]
-            return float(np.where(chosen[idx] >= 0, rewards, np.nan).mean())
+            rows = self.rewards[idx]
+            rewards = rows[np.arange(len(idx)), np.where(known, picks, 0)]
+            return float(np.where(known, rewards, rows.min(axis=1)).mean())
         ex = self.examples
-        return estimate_policy_value(
-            chosen[idx], ex.logged_model[idx], self.reward[idx], ex.propensity[idx]
+        unknown_share = 1.0 - float(known.mean()) if len(idx) else 0.0
+        worst = float(np.nanmin(self.reward[idx])) if len(idx) else float("nan")
+        if unknown_share == 1.0:
+            return worst
+        sub = idx[known]
+        known_value = estimate_policy_value(
+            chosen[sub], ex.logged_model[sub], self.reward[sub], ex.propensity[sub]
         ).snips
+        if unknown_share == 0.0:
+            return known_value
+        return (1.0 - unknown_share) * known_value + unknown_share * worst
 
 
 def _router_and_lambda(folder: Path) -> tuple[Router, str, float]:
@@ -211,6 +227,7 @@ def evaluate_gate(
     interval = bootstrap(difference, scorer.queries, policy.bootstrap_samples, policy.confidence)
     result.production_version = version
     result.production_value = scorer.value(prod_chosen)
+    result.production_unknown_share = float((prod_chosen < 0).mean())
     result.difference = interval.value
     result.interval = (interval.low, interval.high)
     level = f"{policy.confidence:.0%}"
@@ -219,6 +236,11 @@ def evaluate_gate(
         f"{result.production_value:.4f}: difference {interval.value:+.4f}, {level} interval "
         f"[{interval.low:+.4f}, {interval.high:+.4f}] ({scorer.kind}, {scorer.queries} queries)"
     )
+    if result.production_unknown_share:
+        summary += (
+            f"; production picks models the held-out data no longer has for "
+            f"{result.production_unknown_share:.1%} of queries (counted as the worst outcome)"
+        )
     if not np.isfinite(interval.low):
         result.reason = f"the difference cannot be estimated: {summary}"
     elif interval.low > policy.min_improvement:

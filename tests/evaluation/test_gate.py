@@ -4,6 +4,7 @@ the off-policy path reaches the same verdicts."""
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from routeiq_assets.deployment.registry import log_router_run, register_version
@@ -92,3 +93,25 @@ def test_nothing_registered_and_config_errors(tmp_path):
     with pytest.raises(GateConfigError, match="gate.yaml"):
         load_gate_policy(bad)
     assert load_gate_policy(REPO_ROOT / "configs" / "gate.yaml").objective == "utility"
+
+
+def test_a_production_router_that_picks_a_retired_model_does_not_block(
+    replayed_warehouse, routers, tmp_path
+):
+    """Production still knows a model the held-out data no longer has ("retired"): its picks of
+    it count as the worst outcome, so the gate can still decide (full information and
+    off-policy) instead of failing with an undefined value."""
+    good, _ = routers
+    config = load_router_config(REPO_ROOT / "configs" / "routers" / "knn.yaml")
+    with connect(replayed_warehouse.db) as con:
+        data = data_from_warehouse(con, MODEL, replayed_warehouse.encoder, lambda _m: None)
+    names = list(data.train.model_names)
+    best = int(np.nanargmax(np.nanmean(np.where(data.train.mask, data.train.quality, np.nan), 0)))
+    names[best] = "retired-model"  # production's favourite model is gone from today's data
+    renamed = dataclasses.replace(data, train=dataclasses.replace(data.train, model_names=names))
+    old = fit_and_save("knn_old", config, renamed, replayed_warehouse.root / "routers").folder
+    for policy in ({}, {"min_full_information_queries": 10**6, "bootstrap_samples": 300}):
+        result = _gate(replayed_warehouse, {"knn": good}, ("3", old), **policy)
+        assert np.isfinite(result.production_value) and np.isfinite(result.difference)
+        assert result.production_unknown_share > 0.1 and "no longer has" in result.reason
+        assert result.passed, result.reason
