@@ -95,7 +95,9 @@ def deploy_registered(
         published = publish_version(store, registered_name, version, folder, manifest, prefix)
         local = None
         if gateway_dir is not None:
-            verified, _ = fetch_version(store, published["manifest"], Path(tmp) / "v", keys)
+            verified, _ = fetch_version(
+                store, published["manifest"], Path(tmp) / "v", keys, version
+            )
             local = install_local(verified, Path(gateway_dir), version)
     set_alias(tracking_uri, registered_name, alias, version)
     s3 = isinstance(store, S3ArtifactStore)

@@ -16,10 +16,15 @@ from __future__ import annotations
 import json
 import tempfile
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from routeiq_assets.deployment.manifest import MANIFEST_NAME, ManifestKeys, verify_manifest
+from routeiq_assets.deployment.manifest import (
+    MANIFEST_NAME,
+    ManifestError,
+    ManifestKeys,
+    verify_manifest,
+)
 from routeiq_assets.deployment.store import ArtifactStore
 
 MODELS_PREFIX = "models"
@@ -104,10 +109,23 @@ def fetch_version(
     manifest_key: str,
     into: Path | None = None,
     keys: ManifestKeys | None = None,
+    version: str | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Download one version's files, verify them against its manifest, write them to ``into``
-    (a new temporary folder by default) only once all verified; return (folder, manifest)."""
+    (a new temporary folder by default) only once all verified; return (folder, manifest).
+    With ``version``, the (signed) manifest must be that version's."""
     manifest = json.loads(store.get_bytes(manifest_key))
+    if version is not None and str(manifest.get("version")) != str(version):
+        raise ManifestError(
+            f"{store.uri(manifest_key)} is the manifest of version {manifest.get('version')!r}, "
+            f"not of version {version!r}"
+        )
+    for artifact in manifest["artifacts"]:
+        parts = PurePosixPath(artifact["path"]).parts
+        if not parts or parts[0] == "/" or ".." in parts:
+            raise ManifestError(
+                f"artifact path {artifact['path']!r} points outside the version folder"
+            )
     prefix = manifest_key.rsplit("/", 1)[0]
     blobs = {a["path"]: store.get_bytes(f"{prefix}/{a['path']}") for a in manifest["artifacts"]}
     verify_manifest(manifest, blobs.__getitem__, keys=keys)
@@ -130,7 +148,11 @@ def fetch_current(
     """Download the current version, verify it, and return (folder, pointer)."""
     pointer = json.loads(store.get_bytes(pointer_key(model_name, prefix)))
     folder, _ = fetch_version(
-        store, pointer["manifest"], into, keys or ManifestKeys(hmac_secret=hmac_secret)
+        store,
+        pointer["manifest"],
+        into,
+        keys or ManifestKeys(hmac_secret=hmac_secret),
+        str(pointer["version"]),
     )
     return folder, pointer
 
@@ -163,7 +185,7 @@ def rollback(
     if not store.exists(manifest_key):
         raise RollbackError(f"{store.uri(manifest_key)} does not exist: no such version")
     with tempfile.TemporaryDirectory(prefix="routeiq-rollback-") as tmp:
-        fetch_version(store, manifest_key, Path(tmp), keys)
+        fetch_version(store, manifest_key, Path(tmp), keys, target)
     return _write_pointer(
         store, model_name, target, prefix, history, f"rollback from {current['version']}"
     )

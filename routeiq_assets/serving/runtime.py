@@ -22,7 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from routeiq_assets.deployment.manifest import MANIFEST_NAME, ManifestKeys, verify_manifest
+from routeiq_assets.deployment.manifest import (
+    MANIFEST_NAME,
+    ManifestError,
+    ManifestKeys,
+    verify_manifest,
+)
 from routeiq_assets.deployment.publish import POINTER_NAME, fetch_version
 from routeiq_assets.deployment.store import ArtifactStore
 from routeiq_assets.routers.base import Router, decide, load_router, read_router_meta
@@ -51,13 +56,28 @@ class LoadedModel:
 def load_model(
     folder: Path, keys: ManifestKeys | None = None, version: str | None = None, verify: bool = True
 ) -> LoadedModel:
-    """Verify ``folder`` against its manifest (when it has one) and load its router."""
+    """Verify ``folder`` against its manifest (when it has one; required when a verification
+    key is set) and load its router; a file the manifest does not cover is refused."""
     folder = Path(folder)
     manifest_path = folder / MANIFEST_NAME
     if verify and manifest_path.exists():
         manifest = json.loads(manifest_path.read_text())
         verify_manifest(manifest, lambda p: (folder / p).read_bytes(), keys=keys)
+        covered = {a["path"] for a in manifest.get("artifacts", [])}
+        uncovered = sorted(
+            rel
+            for p in folder.rglob("*")
+            if p.is_file()
+            and p != manifest_path
+            and (rel := p.relative_to(folder).as_posix()) not in covered
+        )
+        if uncovered:
+            raise ManifestError(f"{folder}: files not in the manifest: {', '.join(uncovered)}")
         version = version or manifest.get("version")
+    elif verify and keys is not None and keys.verifies:
+        raise ManifestError(
+            f"{folder} has no {MANIFEST_NAME}, but a verification key is configured"
+        )
     meta = read_router_meta(folder)
     return LoadedModel(
         load_router(folder),
@@ -138,7 +158,12 @@ class RouterRuntime:
         data, etag = store.get_if_changed(pointer_key)
         pointer = json.loads(data)
         work = Path(workdir or tempfile.mkdtemp(prefix="routeiq-runtime-"))
-        loaded = cls._fetch(store, pointer, keys, work)
+        try:
+            loaded = cls._fetch(store, pointer, keys, work)
+        except BaseException:
+            if workdir is None:  # ours: nobody else would remove it
+                shutil.rmtree(work, ignore_errors=True)
+            raise
         runtime = cls._from_loaded(loaded)
         runtime._store, runtime._pointer_key, runtime._keys = store, pointer_key, keys
         runtime._etag, runtime._workdir = etag, work
@@ -152,7 +177,7 @@ class RouterRuntime:
     ) -> LoadedModel:
         folder = Path(tempfile.mkdtemp(prefix=f"v{pointer['version']}-", dir=work))
         try:
-            fetch_version(store, pointer["manifest"], folder, keys)
+            fetch_version(store, pointer["manifest"], folder, keys, str(pointer["version"]))
             # fetch_version verified every byte it wrote; loading reads those same files
             return load_model(folder, version=str(pointer["version"]), verify=False)
         except BaseException:

@@ -150,3 +150,39 @@ def test_pointer_history_and_rollback(folder, tmp_path):
     with pytest.raises(RollbackError, match="no such version"):
         rollback(store, "m", to="9")
     assert json.loads(store.get_bytes(pointer_key("m")))["version"] == "3"
+
+
+@pytest.mark.parametrize("absolute", [False, True])
+def test_fetch_refuses_artifact_paths_outside_the_version_folder(tmp_path, absolute):
+    from routeiq_assets.deployment.manifest import sha256_bytes
+
+    outside = tmp_path / "outside.txt"
+    bad_path = str(outside) if absolute else "../../outside.txt"  # from tmp_path/out/deep
+    store = LocalArtifactStore(tmp_path / "store")
+    data = b"written outside the version folder"
+    store.put_bytes(f"models/m/1/{bad_path}", data)
+    manifest = {
+        "version": "1",
+        "signature_type": "none",
+        "signature": None,
+        "artifacts": [{"path": bad_path, "sha256": sha256_bytes(data)}],
+    }
+    store.put_bytes("models/m/1/manifest.json", json.dumps(manifest).encode())
+    pointer = {"version": "1", "manifest": "models/m/1/manifest.json"}
+    store.put_bytes(pointer_key("m"), json.dumps(pointer).encode())
+    with pytest.raises(ManifestError, match="outside"):
+        fetch_current(store, "m", tmp_path / "out" / "deep")
+    assert not outside.exists()
+
+
+def test_rollback_refuses_a_manifest_of_another_version(folder, tmp_path):
+    from routeiq_assets.deployment.publish import rollback
+
+    store = LocalArtifactStore(tmp_path / "store")
+    for version in ("1", "2"):
+        publish_version(store, "m", version, folder, build_manifest(folder, version=version))
+    for name in ("router.json", "weights.npz", "manifest.json"):  # version 1 copied as "5"
+        store.put_bytes(f"models/m/5/{name}", store.get_bytes(f"models/m/1/{name}"))
+    with pytest.raises(ManifestError, match="version"):
+        rollback(store, "m", to="5")
+    assert json.loads(store.get_bytes(pointer_key("m")))["version"] == "2"

@@ -142,3 +142,44 @@ def test_decision_rules(tmp_path):
     assert only.latency_ms > 0 and np.isfinite(list(only.scores.values())).all()
     with pytest.raises(ValueError, match="none of the candidates"):
         runtime.route(embedding=PROBE, candidates=["unknown"])
+
+
+def test_from_folder_refuses_files_the_manifest_does_not_cover(tmp_path):
+    from routeiq_assets.deployment.manifest import ManifestError
+
+    folder = train_router(tmp_path / "r")
+    assert RouterRuntime.from_folder(folder).version is None  # no manifest, no key: MLflow's case
+    keys = ManifestKeys(hmac_secret="k")
+    with pytest.raises(ManifestError, match="no manifest.json"):
+        RouterRuntime.from_folder(folder, keys=keys)  # a key is set: nothing unverified loads
+    # a signed manifest that covers router.json only; weights.npz is then added beside it
+    (folder / "weights.npz").rename(tmp_path / "weights.npz")
+    manifest = build_manifest(folder, version="1", keys=keys)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    (tmp_path / "weights.npz").rename(folder / "weights.npz")
+    with pytest.raises(ManifestError, match="weights.npz"):
+        RouterRuntime.from_folder(folder, keys=keys)
+
+
+def test_pointer_must_name_the_version_its_manifest_signs(store, tmp_path):
+    publish(store, tmp_path, "1")
+    publish(store, tmp_path, "2", flip=True)
+    runtime = RouterRuntime.from_store(store, pointer_key(NAME))
+    assert runtime.version == "2"
+    forged = {"version": "3", "manifest": f"models/{NAME}/1/manifest.json", "previous": []}
+    store.put_bytes(pointer_key(NAME), json.dumps(forged).encode())
+    assert runtime.refresh() is False and "version" in runtime.last_error
+    assert runtime.version == "2" and runtime.route(embedding=PROBE).model == "large-model"
+    runtime.close()
+
+
+def test_a_failed_first_load_leaves_no_temp_folder(store, tmp_path, monkeypatch):
+    import tempfile
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    publish(store, tmp_path, "1", keys=ManifestKeys(hmac_secret="k"))
+    with pytest.raises(ValueError, match="LLMROUTER_MODEL_HMAC_SECRET"):
+        RouterRuntime.from_store(store, pointer_key(NAME))
+    assert list(scratch.iterdir()) == []
