@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from routeiq_assets.deployment.manifest import MANIFEST_NAME
 from routeiq_assets.routers.base import WEIGHTS_NPZ, read_router_meta
 
 GATEWAY_SUBDIR = "gateway"
@@ -105,17 +106,28 @@ def gateway_config(
 def install_local(version_folder: Path, dest: Path, version: str) -> Path:
     """Copy a verified version folder to ``dest/<version>`` and switch the ``dest/current``
     symlink to it in one rename, so a gateway reading ``dest/current`` never sees half a
-    version; return ``dest/current``."""
+    version; return ``dest/current``.
+
+    A folder that ``current`` may be serving is never deleted: reinstalling the same version
+    (a rerun after a failed alias step) keeps the installed copy when its manifest is identical,
+    and installs different bytes under a fresh ``<version>.<n>`` name instead of replacing it."""
     dest = Path(dest)
-    target = dest / str(version)
-    staging = dest / f".{version}.{os.getpid()}.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(version_folder, staging)
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
+    dest.mkdir(parents=True, exist_ok=True)
+    new_manifest = (Path(version_folder) / MANIFEST_NAME).read_bytes()
+    name, n = str(version), 1
+    while (dest / name).exists():
+        installed = dest / name / MANIFEST_NAME
+        if installed.exists() and installed.read_bytes() == new_manifest:
+            break  # the same verified bytes are installed already
+        name, n = f"{version}.{n}", n + 1
+    else:
+        staging = dest / f".{name}.{os.getpid()}.tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(version_folder, staging)
+        staging.rename(dest / name)
     link = dest / "current"
     tmp_link = dest / f".current.{os.getpid()}.tmp"
     tmp_link.unlink(missing_ok=True)
-    tmp_link.symlink_to(str(version))
+    tmp_link.symlink_to(name)
     tmp_link.replace(link)
     return link
