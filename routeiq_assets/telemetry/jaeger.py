@@ -35,8 +35,9 @@ from routeiq_assets.telemetry.records import (
     TelemetryRecord,
     as_float,
     as_int,
-    excerpt,
+    bad_record,
     first_value,
+    parse_json_bytes,
     token_counts,
 )
 
@@ -182,11 +183,10 @@ def _span_records(
         return
     if not (trace_id and span_id):
         stats.bad_records += 1
-        yield TelemetryRecord(
-            "bad",
+        yield bad_record(
             where,
-            reason="span has no valid traceID/spanID",
-            raw=excerpt(json.dumps(span, default=str)),
+            "span has no valid traceID/spanID",
+            json.dumps(span, default=str),
         )
         return
 
@@ -205,11 +205,10 @@ def _span_records(
         payload = fields.get(PAYLOAD_ATTRIBUTE)
         if payload is None:
             stats.bad_records += 1
-            yield TelemetryRecord(
-                "bad",
+            yield bad_record(
                 where,
-                reason=f"log event {DECISION_EVENT_NAME} has no {PAYLOAD_ATTRIBUTE} field",
-                raw=excerpt(json.dumps(fields, default=str)),
+                f"log event {DECISION_EVENT_NAME} has no {PAYLOAD_ATTRIBUTE} field",
+                json.dumps(fields, default=str),
             )
             continue
         seen_payloads.append(payload)
@@ -225,11 +224,10 @@ def _span_records(
         )
         if start_us is None or duration_us is None:
             stats.bad_records += 1
-            yield TelemetryRecord(
-                "bad",
+            yield bad_record(
                 where,
-                reason="span has a non-numeric startTime/duration (expected microseconds)",
-                raw=excerpt(json.dumps(span, default=str)),
+                "span has a non-numeric startTime/duration (expected microseconds)",
+                json.dumps(span, default=str),
             )
             return
         attrs = dict(tags)
@@ -268,53 +266,48 @@ def records_from_jaeger_document(
     data = doc.get("data") if isinstance(doc, dict) else None
     if not isinstance(data, list):
         stats.bad_records += 1
-        yield TelemetryRecord(
-            "bad",
+        yield bad_record(
             source,
-            reason='not a Jaeger query API document (no "data" list of traces)',
-            raw=excerpt(json.dumps(doc, default=str)),
+            'not a Jaeger query API document (no "data" list of traces)',
+            json.dumps(doc, default=str),
         )
         return
     for index, trace in enumerate(data):
         if not isinstance(trace, dict):
             stats.bad_records += 1
-            yield TelemetryRecord(
-                "bad",
+            yield bad_record(
                 f"{source} trace #{index}",
-                reason=f"trace is a JSON {type(trace).__name__}, expected an object",
-                raw=excerpt(json.dumps(trace, default=str)),
+                f"trace is a JSON {type(trace).__name__}, expected an object",
+                json.dumps(trace, default=str),
             )
             continue
         stats.traces += 1
         if not isinstance(trace.get("spans"), list):
             stats.bad_records += 1
-            yield TelemetryRecord(
-                "bad",
+            yield bad_record(
                 f"{source} trace {trace.get('traceID')}",
-                reason='trace has no "spans" list',
-                raw=excerpt(json.dumps(trace, default=str)),
+                'trace has no "spans" list',
+                json.dumps(trace, default=str),
             )
             continue
         for span in trace["spans"]:
             stats.spans += 1
             if not isinstance(span, dict):
                 stats.bad_records += 1
-                yield TelemetryRecord(
-                    "bad",
+                yield bad_record(
                     f"{source} trace {trace.get('traceID')}",
-                    reason=f"span is a JSON {type(span).__name__}, expected an object",
-                    raw=excerpt(json.dumps(span, default=str)),
+                    f"span is a JSON {type(span).__name__}, expected an object",
+                    json.dumps(span, default=str),
                 )
                 continue
             yield from _span_records(span, source, stats)
     for error in _list(doc.get("errors")):
         stats.bad_records += 1
         message = error.get("msg") if isinstance(error, dict) else error
-        yield TelemetryRecord(
-            "bad",
+        yield bad_record(
             f"{source} errors",
-            reason=f"Jaeger reported an error for this query: {message}",
-            raw=excerpt(json.dumps(error, default=str)),
+            f"Jaeger reported an error for this query: {message}",
+            json.dumps(error, default=str),
         )
 
 
@@ -328,33 +321,17 @@ def read_jaeger_json(
     """
     stats = stats if stats is not None else JaegerStats()
     path = Path(path)
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
+    doc, text, bad = parse_json_bytes(path.read_bytes(), path.name, "file")
+    if bad is not None:
         stats.bad_records += 1
-        yield TelemetryRecord(
-            "bad",
-            path.name,
-            reason=f"file is not UTF-8: {exc}",
-            raw=excerpt(raw.decode("utf-8", "replace")),
-        )
-        return
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        stats.bad_records += 1
-        yield TelemetryRecord(
-            "bad", path.name, reason=f"file is not JSON: {exc}", raw=excerpt(text)
-        )
+        yield bad
         return
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
         stats.bad_records += 1
-        yield TelemetryRecord(
-            "bad",
+        yield bad_record(
             path.name,
-            reason='not a Jaeger query API document (no "data" list of traces)',
-            raw=excerpt(text),
+            'not a Jaeger query API document (no "data" list of traces)',
+            text,
         )
         return
     yield from records_from_jaeger_document(doc, path.name, stats)

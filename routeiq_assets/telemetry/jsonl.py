@@ -25,7 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from routeiq_assets.contract import PAYLOAD_ATTRIBUTE
-from routeiq_assets.telemetry.records import TelemetryRecord, excerpt
+from routeiq_assets.telemetry.records import (
+    TelemetryRecord,
+    bad_record,
+    parse_json_bytes,
+)
 
 JSONL_SNIFF_BYTES = 64 * 1024
 SNIFF_MAX_LINES = 20
@@ -64,8 +68,7 @@ def _show(value: Any) -> str:
 
 
 def _bad(location: str, reason: str, raw_line: bytes) -> TelemetryRecord:
-    text = raw_line.decode("utf-8", "replace").rstrip("\r\n")
-    return TelemetryRecord("bad", location, reason=reason, raw=excerpt(text))
+    return bad_record(location, reason, raw_line.decode("utf-8", "replace").rstrip("\r\n"))
 
 
 def _json_lines(path: Path) -> Iterator[tuple[str, bytes, Any | TelemetryRecord]]:
@@ -82,15 +85,11 @@ def _json_lines(path: Path) -> Iterator[tuple[str, bytes, Any | TelemetryRecord]
             if not raw_line.strip():
                 continue
             location = f"{path.name}:{line_no}"
-            try:
-                text = raw_line.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield location, raw_line, _bad(location, f"line is not UTF-8: {exc}", raw_line)
-                continue
-            try:
-                document = json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield location, raw_line, _bad(location, f"line is not JSON: {exc}", raw_line)
+            document, _text, bad = parse_json_bytes(
+                raw_line, location, "line", excerpt_of=raw_line.rstrip(b"\r\n")
+            )
+            if bad is not None:
+                yield location, raw_line, bad
                 continue
             if not isinstance(document, dict):
                 reason = f"line is a JSON {json_type(document)}, expected a JSON object"

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from routeiq_assets.contract import DECISION_EVENT_NAME, PAYLOAD_ATTRIBUTE
-from routeiq_assets.telemetry.records import TelemetryRecord, excerpt
+from routeiq_assets.telemetry.records import TelemetryRecord, bad_record, parse_json_bytes
 
 _HEX_ID = re.compile(r"[0-9a-fA-F]+")
 LLM_CALL_KEYS = ("gen_ai.prompt", "gen_ai.request.model")  # a span with either is an LLM call
@@ -80,11 +80,10 @@ def span_records(span: dict[str, Any], location: str) -> Iterator[TelemetryRecor
     if not (decision_events or is_llm_call):
         return
     if not (trace_id and span_id):
-        yield TelemetryRecord(
-            "bad",
+        yield bad_record(
             where,
-            reason="span has no valid traceId/spanId",
-            raw=excerpt(json.dumps(span)),
+            "span has no valid traceId/spanId",
+            json.dumps(span),
         )
         return
     try:
@@ -95,20 +94,18 @@ def span_records(span: dict[str, Any], location: str) -> Iterator[TelemetryRecor
         start = int(span.get("startTimeUnixNano") or 0) if is_llm_call else 0
         end = int(span.get("endTimeUnixNano") or 0) if is_llm_call else 0
     except (ValueError, TypeError) as exc:
-        yield TelemetryRecord(
-            "bad",
+        yield bad_record(
             where,
-            reason=f"span has a value of the wrong type: {exc}",
-            raw=excerpt(json.dumps(span)),
+            f"span has a value of the wrong type: {exc}",
+            json.dumps(span),
         )
         return
     for event, payload in zip(decision_events, payloads, strict=True):
         if payload is None:
-            yield TelemetryRecord(
-                "bad",
+            yield bad_record(
                 where,
-                reason=f"event has no {PAYLOAD_ATTRIBUTE}",
-                raw=excerpt(json.dumps(event)),
+                f"event has no {PAYLOAD_ATTRIBUTE}",
+                json.dumps(event),
             )
             continue
         yield TelemetryRecord(
@@ -145,27 +142,15 @@ def scope_spans(resource: dict[str, Any]) -> list[dict[str, Any]]:
 
 def line_records(raw_line: bytes, location: str) -> Iterator[TelemetryRecord]:
     """Records of one line (one export request) of an OTLP JSON file."""
-    try:
-        text = raw_line.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        yield TelemetryRecord(
-            "bad",
-            location,
-            reason=f"line is not UTF-8: {exc}",
-            raw=excerpt(raw_line.decode("utf-8", "replace")),
-        )
-        return
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        yield TelemetryRecord("bad", location, reason=f"line is not JSON: {exc}", raw=excerpt(text))
+    document, text, bad = parse_json_bytes(raw_line, location, "line")
+    if bad is not None:
+        yield bad
         return
     if not isinstance(document, dict) or "resourceSpans" not in document:
-        yield TelemetryRecord(
-            "bad",
+        yield bad_record(
             location,
-            reason="not an OTLP export (no resourceSpans)",
-            raw=excerpt(text),
+            "not an OTLP export (no resourceSpans)",
+            text,
         )
         return
     for resource in document.get("resourceSpans") or []:

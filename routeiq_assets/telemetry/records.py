@@ -27,6 +27,7 @@ or ``jaeger trace <id> span <id>`` for API pulls.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,30 @@ class TelemetryRecord:
 def excerpt(text: str) -> str:
     """A bounded excerpt of a bad record, for the quarantine table."""
     return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS] + "...[truncated]"
+
+
+def bad_record(location: str, reason: str, text: str) -> TelemetryRecord:
+    """A record for the quarantine: where, why, and a bounded excerpt of ``text``."""
+    return TelemetryRecord("bad", location, reason=reason, raw=excerpt(text))
+
+
+def parse_json_bytes(
+    raw: bytes, location: str, unit: str, excerpt_of: bytes | None = None
+) -> tuple[Any, str, TelemetryRecord | None]:
+    """``(document, text, None)`` when ``raw`` is UTF-8 JSON, else ``(None, text, bad record)``
+    whose reason says the ``unit`` ("line", "file") is not UTF-8 or not JSON; its excerpt is of
+    ``excerpt_of`` (default ``raw``), decoded leniently."""
+    shown = raw if excerpt_of is None else excerpt_of
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        reason = f"{unit} is not UTF-8: {exc}"
+        return None, "", bad_record(location, reason, shown.decode("utf-8", "replace"))
+    try:
+        return json.loads(text), text, None
+    except json.JSONDecodeError as exc:
+        reason = f"{unit} is not JSON: {exc}"
+        return None, text, bad_record(location, reason, shown.decode("utf-8", "replace"))
 
 
 def first_value(attrs: dict[str, Any], *keys: str) -> Any:
