@@ -303,19 +303,7 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
         print(f"routeiq deploy: error: {exc}", file=sys.stderr)
         return 1
     print(yaml.safe_dump(deployment.gateway, sort_keys=False), file=sys.stderr)
-    summary = {
-        "registered_model": deployment.registered_name,
-        "version": deployment.version,
-        "alias": deployment.alias,
-        "mlflow_run_id": deployment.run_id,
-        "router_type": deployment.router_type,
-        "artifact_uri": deployment.keys["uri"],
-        "pointer": deployment.keys["pointer"],
-        "signature_type": deployment.manifest["signature_type"],
-        "files": [a["path"] for a in deployment.manifest["artifacts"]],
-        "gateway_folder": deployment.local_folder,
-        "gateway_config": deployment.gateway,
-    }
+    summary = deployment.summary()
     print(json.dumps(summary, indent=2))
     return 0
 

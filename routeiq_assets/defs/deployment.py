@@ -44,17 +44,11 @@ def deployed_router(
     context.log.info(
         f"deployed {deployment.registered_name} v{deployment.version} to {deployment.keys['uri']}"
     )
-    return dg.MaterializeResult(
-        metadata={
-            "registered_model": deployment.registered_name,
-            "version": deployment.version,
-            "alias": deployment.alias,
-            "mlflow_run_id": deployment.run_id,
-            "artifact_uri": deployment.keys["uri"],
-            "pointer": deployment.keys["pointer"],
-            "files": len(deployment.manifest["artifacts"]),
-            "signature_type": deployment.manifest["signature_type"],
-            "gateway_folder": dg.MetadataValue.path(deployment.local_folder),
-            "gateway_config": dg.MetadataValue.json(deployment.gateway),
-        }
+    metadata = deployment.summary()
+    metadata.pop("router_type")
+    metadata.update(
+        files=len(deployment.manifest["artifacts"]),
+        gateway_folder=dg.MetadataValue.path(deployment.local_folder),
+        gateway_config=dg.MetadataValue.json(deployment.gateway),
     )
+    return dg.MaterializeResult(metadata=metadata)

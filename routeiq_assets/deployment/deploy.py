@@ -49,6 +49,22 @@ class Deployment:
     gateway: dict[str, Any] = field(default_factory=dict)
     local_folder: str | None = None
 
+    def summary(self) -> dict[str, Any]:
+        """What was deployed, for the CLI's output and the asset's metadata (no secrets)."""
+        return {
+            "registered_model": self.registered_name,
+            "version": self.version,
+            "alias": self.alias,
+            "mlflow_run_id": self.run_id,
+            "router_type": self.router_type,
+            "artifact_uri": self.keys["uri"],
+            "pointer": self.keys["pointer"],
+            "signature_type": self.manifest["signature_type"],
+            "files": [a["path"] for a in self.manifest["artifacts"]],
+            "gateway_folder": self.local_folder,
+            "gateway_config": self.gateway,
+        }
+
 
 def registered_name_for(router_name: str) -> str:
     return f"{router_name}-router"
