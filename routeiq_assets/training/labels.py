@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from routeiq_assets.telemetry.simulator import CHARS_PER_TOKEN
+from routeiq_assets.warehouse.store import transaction
 
 QualitySource = Literal["feedback", "event_score", "outcome"]
 OUTCOME_STATUSES = ("success", "fallback", "failure", "error", "timeout", "no_candidates")
@@ -150,16 +151,9 @@ def load_full_information(
         ]
     )
     con.register("incoming_fi", pa.Table.from_pylist(rows, schema=schema))
-    try:
-        con.execute("BEGIN TRANSACTION")
+    with transaction(con, "incoming_fi"):
         con.execute("DELETE FROM full_information").fetchall()
         con.execute("INSERT INTO full_information BY NAME SELECT * FROM incoming_fi").fetchall()
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    finally:
-        con.unregister("incoming_fi")
     return {"full_information_rows": len(rows), "full_information_tables": len(tables)}
 
 
@@ -263,8 +257,7 @@ def build_routing_examples(
         pa.schema([("status", pa.string()), ("quality", pa.float64())]),
     )
     lam, mu = policy.utility_lambda, policy.utility_mu
-    try:
-        con.execute("BEGIN TRANSACTION")
+    with transaction(con, "prices", "outcome_quality"):
         con.execute("DELETE FROM routing_examples").fetchall()
         con.execute(
             "INSERT INTO routing_examples BY NAME SELECT *,"
@@ -273,13 +266,6 @@ def build_routing_examples(
             " AS e(event_id, trace_id, query_text, query_sha256, model_name, task, outcome_status,"
             " quality, label_source, cost_usd, latency_ms, propensity, is_logged, timestamp_utc)"
         ).fetchall()
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    finally:
-        con.unregister("prices")
-        con.unregister("outcome_quality")
     row = con.execute(
         "SELECT count(*), count(*) FILTER (WHERE cost_usd IS NULL),"
         " count(*) FILTER (WHERE is_logged AND propensity IS NULL),"

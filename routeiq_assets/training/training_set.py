@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 
 from routeiq_assets.training.splits import split_for
+from routeiq_assets.warehouse.store import transaction
 
 TRAINING_SET_SQL = """
 SELECT e.query_sha256, any_value(e.query_text) AS query_text, e.model_name, s.split,
@@ -32,16 +33,9 @@ def build_training_set(
         schema=pa.schema([("query_sha256", pa.string()), ("split", pa.string())]),
     )
     con.register("query_splits", splits)
-    try:
-        con.execute("BEGIN TRANSACTION")
+    with transaction(con, "query_splits"):
         con.execute("DELETE FROM training_set").fetchall()
         con.execute(f"INSERT INTO training_set BY NAME {TRAINING_SET_SQL}").fetchall()
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    finally:
-        con.unregister("query_splits")
     sizes = dict(
         con.execute(
             "SELECT split, count(DISTINCT query_sha256) FROM training_set GROUP BY 1"

@@ -47,6 +47,25 @@ def connect(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConn
         con.close()
 
 
+@contextmanager
+def transaction(
+    con: duckdb.DuckDBPyConnection, *registered: str
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """One transaction: COMMIT when the block ends, ROLLBACK (and re-raise) on any error, so a
+    crash never leaves half a rebuild; the named registered views are unregistered either way."""
+    try:
+        con.execute("BEGIN TRANSACTION").fetchall()
+        try:
+            yield con
+            con.execute("COMMIT").fetchall()
+        except BaseException:
+            con.execute("ROLLBACK").fetchall()
+            raise
+    finally:
+        for name in registered:
+            con.unregister(name)
+
+
 @dataclass(frozen=True)
 class BatchCounts:
     records_in: int
@@ -89,8 +108,7 @@ def write_batch(
     if not isinstance(batch, ColumnarBatch):
         batch = as_columnar(batch)
     tables = batch.tables
-    con.execute("BEGIN TRANSACTION").fetchall()
-    try:
+    with transaction(con):
         for table in (*TELEMETRY_TABLES, "ingest_log"):
             con.execute(f"DELETE FROM {table} WHERE batch_id = ?", [batch_id]).fetchall()
         decisions = _insert(
@@ -143,10 +161,6 @@ def write_batch(
                 datetime.now(UTC).replace(tzinfo=None),
             ],
         ).fetchall()
-        con.execute("COMMIT").fetchall()
-    except BaseException:
-        con.execute("ROLLBACK").fetchall()
-        raise
     return counts
 
 
