@@ -109,6 +109,7 @@ class _Scorer:
 
     def __init__(self, con, names: list[str], embedding_model: str, encoder, policy: GatePolicy):
         self.con, self.names, self.encoder, self.policy = con, names, encoder, policy
+        self._embeddings: dict[str, np.ndarray] = {}  # per embedding model: read once
         self.weight = policy.cost_weight if policy.objective == "utility" else 0.0
         full = full_information_matrix(con, names)
         if full is not None and len(full[0]) >= policy.min_full_information_queries:
@@ -119,6 +120,7 @@ class _Scorer:
             self.kind = "off-policy SNIPS"
             self.examples = load_test_examples(con, names, embedding_model, encoder)
             self.texts = self.examples.texts
+            self._embeddings[embedding_model] = self.examples.embeddings
             self.reward = self.examples.quality - self.weight * self.examples.cost
 
     @property
@@ -128,7 +130,10 @@ class _Scorer:
     def choices(self, router: Router, embedding_model: str, lam: float) -> np.ndarray:
         """The router's pick per query, as an index into this scorer's model names (-1: a model
         the held-out data does not know)."""
-        emb, _ = embed_with_cache(self.con, self.texts, embedding_model, self.encoder)
+        emb = self._embeddings.get(embedding_model)
+        if emb is None:
+            emb, _ = embed_with_cache(self.con, self.texts, embedding_model, self.encoder)
+            self._embeddings[embedding_model] = emb
         chosen = decide(
             router.predict_quality(router_inputs(router, self.texts, emb)), router.cost_, lam
         )
