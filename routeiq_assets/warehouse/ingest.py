@@ -17,7 +17,7 @@ from routeiq_assets.telemetry.readers import read_records
 from routeiq_assets.warehouse.columnar import ColumnarBatch
 from routeiq_assets.warehouse.normalize import NormalisedBatch, normalise_records
 from routeiq_assets.warehouse.otlp_fast import merge_parts, normalise_otlp_file, split_lines
-from routeiq_assets.warehouse.store import BatchCounts, pending_batches, write_batch
+from routeiq_assets.warehouse.store import BatchCounts, bulk_load, pending_batches, write_batch
 from routeiq_assets.warehouse.workers import normalise_in_workers
 
 # Below this many bytes of pending files, starting worker processes costs more than it saves.
@@ -98,7 +98,10 @@ def ingest_registered(
             f"batch {batch_id} is not in raw_files: materialise raw_traces for it first"
         )
     raw_path, fmt, name = row[0]
-    return ingest_batch(con, batch_id, Path(raw_path), fmt, name, prompt_mode, log)
+    # the same pipeline as ingest_pending: a large OTLP JSON file is normalised in parts by
+    # worker processes, a small one in this process
+    [(_, counts)] = ingest_batches(con, [(batch_id, raw_path, fmt, name)], log, prompt_mode)
+    return counts
 
 
 def _size(path: str | Path) -> int:
@@ -136,6 +139,24 @@ def ingest_pending(
     ``split_min_bytes`` in as many parts as there are workers (joined again in file order).
     """
     pending = pending_batches(con)
+    args = (log, prompt_mode, workers, parallel_min_bytes, split_min_bytes)
+    if len(pending) > 1:
+        with bulk_load(con):
+            return ingest_batches(con, pending, *args)
+    return ingest_batches(con, pending, *args)
+
+
+def ingest_batches(
+    con: duckdb.DuckDBPyConnection,
+    pending: list[tuple[str, str, str, str]],
+    log: Callable[[str], None] = lambda _msg: None,
+    prompt_mode: PromptTextMode = "scrub",
+    workers: int | None = None,
+    parallel_min_bytes: int = PARALLEL_MIN_BYTES,
+    split_min_bytes: int = SPLIT_MIN_BYTES,
+) -> list[tuple[str, BatchCounts]]:
+    """Normalise and write these registered batches, ``(batch_id, raw_path, format, name)``,
+    in order, as :func:`ingest_pending` describes."""
     n_workers = _worker_count(pending, workers, parallel_min_bytes)
     done = []
 
@@ -147,10 +168,14 @@ def ingest_pending(
         )
         done.append((batch_id, counts))
 
+    def write(batch_id: str, name: str, batch: NormalisedBatch | ColumnarBatch) -> BatchCounts:
+        log(f"writing batch {batch_id} ({name}): {batch.records_in} records")
+        return write_batch(con, batch_id, batch)
+
     if n_workers == 1:
         for i, (batch_id, raw_path, fmt, name) in enumerate(pending, start=1):
             batch = normalise_file(Path(raw_path), fmt, batch_id, name, prompt_mode)
-            record(i, batch_id, name, write_batch(con, batch_id, batch))
+            record(i, batch_id, name, write(batch_id, name, batch))
         return done
     jobs, owners = [], []
     for i, (batch_id, raw_path, fmt, name) in enumerate(pending):
@@ -172,5 +197,5 @@ def ingest_pending(
                 # parts whose inferred column types cannot be joined: read the file in one go
                 whole = normalise_file(Path(raw_path), fmt, batch_id, name, prompt_mode)
             parts = []
-            record(i + 1, batch_id, name, write_batch(con, batch_id, whole))
+            record(i + 1, batch_id, name, write(batch_id, name, whole))
     return done
