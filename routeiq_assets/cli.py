@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from routeiq_assets.settings import REPO_ROOT, RouteIQSettings
 
@@ -69,6 +70,8 @@ def ingest_paths(paths: list[Path]) -> list[dict]:
         batch_run_config,
         in_process_run_tags,
         ingested_batches,
+        range_run_config,
+        range_run_tags,
         release_dead_runs,
         telemetry_batches,
     )
@@ -87,23 +90,60 @@ def ingest_paths(paths: list[Path]) -> list[dict]:
             telemetry_batches.name, [k for k in new_keys if k not in registered]
         )
     job = defs.resolve_job_def("ingest_telemetry")
+    ready = dict(scan.ready)
+    order = {k: i for i, k in enumerate(instance.get_dynamic_partitions(telemetry_batches.name))}
+    keys = sorted(ready, key=order.__getitem__)
+    # Several new batches that are neighbours in the partition order: one run over their range
+    # (normalising ahead while writing); otherwise one run a batch, as the landing sensor does.
+    if len(keys) > 1 and order[keys[-1]] - order[keys[0]] == len(keys) - 1:
+        runs = [keys]
+    else:
+        runs = [[key] for key in keys]
     results = []
-    for i, (key, path) in enumerate(scan.ready, start=1):
-        run = job.execute_in_process(
-            partition_key=key,
-            run_config=batch_run_config(path),
-            instance=instance,
-            tags={"routeiq/source": path.name[:200], **in_process_run_tags()},
-            raise_on_error=False,
-        )
-        counts = {"file": str(path), "batch": key, "run_id": run.run_id, "success": run.success}
-        for event in run.get_asset_materialization_events():
-            mat = event.step_materialization_data.materialization
-            if mat.asset_key.to_user_string() == "quarantine":
-                counts.update({k: mat.metadata[k].value for k in INGEST_COUNTS})
-        print(f"[{i}/{len(scan.ready)}] " + json.dumps(counts), file=sys.stderr)
-        results.append(counts)
+    for batch_keys in runs:
+        if len(batch_keys) == 1:
+            run = job.execute_in_process(
+                partition_key=batch_keys[0],
+                run_config=batch_run_config(ready[batch_keys[0]]),
+                instance=instance,
+                tags={"routeiq/source": ready[batch_keys[0]].name[:200], **in_process_run_tags()},
+                raise_on_error=False,
+            )
+        else:
+            run = job.execute_in_process(
+                run_config=range_run_config({k: ready[k] for k in batch_keys}),
+                instance=instance,
+                tags={
+                    **range_run_tags(batch_keys[0], batch_keys[-1]),
+                    "routeiq/source": f"{len(batch_keys)} files",
+                    **in_process_run_tags(),
+                },
+                raise_on_error=False,
+            )
+        per_batch = _batch_counts(run, batch_keys)
+        for key in batch_keys:
+            counts = {
+                "file": str(ready[key]),
+                "batch": key,
+                "run_id": run.run_id,
+                "success": run.success,
+                **per_batch.get(key, {}),
+            }
+            print(f"[{len(results) + 1}/{len(keys)}] " + json.dumps(counts), file=sys.stderr)
+            results.append(counts)
     return results
+
+
+def _batch_counts(run: Any, keys: list[str]) -> dict[str, dict]:
+    """Each batch's counts from the quarantine materialisation of an ingest run."""
+    for event in run.get_asset_materialization_events():
+        mat = event.step_materialization_data.materialization
+        if mat.asset_key.to_user_string() != "quarantine":
+            continue
+        if "batches" in mat.metadata:
+            return {k: dict(v) for k, v in mat.metadata["batches"].value.items()}
+        return {keys[0]: {k: mat.metadata[k].value for k in INGEST_COUNTS}}
+    return {}
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:

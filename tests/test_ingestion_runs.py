@@ -1,5 +1,6 @@
 """The landing sensor with a real Dagster instance, and a run killed mid-batch."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -94,3 +95,64 @@ def test_run_killed_mid_batch_leaves_no_half_batch(routeiq_home, tmp_path):
     assert con.execute("SELECT count(*) FROM router_decisions").fetchall()[0][0] == 40000
     assert con.execute("SELECT count(*) FROM ingest_log").fetchall()[0][0] == 1
     con.close()
+
+
+def _bad_lines(path):
+    with path.open("a", encoding="utf-8") as f:
+        f.write('{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": 12\n')  # truncated
+        f.write("not json at all\n")
+
+
+def test_ingest_of_several_files_is_one_run_over_their_range(routeiq_home, tmp_path, monkeypatch):
+    from routeiq_assets.cli import ingest_paths
+
+    dagster_home = tmp_path / "dagster_home"
+    dagster_home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
+    files = write_otlp_files(simulate_requests(90, seed=5), tmp_path / "in", "r", 30)
+    _bad_lines(files[1])
+    results = ingest_paths(files)
+
+    assert [r["file"] for r in results] == [str(f) for f in files]
+    assert len({r["run_id"] for r in results}) == 1 and all(r["success"] for r in results)
+    assert [(r["decisions"], r["llm_calls"], r["quarantined"]) for r in results] == [
+        (30, 30, 0),
+        (30, 30, 2),
+        (30, 30, 0),
+    ]
+    instance = dg.DagsterInstance.get()
+    keys = {r["batch"] for r in results}
+    assert set(instance.get_materialized_partitions(dg.AssetKey("quarantine"))) == keys
+    assert set(instance.get_materialized_partitions(dg.AssetKey("raw_traces"))) == keys
+    check = instance.get_latest_asset_check_evaluation_record(
+        dg.AssetCheckKey(dg.AssetKey("quarantine"), "nothing_lost")
+    )
+    assert check.event.dagster_event.event_specific_data.passed
+    con = duckdb.connect(str(routeiq_home / "warehouse" / "routeiq.duckdb"), read_only=True)
+    logged = dict(
+        con.execute(
+            "SELECT batch_id, records_in - decisions - llm_calls FROM ingest_log"
+        ).fetchall()
+    )
+    con.close()
+    assert logged == {r["batch"]: r["quarantined"] for r in results}
+
+
+def test_batches_that_are_not_neighbours_get_a_run_each(routeiq_home, tmp_path, monkeypatch):
+    from routeiq_assets.cli import ingest_paths
+
+    dagster_home = tmp_path / "dagster_home"
+    dagster_home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
+    a, b = write_otlp_files(simulate_requests(40, seed=6), tmp_path / "in", "n", 20)
+    instance = dg.DagsterInstance.get()
+    # a's batch was registered, then another one (whose run never happened), before this call:
+    # a range from a to b would cover that other batch, so each gets its own run
+    key_a = hashlib.sha256(a.read_bytes()).hexdigest()[:16]
+    instance.add_dynamic_partitions("telemetry_batches", [key_a, "0123456789abcdef"])
+    results = ingest_paths([a, b])
+    assert [r["batch"] == key_a for r in results] == [True, False]
+    assert len({r["run_id"] for r in results}) == 2
+    assert [(r["success"], r["decisions"]) for r in results] == [(True, 20), (True, 20)]
+    materialized = instance.get_materialized_partitions(dg.AssetKey("quarantine"))
+    assert "0123456789abcdef" not in materialized and len(materialized) == 2

@@ -19,12 +19,27 @@ ingest_job = dg.define_asset_job(
     "ingest_telemetry",
     selection=dg.AssetSelection.assets(raw_traces, telemetry_tables),
     tags=INGEST_TAGS,
-    description="Land one telemetry file and normalise it into the warehouse (one partition).",
+    description="Land telemetry files and normalise them into the warehouse (one partition a "
+    "file; a run covers one partition or a range of them).",
 )
 
 
 def batch_run_config(path: Path) -> dict:
     return {"ops": {"raw_traces": {"config": {"source_path": str(path)}}}}
+
+
+def range_run_config(paths: dict[str, Path]) -> dict:
+    """Config of one run over several batches: each batch key's file."""
+    sources = {key: str(path) for key, path in paths.items()}
+    return {"ops": {"raw_traces": {"config": {"source_paths": sources}}}}
+
+
+def range_run_tags(first: str, last: str) -> dict[str, str]:
+    """Tags of a run over the partitions first..last (in the order they were added)."""
+    return {
+        "dagster/asset_partition_range_start": first,
+        "dagster/asset_partition_range_end": last,
+    }
 
 
 def run_requests(scan: LandingScan) -> list[dg.RunRequest]:

@@ -1,12 +1,13 @@
 """Telemetry stage: landing folder -> raw store -> DuckDB tables, one batch a partition."""
 
+import warnings
 from pathlib import Path
 
 import dagster as dg
 
 from routeiq_assets.defs.resources import RouteIQResource
-from routeiq_assets.telemetry.raw_store import describe_raw_file, find_raw_file, land_file
-from routeiq_assets.warehouse.ingest import ingest_registered, register_raw_file
+from routeiq_assets.telemetry.raw_store import RawFile, describe_raw_file, find_raw_file, land_file
+from routeiq_assets.warehouse.ingest import ingest_registered_batches, register_raw_file
 from routeiq_assets.warehouse.store import (
     TELEMETRY_TABLES,
     batch_row_counts,
@@ -18,13 +19,47 @@ telemetry_batches = dg.DynamicPartitionsDefinition(name="telemetry_batches")
 
 
 class LandingFileConfig(dg.Config):
-    """Where the batch's file is; empty when it is already in the raw store."""
+    """Where each batch's file is; empty for a batch already in the raw store. ``source_path``
+    is the file of a one-partition run, ``source_paths`` maps batch keys to files for a run over
+    a range of partitions (`routeiq ingest` of several files, a backfill)."""
 
     source_path: str = ""
+    source_paths: dict[str, str] = {}
+
+
+def _land(key: str, source_path: str, raw_dir: Path) -> RawFile:
+    existing = find_raw_file(raw_dir, key)
+    if existing is not None:
+        return describe_raw_file(existing, Path(source_path).name or None)
+    if not source_path:
+        raise dg.Failure(
+            f"batch {key} is not in the raw store {raw_dir} and no source_path was given: drop "
+            "the file into the landing folder or run `routeiq ingest FILE`."
+        )
+    raw = land_file(Path(source_path), raw_dir)
+    if raw.batch_id != key:
+        raise dg.Failure(
+            f"{source_path} changed after it was scanned: its content is now batch "
+            f"{raw.batch_id}, not {key}. The landing sensor will pick up the new content."
+        )
+    return raw
+
+
+# One run may cover a range of batches (BackfillPolicy.single_run): a backfill of many batches or
+# `routeiq ingest` of many files is then one run that normalises the next batches in worker
+# processes while it writes the current one, instead of one run (and one start-up) a batch.
+BATCH_RANGES = dg.BackfillPolicy.single_run()
+# The parameter is marked beta in Dagster 1.13 (it works, tested here): say it once, here,
+# instead of in every process that loads the definitions.
+warnings.filterwarnings("ignore", "Parameter `backfill_policy`", dg.BetaWarning)
 
 
 @dg.asset(
-    group_name=GROUP, partitions_def=telemetry_batches, pool="duckdb", kinds={"duckdb", "file"}
+    group_name=GROUP,
+    partitions_def=telemetry_batches,
+    pool="duckdb",
+    kinds={"duckdb", "file"},
+    backfill_policy=BATCH_RANGES,
 )
 def raw_traces(
     context: dg.AssetExecutionContext, config: LandingFileConfig, routeiq: RouteIQResource
@@ -32,33 +67,32 @@ def raw_traces(
     """Telemetry files as received. A partition is one file, keyed by the first 16 hex digits of
     its SHA-256: the bytes are copied into the immutable raw store and registered in `raw_files`.
     New partitions are added by the landing sensor or `routeiq ingest`."""
-    key = context.partition_key
+    keys = context.partition_keys
     raw_dir = routeiq.settings().resolved.raw_dir
-    existing = find_raw_file(raw_dir, key)
-    if existing is not None:
-        raw = describe_raw_file(existing, Path(config.source_path).name or None)
-    elif config.source_path:
-        raw = land_file(Path(config.source_path), raw_dir)
-        if raw.batch_id != key:
-            raise dg.Failure(
-                f"{config.source_path} changed after it was scanned: its content is now batch "
-                f"{raw.batch_id}, not {key}. The landing sensor will pick up the new content."
-            )
-    else:
-        raise dg.Failure(
-            f"batch {key} is not in the raw store {raw_dir} and no source_path was given: drop "
-            "the file into the landing folder or run `routeiq ingest FILE`."
-        )
+    landed = []
+    for key in keys:
+        source = config.source_paths.get(key, config.source_path if len(keys) == 1 else "")
+        landed.append(_land(key, source, raw_dir))
     with routeiq.warehouse() as con:
-        new = register_raw_file(con, raw)
+        new = [register_raw_file(con, raw) for raw in landed]
+    if len(landed) == 1:
+        raw = landed[0]
+        return dg.MaterializeResult(
+            metadata={
+                "original_name": raw.original_name,
+                "format": raw.format,
+                "size_bytes": raw.size_bytes,
+                "sha256": raw.sha256,
+                "raw_path": dg.MetadataValue.path(str(raw.raw_path)),
+                "newly_registered": new[0],
+            }
+        )
     return dg.MaterializeResult(
         metadata={
-            "original_name": raw.original_name,
-            "format": raw.format,
-            "size_bytes": raw.size_bytes,
-            "sha256": raw.sha256,
-            "raw_path": dg.MetadataValue.path(str(raw.raw_path)),
-            "newly_registered": new,
+            "batches": len(landed),
+            "size_bytes": sum(raw.size_bytes for raw in landed),
+            "newly_registered": sum(new),
+            "files": dg.MetadataValue.json({raw.batch_id: raw.original_name for raw in landed}),
         }
     )
 
@@ -86,48 +120,62 @@ def raw_traces(
     ],
     partitions_def=telemetry_batches,
     pool="duckdb",
+    backfill_policy=BATCH_RANGES,
 )
 def telemetry_tables(context: dg.AssetExecutionContext, routeiq: RouteIQResource):
-    """Normalise one batch into router_decisions, decision_candidates, llm_calls and quarantine."""
-    key = context.partition_key
+    """Normalise batches into router_decisions, decision_candidates, llm_calls and quarantine:
+    one batch a partition, each replaced in its own transaction."""
+    keys = context.partition_keys
     settings = routeiq.settings()
     with routeiq.warehouse() as con:
-        counts = ingest_registered(con, key, settings.prompt_text, context.log.info)
-        stored = batch_row_counts(con, key)
+        done = ingest_registered_batches(con, keys, settings.prompt_text, context.log.info)
+        stored = {key: batch_row_counts(con, key) for key in keys}
         pairing = decision_call_join_counts(con)
-    context.log.info(
-        f"batch {key}: {counts.records_in} records -> {counts.decisions} decisions, "
-        f"{counts.llm_calls} llm calls, {counts.duplicates} duplicates, "
-        f"{counts.quarantined} quarantined"
-    )
+    counts = {key: c for key, c in done}
+    for key, c in done:
+        context.log.info(
+            f"batch {key}: {c.records_in} records -> {c.decisions} decisions, "
+            f"{c.llm_calls} llm calls, {c.duplicates} duplicates, {c.quarantined} quarantined"
+        )
+    totals = {f: sum(getattr(c, f) for c in counts.values()) for f in _COUNT_FIELDS}
+    per_batch = {key: {f: getattr(c, f) for f in _COUNT_FIELDS} for key, c in counts.items()}
     for name in TELEMETRY_TABLES:
-        meta = {"batch_rows": stored[name], **(pairing if name == "router_decisions" else {})}
+        meta = {
+            "batch_rows": sum(s[name] for s in stored.values()),
+            **(pairing if name == "router_decisions" else {}),
+        }
         if name == "quarantine":
-            meta.update(
-                records_in=counts.records_in,
-                decisions=counts.decisions,
-                llm_calls=counts.llm_calls,
-                duplicates=counts.duplicates,
-                quarantined=counts.quarantined,
-                feedback=counts.feedback,
-                prompt_text_mode=settings.prompt_text,
-            )
+            meta.update(totals, prompt_text_mode=settings.prompt_text)
+            if len(keys) > 1:
+                meta["batches"] = dg.MetadataValue.json(per_batch)
         yield dg.MaterializeResult(asset_key=name, metadata=meta)
-    stored_match = (stored["router_decisions"], stored["llm_calls"], stored["quarantine"]) == (
-        counts.decisions,
-        counts.llm_calls,
-        counts.quarantined,
-    ) and stored["feedback"] == counts.feedback
+    unbalanced = [key for key, c in counts.items() if not c.balanced]
+    mismatched = [
+        key
+        for key, c in counts.items()
+        if (
+            stored[key]["router_decisions"],
+            stored[key]["llm_calls"],
+            stored[key]["quarantine"],
+            stored[key]["feedback"],
+        )
+        != (c.decisions, c.llm_calls, c.quarantined, c.feedback)
+    ]
     yield dg.AssetCheckResult(
         check_name="nothing_lost",
         asset_key="quarantine",
-        passed=bool(counts.balanced and stored_match),
+        passed=not unbalanced and not mismatched,
         metadata={
-            "records_in": counts.records_in,
-            "stored_match": stored_match,
-            "accounted": counts.decisions
-            + counts.llm_calls
-            + counts.duplicates
-            + counts.quarantined,
+            "records_in": totals["records_in"],
+            "stored_match": not mismatched,
+            "accounted": totals["decisions"]
+            + totals["llm_calls"]
+            + totals["duplicates"]
+            + totals["quarantined"],
+            **({"unbalanced_batches": ", ".join(unbalanced)} if unbalanced else {}),
+            **({"mismatched_batches": ", ".join(mismatched)} if mismatched else {}),
         },
     )
+
+
+_COUNT_FIELDS = ("records_in", "decisions", "llm_calls", "duplicates", "quarantined", "feedback")

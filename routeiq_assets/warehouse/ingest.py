@@ -90,18 +90,37 @@ def ingest_registered(
     log: Callable[[str], None] = lambda _msg: None,
 ) -> BatchCounts:
     """Ingest a batch already in ``raw_files`` (the partitioned asset's path)."""
-    row = con.execute(
-        "SELECT raw_path, format, original_name FROM raw_files WHERE batch_id = ?", [batch_id]
-    ).fetchall()
-    if not row:
-        raise ValueError(
-            f"batch {batch_id} is not in raw_files: materialise raw_traces for it first"
-        )
-    raw_path, fmt, name = row[0]
-    # the same pipeline as ingest_pending: a large OTLP JSON file is normalised in parts by
-    # worker processes, a small one in this process
-    [(_, counts)] = ingest_batches(con, [(batch_id, raw_path, fmt, name)], log, prompt_mode)
+    [(_, counts)] = ingest_registered_batches(con, [batch_id], prompt_mode, log)
     return counts
+
+
+def ingest_registered_batches(
+    con: duckdb.DuckDBPyConnection,
+    batch_ids: list[str],
+    prompt_mode: PromptTextMode = "scrub",
+    log: Callable[[str], None] = lambda _msg: None,
+) -> list[tuple[str, BatchCounts]]:
+    """Ingest batches already in ``raw_files``, in this order, through the same pipeline as
+    :func:`ingest_pending` (a large OTLP JSON file is normalised in parts by worker processes;
+    several batches are normalised ahead while one is written)."""
+    found = {
+        row[0]: row
+        for row in con.execute(
+            "SELECT batch_id, raw_path, format, original_name FROM raw_files"
+            " WHERE list_contains(?, batch_id)",
+            [list(batch_ids)],
+        ).fetchall()
+    }
+    missing = [b for b in batch_ids if b not in found]
+    if missing:
+        raise ValueError(
+            f"batch {', '.join(missing)} is not in raw_files: materialise raw_traces for it first"
+        )
+    pending = [found[b] for b in batch_ids]
+    if len(pending) > 1:
+        with bulk_load(con):
+            return ingest_batches(con, pending, log, prompt_mode)
+    return ingest_batches(con, pending, log, prompt_mode)
 
 
 def _size(path: str | Path) -> int:
