@@ -456,9 +456,11 @@ def merge_parts(parts: list[ColumnarBatch]) -> ColumnarBatch:
         if decisions is not None and seen_events:
             earlier = pa.chunked_array(seen_events).combine_chunks()
             new = pc.invert(pc.is_in(decisions["event_id"], value_set=earlier))
-            duplicates += decisions.num_rows - pc.sum(new).as_py()
-            tables["router_decisions"] = decisions = decisions.filter(new)
-            if candidates is not None:
+            repeated = decisions.num_rows - pc.sum(new).as_py()
+            duplicates += repeated
+            if repeated:  # filtering copies the table: only when something goes
+                tables["router_decisions"] = decisions = decisions.filter(new)
+            if repeated and candidates is not None:
                 tables["decision_candidates"] = candidates.filter(
                     pc.invert(pc.is_in(candidates["event_id"], value_set=earlier))
                 )
@@ -467,9 +469,11 @@ def merge_parts(parts: list[ColumnarBatch]) -> ColumnarBatch:
             if seen_calls:
                 earlier = pa.chunked_array(seen_calls).combine_chunks()
                 new = pc.invert(pc.is_in(keys, value_set=earlier))
-                duplicates += calls.num_rows - pc.sum(new).as_py()
-                tables["llm_calls"] = calls.filter(new)
-                keys = keys.filter(new)
+                repeated = calls.num_rows - pc.sum(new).as_py()
+                duplicates += repeated
+                if repeated:
+                    tables["llm_calls"] = calls.filter(new)
+                    keys = keys.filter(new)
             seen_calls.extend(keys.chunks)
         if decisions is not None:
             seen_events.extend(decisions["event_id"].chunks)
