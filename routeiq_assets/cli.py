@@ -92,46 +92,67 @@ def ingest_paths(paths: list[Path]) -> list[dict]:
     job = defs.resolve_job_def("ingest_telemetry")
     ready = dict(scan.ready)
     order = {k: i for i, k in enumerate(instance.get_dynamic_partitions(telemetry_batches.name))}
-    keys = sorted(ready, key=order.__getitem__)
-    # Several new batches that are neighbours in the partition order: one run over their range
-    # (normalising ahead while writing); otherwise one run a batch, as the landing sensor does.
-    if len(keys) > 1 and order[keys[-1]] - order[keys[0]] == len(keys) - 1:
-        runs = [keys]
-    else:
-        runs = [[key] for key in keys]
-    results = []
-    for batch_keys in runs:
+
+    def run_batches(batch_keys: list[str]) -> Any:
         if len(batch_keys) == 1:
-            run = job.execute_in_process(
+            return job.execute_in_process(
                 partition_key=batch_keys[0],
                 run_config=batch_run_config(ready[batch_keys[0]]),
                 instance=instance,
                 tags={"routeiq/source": ready[batch_keys[0]].name[:200], **in_process_run_tags()},
                 raise_on_error=False,
             )
-        else:
-            run = job.execute_in_process(
-                run_config=range_run_config({k: ready[k] for k in batch_keys}),
-                instance=instance,
-                tags={
-                    **range_run_tags(batch_keys[0], batch_keys[-1]),
-                    "routeiq/source": f"{len(batch_keys)} files",
-                    **in_process_run_tags(),
-                },
-                raise_on_error=False,
+        return job.execute_in_process(
+            run_config=range_run_config({k: ready[k] for k in batch_keys}),
+            instance=instance,
+            tags={
+                **range_run_tags(batch_keys[0], batch_keys[-1]),
+                "routeiq/source": f"{len(batch_keys)} files",
+                **in_process_run_tags(),
+            },
+            raise_on_error=False,
+        )
+
+    results: dict[str, dict] = {}
+    for batch_keys in _neighbour_groups(sorted(ready, key=order.__getitem__), order):
+        run = run_batches(batch_keys)
+        retry = []
+        if not run.success and len(batch_keys) > 1:
+            # one bad batch must not hold back its neighbours: what the range run did not
+            # finish gets a run each (a batch it committed is simply replaced, same counts)
+            done = ingested_batches(instance)
+            retry = [k for k in batch_keys if k not in done]
+            print(
+                f"the run over {len(batch_keys)} batches failed ({run.run_id}); "
+                f"{len(retry)} of them again, one run each",
+                file=sys.stderr,
             )
-        per_batch = _batch_counts(run, batch_keys)
-        for key in batch_keys:
-            counts = {
-                "file": str(ready[key]),
-                "batch": key,
-                "run_id": run.run_id,
-                "success": run.success,
-                **per_batch.get(key, {}),
-            }
-            print(f"[{len(results) + 1}/{len(keys)}] " + json.dumps(counts), file=sys.stderr)
-            results.append(counts)
-    return results
+        runs = [(run, [k for k in batch_keys if k not in retry])]
+        runs += [(run_batches([k]), [k]) for k in retry]
+        for each, keys in runs:
+            per_batch = _batch_counts(each, keys)
+            for key in keys:
+                results[key] = {
+                    "file": str(ready[key]),
+                    "batch": key,
+                    "run_id": each.run_id,
+                    "success": each.success,
+                    **per_batch.get(key, {}),
+                }
+                print(f"[{len(results)}/{len(ready)}] " + json.dumps(results[key]), file=sys.stderr)
+    return [results[key] for key, _ in scan.ready]
+
+
+def _neighbour_groups(keys: list[str], order: dict[str, int]) -> list[list[str]]:
+    """Keys (sorted by partition order) cut into runs of neighbours: each becomes one run over
+    its range, so a range never covers a batch that this call did not land."""
+    groups: list[list[str]] = []
+    for key in keys:
+        if groups and order[key] == order[groups[-1][-1]] + 1:
+            groups[-1].append(key)
+        else:
+            groups.append([key])
+    return groups
 
 
 def _batch_counts(run: Any, keys: list[str]) -> dict[str, dict]:

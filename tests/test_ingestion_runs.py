@@ -124,6 +124,14 @@ def test_ingest_of_several_files_is_one_run_over_their_range(routeiq_home, tmp_p
     keys = {r["batch"] for r in results}
     assert set(instance.get_materialized_partitions(dg.AssetKey("quarantine"))) == keys
     assert set(instance.get_materialized_partitions(dg.AssetKey("raw_traces"))) == keys
+    # every partition of the range carries the range's sums under range_* and each batch's own
+    # counts under `batches`, never another batch's counts under the plain names
+    event = instance.get_latest_materialization_event(dg.AssetKey("quarantine"))
+    meta = event.asset_materialization.metadata
+    assert "records_in" not in meta and meta["range_records_in"].value == 180 + 2
+    assert {k: v["quarantined"] for k, v in meta["batches"].value.items()} == {
+        r["batch"]: r["quarantined"] for r in results
+    }
     check = instance.get_latest_asset_check_evaluation_record(
         dg.AssetCheckKey(dg.AssetKey("quarantine"), "nothing_lost")
     )
@@ -156,3 +164,32 @@ def test_batches_that_are_not_neighbours_get_a_run_each(routeiq_home, tmp_path, 
     assert [(r["success"], r["decisions"]) for r in results] == [(True, 20), (True, 20)]
     materialized = instance.get_materialized_partitions(dg.AssetKey("quarantine"))
     assert "0123456789abcdef" not in materialized and len(materialized) == 2
+
+
+def test_a_failed_range_run_leaves_no_batch_behind(routeiq_home, tmp_path, monkeypatch):
+    from routeiq_assets.cli import ingest_paths
+    from routeiq_assets.defs import ingestion
+
+    dagster_home = tmp_path / "dagster_home"
+    dagster_home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
+    files = write_otlp_files(simulate_requests(60, seed=9), tmp_path / "in", "f", 20)
+    real_config = ingestion.range_run_config
+
+    def file_vanishes_after_the_scan(paths):  # the race, made certain: fails the range run
+        files[1].unlink()
+        return real_config(paths)
+
+    monkeypatch.setattr(ingestion, "range_run_config", file_vanishes_after_the_scan)
+    results = ingest_paths(files)
+
+    assert [r["success"] for r in results] == [True, False, True]
+    assert len({r["run_id"] for r in results}) == 3  # the range run failed: then one run each
+    assert [r.get("decisions") for r in results] == [20, None, 20]
+    instance = dg.DagsterInstance.get()
+    done = set(instance.get_materialized_partitions(dg.AssetKey("quarantine")))
+    assert done == {results[0]["batch"], results[2]["batch"]}
+    con = duckdb.connect(str(routeiq_home / "warehouse" / "routeiq.duckdb"), read_only=True)
+    logged = {r[0] for r in con.execute("SELECT batch_id FROM ingest_log").fetchall()}
+    con.close()
+    assert logged == done

@@ -87,12 +87,17 @@ def raw_traces(
                 "newly_registered": new[0],
             }
         )
-    return dg.MaterializeResult(
+    return dg.MaterializeResult(  # the same for every partition of the range: range_* sums
         metadata={
-            "batches": len(landed),
-            "size_bytes": sum(raw.size_bytes for raw in landed),
-            "newly_registered": sum(new),
-            "files": dg.MetadataValue.json({raw.batch_id: raw.original_name for raw in landed}),
+            "range_batches": len(landed),
+            "range_size_bytes": sum(raw.size_bytes for raw in landed),
+            "range_newly_registered": sum(new),
+            "files": dg.MetadataValue.json(
+                {
+                    raw.batch_id: {"original_name": raw.original_name, "size_bytes": raw.size_bytes}
+                    for raw in landed
+                }
+            ),
         }
     )
 
@@ -139,15 +144,20 @@ def telemetry_tables(context: dg.AssetExecutionContext, routeiq: RouteIQResource
         )
     totals = {f: sum(getattr(c, f) for c in counts.values()) for f in _COUNT_FIELDS}
     per_batch = {key: {f: getattr(c, f) for f in _COUNT_FIELDS} for key, c in counts.items()}
+    # Dagster gives every partition of a range run the same metadata: a range run's sums are
+    # named range_* (so nothing adds them up per partition) and each batch's own counts are in
+    # `batches`; a one-batch run keeps the plain names.
+    prefix = "range_" if len(keys) > 1 else ""
     for name in TELEMETRY_TABLES:
-        meta = {
-            "batch_rows": sum(s[name] for s in stored.values()),
+        meta: dict = {
+            f"{prefix}batch_rows": sum(s[name] for s in stored.values()),
             **(pairing if name == "router_decisions" else {}),
         }
         if name == "quarantine":
-            meta.update(totals, prompt_text_mode=settings.prompt_text)
-            if len(keys) > 1:
-                meta["batches"] = dg.MetadataValue.json(per_batch)
+            meta.update({prefix + f: v for f, v in totals.items()})
+            meta["prompt_text_mode"] = settings.prompt_text
+        if prefix:
+            meta["batches"] = dg.MetadataValue.json(per_batch)
         yield dg.MaterializeResult(asset_key=name, metadata=meta)
     unbalanced = [key for key, c in counts.items() if not c.balanced]
     mismatched = [
@@ -170,6 +180,7 @@ def telemetry_tables(context: dg.AssetExecutionContext, routeiq: RouteIQResource
             "stored_match": not mismatched,
             "accounted": totals["decisions"]
             + totals["llm_calls"]
+            + totals["feedback"]
             + totals["duplicates"]
             + totals["quarantined"],
             **({"unbalanced_batches": ", ".join(unbalanced)} if unbalanced else {}),

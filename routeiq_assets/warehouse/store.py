@@ -3,6 +3,7 @@ is lost."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ import pyarrow as pa
 
 from routeiq_assets.warehouse.columnar import ColumnarBatch, as_columnar
 from routeiq_assets.warehouse.normalize import NormalisedBatch
+
+log = logging.getLogger(__name__)
 
 TELEMETRY_TABLES = (
     "router_decisions",
@@ -84,8 +87,13 @@ def bulk_load(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnect
     try:
         yield con
     finally:
-        con.execute(f"SET checkpoint_threshold = '{before}'").fetchall()
-    con.execute("CHECKPOINT").fetchall()
+        # neither may hide the block's own error, nor fail writes that are committed already:
+        # the setting ends with the connection, and DuckDB checkpoints when it closes anyway
+        try:
+            con.execute(f"SET checkpoint_threshold = '{before}'").fetchall()
+            con.execute("CHECKPOINT").fetchall()
+        except duckdb.Error as exc:
+            log.warning("after a bulk load: %s (the written batches are committed)", exc)
 
 
 @dataclass(frozen=True)

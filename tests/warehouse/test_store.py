@@ -5,7 +5,7 @@ from routeiq_assets.telemetry.raw_store import land_file
 from routeiq_assets.telemetry.simulator import simulate_requests, write_otlp_files
 from routeiq_assets.warehouse.ingest import ingest_batch, ingest_pending, register_raw_file
 from routeiq_assets.warehouse.normalize import NormalisedBatch
-from routeiq_assets.warehouse.store import connect, ingest_totals, write_batch
+from routeiq_assets.warehouse.store import bulk_load, connect, ingest_totals, write_batch
 
 
 def _count(con, table):
@@ -200,3 +200,17 @@ def test_out_of_order_and_empty_files_are_fine(tmp_path):
             ).fetchall()
         ]
         assert len(stamps) == 50 and stamps == sorted(r.timestamp for r in requests)
+
+
+def test_bulk_load_defers_checkpoints_and_restores_the_setting(tmp_path):
+    def threshold(con):
+        return con.execute("SELECT current_setting('checkpoint_threshold')").fetchall()[0][0]
+
+    with connect(tmp_path / "w.duckdb") as con:
+        before = threshold(con)
+        with bulk_load(con):
+            assert threshold(con) != before and threshold(con).startswith("244")  # 256 MB in MiB
+        assert threshold(con) == before
+        with pytest.raises(RuntimeError, match="inside"), bulk_load(con):
+            raise RuntimeError("inside")
+        assert threshold(con) == before
