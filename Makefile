@@ -30,7 +30,7 @@ test: install-test
 	$(BIN)/python -m pytest -q
 
 lint: install-test
-	$(BIN)/ruff check routeiq_assets tests
+	$(BIN)/ruff check routeiq_assets tests notebooks
 
 bench: install-test
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/benchmarks -s

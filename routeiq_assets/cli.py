@@ -74,6 +74,7 @@ def ingest_paths(paths: list[Path]) -> list[dict]:
         range_run_tags,
         release_dead_runs,
         telemetry_batches,
+        unfinished_batches,
     )
     from routeiq_assets.telemetry.landing import plan_files
 
@@ -120,8 +121,7 @@ def ingest_paths(paths: list[Path]) -> list[dict]:
         if not run.success and len(batch_keys) > 1:
             # one bad batch must not hold back its neighbours: what the range run did not
             # finish gets a run each (a batch it committed is simply replaced, same counts)
-            done = ingested_batches(instance)
-            retry = [k for k in batch_keys if k not in done]
+            retry = unfinished_batches(instance, instance.get_run_by_id(run.run_id))
             print(
                 f"the run over {len(batch_keys)} batches failed ({run.run_id}); "
                 f"{len(retry)} of them again, one run each",

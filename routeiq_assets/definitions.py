@@ -11,7 +11,7 @@ from routeiq_assets.defs.automation import (
 )
 from routeiq_assets.defs.deployment import deployed_router
 from routeiq_assets.defs.evaluation import evaluation_assets
-from routeiq_assets.defs.ingestion import ingest_job, landing_sensor
+from routeiq_assets.defs.ingestion import ingest_job, ingest_range_splitter, landing_sensor
 from routeiq_assets.defs.jaeger import jaeger_pull, jaeger_pull_job, jaeger_pull_schedule
 from routeiq_assets.defs.resources import RouteIQResource
 from routeiq_assets.defs.routers import router_assets
@@ -57,6 +57,7 @@ defs = dg.Definitions(
     schedules=[jaeger_pull_schedule],
     sensors=[
         landing_sensor,
+        ingest_range_splitter,
         s3_landing_sensor,
         automation_sensor(downstream_assets, _settings.automation_interval_seconds),
         run_failure_recorder,

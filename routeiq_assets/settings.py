@@ -63,6 +63,12 @@ class RouteIQSettings(BaseSettings):
         "scrub", description="keep | hash | scrub: prompt text leaving the raw zone"
     )
     landing_poll_seconds: int = Field(15, ge=1, description="landing sensor interval")
+    landing_range_min_files: int = Field(
+        4,
+        ge=2,
+        description="a landing sensor tick that finds at least this many new files requests one "
+        "run over their range of batches (a backlog); fewer get one run a file",
+    )
     automation_interval_seconds: int = Field(
         30, ge=1, description="how often declarative automation evaluates its conditions"
     )

@@ -1,7 +1,8 @@
 """The loop by itself: a real `dagster-daemon` on a temporary DAGSTER_HOME takes telemetry files
 dropped into the landing folder through ingestion (two runs launched together, serialised by the
 DuckDB tag limit), labels, embeddings, the training set, the retraining trigger, a router, its
-evaluation, the gate and the deployment; the same content dropped again is not processed."""
+evaluation, the gate and the deployment; the same content dropped again is not processed; a
+backlog of files is one run over the range of their batches."""
 
 import os
 import shutil
@@ -51,6 +52,7 @@ def loop_env(routeiq_home, tmp_path):
         ROUTEIQ_CONFIGS_DIR=str(configs),
         ROUTEIQ_LANDING_SETTLE_SECONDS="1",
         ROUTEIQ_LANDING_POLL_SECONDS=str(INTERVAL),
+        ROUTEIQ_LANDING_RANGE_MIN_FILES="3",
         ROUTEIQ_AUTOMATION_INTERVAL_SECONDS=str(INTERVAL),
         HF_HUB_OFFLINE="1",
         TRANSFORMERS_OFFLINE="1",
@@ -134,6 +136,39 @@ def test_daemon_runs_the_loop_by_itself(loop_env, tmp_path):
         assert len(_runs(instance, "ingest_telemetry")) == 2
         assert len(instance.get_dynamic_partitions("telemetry_batches")) == 2
         assert len(_runs(instance)) == runs_before
+
+        # a backlog (three files at once, >= ROUTEIQ_LANDING_RANGE_MIN_FILES): one run over
+        # the range of their batches, and the loop takes the new rows on from there
+        before = instance.get_latest_materialization_event(dg.AssetKey("routing_examples"))
+        staged = write_otlp_files(
+            simulate_requests(60, seed=6), tmp_path / "staged2", "b", requests_per_file=20
+        )
+        for path in staged:
+            path.rename(landing / path.name)
+        ranged = _wait(
+            lambda: [
+                r
+                for r in _runs(instance, "ingest_telemetry")
+                if r.dagster_run.status == dg.DagsterRunStatus.SUCCESS
+                and "dagster/asset_partition_range_start" in r.dagster_run.tags
+            ],
+            180,
+            "one ingest run over the backlog's range",
+            log_path,
+        )
+        assert len(ranged) == 1 and len(_runs(instance, "ingest_telemetry")) == 3
+        assert len(instance.get_materialized_partitions(dg.AssetKey("quarantine"))) == 5
+        _wait(
+            lambda: (
+                instance.get_latest_materialization_event(
+                    dg.AssetKey("routing_examples")
+                ).timestamp
+                > before.timestamp
+            ),
+            180,
+            "routing_examples to take the backlog on",
+            log_path,
+        )
     finally:
         os.killpg(daemon.pid, signal.SIGINT)
         try:
@@ -147,4 +182,4 @@ def test_daemon_runs_the_loop_by_itself(loop_env, tmp_path):
     decisions = con.execute("SELECT count(*) FROM router_decisions").fetchall()[0][0]
     examples = con.execute("SELECT count(*) FROM routing_examples").fetchall()[0][0]
     con.close()
-    assert decisions == 600 and examples == 600
+    assert decisions == 660 and examples == 660

@@ -193,3 +193,60 @@ def test_a_failed_range_run_leaves_no_batch_behind(routeiq_home, tmp_path, monke
     logged = {r[0] for r in con.execute("SELECT batch_id FROM ingest_log").fetchall()}
     con.close()
     assert logged == done
+
+
+def test_a_landing_backlog_is_one_range_run_and_its_failure_is_split(routeiq_home, monkeypatch):
+    from routeiq_assets.definitions import defs
+    from routeiq_assets.defs.ingestion import ingest_range_splitter
+
+    monkeypatch.setenv("ROUTEIQ_LANDING_SETTLE_SECONDS", "3600")  # only "unchanged since last tick"
+    landing = routeiq_home / "landing"
+    files = write_otlp_files(simulate_requests(100, seed=12), landing, "g", requests_per_file=20)
+    instance = dg.DagsterInstance.ephemeral()
+    job = defs.resolve_job_def("ingest_telemetry")
+
+    first = _tick(instance, routeiq_home, None)
+    (request,) = _tick(instance, routeiq_home, first.cursor).run_requests  # 5 files >= 4
+    keys = instance.get_dynamic_partitions("telemetry_batches")
+    assert request.partition_key is None and request.partition_key_range == dg.PartitionKeyRange(
+        keys[0], keys[-1]
+    )
+    assert len(request.run_config["ops"]["raw_traces"]["config"]["source_paths"]) == 5
+
+    files[2].unlink()  # gone before the run starts: the range run fails as a whole
+    failed = job.execute_in_process(
+        run_config=request.run_config, tags=request.tags, instance=instance, raise_on_error=False
+    )
+    assert not failed.success
+    assert not instance.get_materialized_partitions(dg.AssetKey("quarantine"))
+    failure = next(
+        e
+        for e in instance.all_logs(failed.run_id)
+        if e.dagster_event_type == dg.DagsterEventType.RUN_FAILURE
+    )
+    context = dg.build_run_status_sensor_context(
+        sensor_name="ingest_range_splitter",
+        dagster_event=failure.dagster_event,
+        dagster_instance=instance,
+        dagster_run=instance.get_run_by_id(failed.run_id),
+    ).for_run_failure()
+    retries = ingest_range_splitter(context)
+    assert sorted(r.partition_key for r in retries) == sorted(keys)
+    results = {
+        r.partition_key: job.execute_in_process(
+            partition_key=r.partition_key,
+            run_config=r.run_config,
+            tags=r.tags,
+            instance=instance,
+            raise_on_error=False,
+        ).success
+        for r in retries
+    }
+    assert sum(results.values()) == 4
+    assert set(instance.get_materialized_partitions(dg.AssetKey("quarantine"))) == {
+        k for k, ok in results.items() if ok
+    }
+    # a second failure report of the same run asks again only for what is still missing
+    assert [r.partition_key for r in ingest_range_splitter(context)] == [
+        k for k, ok in results.items() if not ok
+    ]

@@ -34,17 +34,30 @@ def range_run_config(paths: dict[str, Path]) -> dict:
     return {"ops": {"raw_traces": {"config": {"source_paths": sources}}}}
 
 
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
 def range_run_tags(first: str, last: str) -> dict[str, str]:
     """Tags of a run over the partitions first..last (in the order they were added)."""
-    return {
-        "dagster/asset_partition_range_start": first,
-        "dagster/asset_partition_range_end": last,
-    }
+    return {RANGE_START_TAG: first, RANGE_END_TAG: last}
 
 
-def run_requests(scan: LandingScan) -> list[dg.RunRequest]:
-    # run_key = batch key: Dagster never launches the same key twice for this sensor, even if the
-    # cursor were lost.
+def run_requests(scan: LandingScan, range_min_files: int) -> list[dg.RunRequest]:
+    """One run a new file; a backlog of at least ``range_min_files`` is one run over the range
+    of their batches (added in this order by the same tick, so the range is exactly them). A
+    failed range run is split by ``ingest_range_splitter``."""
+    # run_key = batch key (or the range's ends): Dagster never launches the same key twice for
+    # this sensor, even if the cursor were lost.
+    if len(scan.ready) >= range_min_files:
+        (first, _), (last, _) = scan.ready[0], scan.ready[-1]
+        return [
+            dg.RunRequest(
+                run_key=f"{first}..{last}",
+                run_config=range_run_config(dict(scan.ready)),
+                tags={**range_run_tags(first, last), "routeiq/source": f"{len(scan.ready)} files"},
+            )
+        ]
     return [
         dg.RunRequest(
             run_key=key,
@@ -54,6 +67,19 @@ def run_requests(scan: LandingScan) -> list[dg.RunRequest]:
         )
         for key, path in scan.ready
     ]
+
+
+def unfinished_batches(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[str]:
+    """The batches of a (failed) ingest run over a range that are not ingested."""
+    first = run.tags.get(RANGE_START_TAG)
+    last = run.tags.get(RANGE_END_TAG)
+    if not first or not last:
+        return []
+    keys = instance.get_dynamic_partitions(telemetry_batches.name)
+    if first not in keys or last not in keys:
+        return []
+    done = ingested_batches(instance)
+    return [k for k in keys[keys.index(first) : keys.index(last) + 1] if k not in done]
 
 
 PID_TAG, HOST_TAG = "routeiq/pid", "routeiq/host"
@@ -126,7 +152,39 @@ def landing_sensor(context: dg.SensorEvaluationContext, routeiq: RouteIQResource
         context.log.info(f"{len(scan.waiting)} files still being written; next tick")
     keys = [key for key, _ in scan.ready]
     return dg.SensorResult(
-        run_requests=run_requests(scan),
+        run_requests=run_requests(scan, settings.landing_range_min_files),
         dynamic_partitions_requests=[telemetry_batches.build_add_request(keys)] if keys else [],
         cursor=scan.cursor_json(),
     )
+
+
+@dg.run_failure_sensor(
+    name="ingest_range_splitter",
+    monitored_jobs=[ingest_job],
+    request_job=ingest_job,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="When an ingest run over a range of batches fails, requests one run for each "
+    "of its batches that is not ingested, so one bad file does not hold back the others.",
+)
+def ingest_range_splitter(context: dg.RunFailureSensorContext):
+    run = context.dagster_run
+    sources = (
+        run.run_config.get("ops", {})
+        .get("raw_traces", {})
+        .get("config", {})
+        .get("source_paths", {})
+    )
+    keys = unfinished_batches(context.instance, run)
+    if keys:
+        context.log.info(
+            f"ingest run {run.run_id} over {len(keys)} unfinished batches failed: one run each"
+        )
+    return [
+        dg.RunRequest(
+            run_key=f"{key}/after/{run.run_id}",
+            partition_key=key,
+            run_config=batch_run_config(Path(sources[key])) if key in sources else {},
+            tags={"routeiq/source": Path(sources.get(key, key)).name[:200]},
+        )
+        for key in keys
+    ]
