@@ -32,3 +32,21 @@ def benchmark_table() -> tuple[Path, Path]:
     if not table.exists():
         pytest.skip(f"shared benchmark data not found at {SHARED_DATA}")
     return table, prices
+
+
+def run_failure_context(instance, run_id: str, sensor_name: str, resources=None):
+    """The context a run-failure sensor gets from the daemon for this (failed) run."""
+    import dagster as dg
+
+    failure = next(
+        e
+        for e in instance.all_logs(run_id)
+        if e.dagster_event_type == dg.DagsterEventType.RUN_FAILURE
+    )
+    return dg.build_run_status_sensor_context(
+        sensor_name=sensor_name,
+        dagster_event=failure.dagster_event,
+        dagster_instance=instance,
+        dagster_run=instance.get_run_by_id(run_id),
+        resources=resources,
+    ).for_run_failure()

@@ -160,9 +160,7 @@ def test_daemon_runs_the_loop_by_itself(loop_env, tmp_path):
         assert len(instance.get_materialized_partitions(dg.AssetKey("quarantine"))) == 5
         _wait(
             lambda: (
-                instance.get_latest_materialization_event(
-                    dg.AssetKey("routing_examples")
-                ).timestamp
+                instance.get_latest_materialization_event(dg.AssetKey("routing_examples")).timestamp
                 > before.timestamp
             ),
             180,

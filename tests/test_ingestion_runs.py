@@ -16,7 +16,7 @@ import pytest
 from routeiq_assets.defs.ingestion import landing_sensor
 from routeiq_assets.defs.resources import RouteIQResource
 from routeiq_assets.telemetry.simulator import simulate_requests, write_otlp_files
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, run_failure_context
 
 
 def _tick(instance, home, cursor):
@@ -219,17 +219,7 @@ def test_a_landing_backlog_is_one_range_run_and_its_failure_is_split(routeiq_hom
     )
     assert not failed.success
     assert not instance.get_materialized_partitions(dg.AssetKey("quarantine"))
-    failure = next(
-        e
-        for e in instance.all_logs(failed.run_id)
-        if e.dagster_event_type == dg.DagsterEventType.RUN_FAILURE
-    )
-    context = dg.build_run_status_sensor_context(
-        sensor_name="ingest_range_splitter",
-        dagster_event=failure.dagster_event,
-        dagster_instance=instance,
-        dagster_run=instance.get_run_by_id(failed.run_id),
-    ).for_run_failure()
+    context = run_failure_context(instance, failed.run_id, "ingest_range_splitter")
     retries = ingest_range_splitter(context)
     assert sorted(r.partition_key for r in retries) == sorted(keys)
     results = {

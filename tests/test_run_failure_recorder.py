@@ -6,6 +6,7 @@ import dagster as dg
 
 from routeiq_assets.defs.automation import failure_kind, run_failure_recorder
 from routeiq_assets.defs.resources import RouteIQResource
+from tests.conftest import run_failure_context
 
 
 @dg.asset
@@ -17,19 +18,12 @@ def test_failed_run_is_appended_to_the_ops_log(routeiq_home):
     instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize([broken], instance=instance, raise_on_error=False)
     assert not result.success
-    run = instance.get_run_by_id(result.run_id)
-    failure = next(
-        e
-        for e in instance.all_logs(result.run_id)
-        if e.dagster_event_type == dg.DagsterEventType.RUN_FAILURE
+    context = run_failure_context(
+        instance,
+        result.run_id,
+        "run_failure_recorder",
+        {"routeiq": RouteIQResource(home=str(routeiq_home))},
     )
-    context = dg.build_run_status_sensor_context(
-        sensor_name="run_failure_recorder",
-        dagster_event=failure.dagster_event,
-        dagster_instance=instance,
-        dagster_run=run,
-        resources={"routeiq": RouteIQResource(home=str(routeiq_home))},
-    ).for_run_failure()
     run_failure_recorder(context)
     lines = (routeiq_home / "ops" / "run_failures.jsonl").read_text().splitlines()
     record = json.loads(lines[-1])
