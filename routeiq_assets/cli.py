@@ -74,7 +74,6 @@ def ingest_paths(paths: list[Path]) -> list[dict]:
         range_run_tags,
         release_dead_runs,
         telemetry_batches,
-        unfinished_batches,
     )
     from routeiq_assets.telemetry.landing import plan_files
 
@@ -121,7 +120,8 @@ def ingest_paths(paths: list[Path]) -> list[dict]:
         if not run.success and len(batch_keys) > 1:
             # one bad batch must not hold back its neighbours: what the range run did not
             # finish gets a run each (a batch it committed is simply replaced, same counts)
-            retry = unfinished_batches(instance, instance.get_run_by_id(run.run_id))
+            done = ingested_batches(instance)
+            retry = [k for k in batch_keys if k not in done]
             print(
                 f"the run over {len(batch_keys)} batches failed ({run.run_id}); "
                 f"{len(retry)} of them again, one run each",

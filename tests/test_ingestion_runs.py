@@ -240,3 +240,47 @@ def test_a_landing_backlog_is_one_range_run_and_its_failure_is_split(routeiq_hom
     assert [r.partition_key for r in ingest_range_splitter(context)] == [
         k for k, ok in results.items() if not ok
     ]
+
+
+def test_a_backlog_range_that_no_longer_matches_its_files_is_refused_and_split(
+    routeiq_home, monkeypatch
+):
+    from routeiq_assets.definitions import defs
+    from routeiq_assets.defs.ingestion import ingest_range_splitter
+
+    monkeypatch.setenv("ROUTEIQ_LANDING_SETTLE_SECONDS", "3600")
+    landing = routeiq_home / "landing"
+    write_otlp_files(simulate_requests(100, seed=13), landing, "c", requests_per_file=20)
+    instance = dg.DagsterInstance.ephemeral()
+    job = defs.resolve_job_def("ingest_telemetry")
+    first = _tick(instance, routeiq_home, None)
+    context = dg.build_sensor_context(
+        instance=instance,
+        cursor=first.cursor,
+        resources={"routeiq": RouteIQResource(home=str(routeiq_home))},
+    )
+    second = landing_sensor(context)
+    (request,) = second.run_requests
+    (add,) = second.dynamic_partitions_requests
+    keys = list(add.partition_keys)
+    # a concurrent `routeiq ingest` registers the tick's last file before the daemon adds the
+    # tick's partitions: the range first..last now resolves to nothing
+    instance.add_dynamic_partitions("telemetry_batches", [keys[-1]])
+    instance.add_dynamic_partitions("telemetry_batches", [k for k in keys if k != keys[-1]])
+    refused = job.execute_in_process(
+        run_config=request.run_config, tags=request.tags, instance=instance, raise_on_error=False
+    )
+    assert not refused.success
+    assert not instance.get_materialized_partitions(dg.AssetKey("quarantine"))
+    retries = ingest_range_splitter(
+        run_failure_context(instance, refused.run_id, "ingest_range_splitter")
+    )
+    assert sorted(r.partition_key for r in retries) == sorted(keys)  # every file, alone
+    for r in retries:
+        job.execute_in_process(
+            partition_key=r.partition_key, run_config=r.run_config, tags=r.tags, instance=instance
+        )
+    assert set(instance.get_materialized_partitions(dg.AssetKey("quarantine"))) == set(keys)
+    # nothing left: the splitter has nothing to say (None, so the daemon reads on)
+    again = run_failure_context(instance, refused.run_id, "ingest_range_splitter")
+    assert ingest_range_splitter(again) is None

@@ -45,8 +45,9 @@ def range_run_tags(first: str, last: str) -> dict[str, str]:
 
 def run_requests(scan: LandingScan, range_min_files: int) -> list[dg.RunRequest]:
     """One run a new file; a backlog of at least ``range_min_files`` is one run over the range
-    of their batches (added in this order by the same tick, so the range is exactly them). A
-    failed range run is split by ``ingest_range_splitter``."""
+    of their batches (added in this order by the same tick, so the range is exactly them unless
+    someone registers one of them meanwhile: then raw_traces refuses the run and
+    ``ingest_range_splitter`` requests one run a file, as for any failed range run)."""
     # run_key = batch key (or the range's ends): Dagster never launches the same key twice for
     # this sensor, even if the cursor were lost.
     if len(scan.ready) >= range_min_files:
@@ -70,16 +71,28 @@ def run_requests(scan: LandingScan, range_min_files: int) -> list[dg.RunRequest]
 
 
 def unfinished_batches(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[str]:
-    """The batches of a (failed) ingest run over a range that are not ingested."""
+    """The batches of a (failed) ingest run over a range that are registered but not ingested:
+    the files it was requested for (``source_paths``), else the batches of its range."""
     first = run.tags.get(RANGE_START_TAG)
     last = run.tags.get(RANGE_END_TAG)
     if not first or not last:
         return []
     keys = instance.get_dynamic_partitions(telemetry_batches.name)
-    if first not in keys or last not in keys:
+    sources = _source_paths(run)
+    if sources:
+        registered = set(keys)
+        wanted = [k for k in sources if k in registered]
+    elif first in keys and last in keys:
+        wanted = keys[keys.index(first) : keys.index(last) + 1]
+    else:
         return []
     done = ingested_batches(instance)
-    return [k for k in keys[keys.index(first) : keys.index(last) + 1] if k not in done]
+    return [k for k in wanted if k not in done]
+
+
+def _source_paths(run: dg.DagsterRun) -> dict[str, str]:
+    config = run.run_config.get("ops", {}).get("raw_traces", {}).get("config", {})
+    return dict(config.get("source_paths") or {})
 
 
 PID_TAG, HOST_TAG = "routeiq/pid", "routeiq/host"
@@ -168,17 +181,11 @@ def landing_sensor(context: dg.SensorEvaluationContext, routeiq: RouteIQResource
 )
 def ingest_range_splitter(context: dg.RunFailureSensorContext):
     run = context.dagster_run
-    sources = (
-        run.run_config.get("ops", {})
-        .get("raw_traces", {})
-        .get("config", {})
-        .get("source_paths", {})
-    )
     keys = unfinished_batches(context.instance, run)
-    if keys:
-        context.log.info(
-            f"ingest run {run.run_id} over {len(keys)} unfinished batches failed: one run each"
-        )
+    if not keys:
+        return None  # (an empty list would end this evaluation before the next failed run)
+    sources = _source_paths(run)
+    context.log.info(f"ingest run {run.run_id} failed with {len(keys)} batches unfinished")
     return [
         dg.RunRequest(
             run_key=f"{key}/after/{run.run_id}",

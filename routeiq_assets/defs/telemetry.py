@@ -68,6 +68,15 @@ def raw_traces(
     its SHA-256: the bytes are copied into the immutable raw store and registered in `raw_files`.
     New partitions are added by the landing sensor or `routeiq ingest`."""
     keys = context.partition_keys
+    if config.source_paths and set(keys) != set(config.source_paths):
+        # the range was resolved against partitions someone else registered meanwhile (a
+        # concurrent `routeiq ingest`): refuse, and ingest_range_splitter runs each file alone
+        raise dg.Failure(
+            f"this run was requested for {len(config.source_paths)} files, but its partition "
+            f"range now covers {len(keys)} batches ({len(set(keys) - set(config.source_paths))} "
+            f"of them not among its files, {len(set(config.source_paths) - set(keys))} of its "
+            "files outside the range)"
+        )
     raw_dir = routeiq.settings().resolved.raw_dir
     landed = []
     for key in keys:
