@@ -149,6 +149,9 @@ print(out.strip(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, peak)
 
 
 def _measure(code, *args):
+    # flush what earlier steps left for the kernel to write back (the full run copies 3.5 GB
+    # into the raw store): otherwise that writeback lands in the next measurement's fsyncs
+    os.sync()
     out = subprocess.run(
         [sys.executable, "-c", WRAPPER, sys.executable, "-c", code, *args],
         check=True,
