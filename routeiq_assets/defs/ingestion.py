@@ -59,15 +59,17 @@ def run_requests(scan: LandingScan, range_min_files: int) -> list[dg.RunRequest]
                 tags={**range_run_tags(first, last), "routeiq/source": f"{len(scan.ready)} files"},
             )
         ]
-    return [
-        dg.RunRequest(
-            run_key=key,
-            partition_key=key,
-            run_config=batch_run_config(path),
-            tags={"routeiq/source": path.name[:200]},
-        )
-        for key, path in scan.ready
-    ]
+    return [batch_request(key, key, path) for key, path in scan.ready]
+
+
+def batch_request(run_key: str, key: str, path: Path | None) -> dg.RunRequest:
+    """A run that ingests one batch, from ``path`` (None: it is in the raw store already)."""
+    return dg.RunRequest(
+        run_key=run_key,
+        partition_key=key,
+        run_config=batch_run_config(path) if path is not None else {},
+        tags={"routeiq/source": (path.name if path is not None else key)[:200]},
+    )
 
 
 def unfinished_batches(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[str]:
@@ -187,11 +189,8 @@ def ingest_range_splitter(context: dg.RunFailureSensorContext):
     sources = _source_paths(run)
     context.log.info(f"ingest run {run.run_id} failed with {len(keys)} batches unfinished")
     return [
-        dg.RunRequest(
-            run_key=f"{key}/after/{run.run_id}",
-            partition_key=key,
-            run_config=batch_run_config(Path(sources[key])) if key in sources else {},
-            tags={"routeiq/source": Path(sources.get(key, key)).name[:200]},
+        batch_request(
+            f"{key}/after/{run.run_id}", key, Path(sources[key]) if key in sources else None
         )
         for key in keys
     ]

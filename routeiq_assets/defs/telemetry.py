@@ -145,12 +145,7 @@ def telemetry_tables(context: dg.AssetExecutionContext, routeiq: RouteIQResource
         done = ingest_registered_batches(con, keys, settings.prompt_text, context.log.info)
         stored = {key: batch_row_counts(con, key) for key in keys}
         pairing = decision_call_join_counts(con)
-    counts = {key: c for key, c in done}
-    for key, c in done:
-        context.log.info(
-            f"batch {key}: {c.records_in} records -> {c.decisions} decisions, "
-            f"{c.llm_calls} llm calls, {c.duplicates} duplicates, {c.quarantined} quarantined"
-        )
+    counts = dict(done)  # (each batch's counts were logged as it was written)
     totals = {f: sum(getattr(c, f) for c in counts.values()) for f in _COUNT_FIELDS}
     per_batch = {key: {f: getattr(c, f) for f in _COUNT_FIELDS} for key, c in counts.items()}
     # Dagster gives every partition of a range run the same metadata: a range run's sums are

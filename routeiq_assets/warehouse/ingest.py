@@ -116,11 +116,7 @@ def ingest_registered_batches(
         raise ValueError(
             f"batch {', '.join(missing)} is not in raw_files: materialise raw_traces for it first"
         )
-    pending = [found[b] for b in batch_ids]
-    if len(pending) > 1:
-        with bulk_load(con):
-            return ingest_batches(con, pending, log, prompt_mode)
-    return ingest_batches(con, pending, log, prompt_mode)
+    return ingest_batches(con, [found[b] for b in batch_ids], log, prompt_mode)
 
 
 def _size(path: str | Path) -> int:
@@ -157,12 +153,9 @@ def ingest_pending(
     normalise the next batches while this process writes, each OTLP JSON file of at least
     ``split_min_bytes`` in as many parts as there are workers (joined again in file order).
     """
-    pending = pending_batches(con)
-    args = (log, prompt_mode, workers, parallel_min_bytes, split_min_bytes)
-    if len(pending) > 1:
-        with bulk_load(con):
-            return ingest_batches(con, pending, *args)
-    return ingest_batches(con, pending, *args)
+    return ingest_batches(
+        con, pending_batches(con), log, prompt_mode, workers, parallel_min_bytes, split_min_bytes
+    )
 
 
 def ingest_batches(
@@ -175,46 +168,48 @@ def ingest_batches(
     split_min_bytes: int = SPLIT_MIN_BYTES,
 ) -> list[tuple[str, BatchCounts]]:
     """Normalise and write these registered batches, ``(batch_id, raw_path, format, name)``,
-    in order, as :func:`ingest_pending` describes."""
-    n_workers = _worker_count(pending, workers, parallel_min_bytes)
-    done = []
+    in order, as :func:`ingest_pending` describes; several of them under one
+    :func:`~routeiq_assets.warehouse.store.bulk_load`."""
+    with bulk_load(con) if len(pending) > 1 else contextlib.nullcontext():
+        n_workers = _worker_count(pending, workers, parallel_min_bytes)
+        done = []
 
-    def record(i: int, batch_id: str, name: str, counts: BatchCounts) -> None:
-        log(
-            f"[{i}/{len(pending)}] {name}: {counts.records_in} records -> {counts.decisions} "
-            f"decisions, {counts.llm_calls} llm calls, {counts.duplicates} duplicates, "
-            f"{counts.quarantined} quarantined"
-        )
-        done.append((batch_id, counts))
+        def record(i: int, batch_id: str, name: str, counts: BatchCounts) -> None:
+            log(
+                f"[{i}/{len(pending)}] {name}: {counts.records_in} records -> {counts.decisions} "
+                f"decisions, {counts.llm_calls} llm calls, {counts.duplicates} duplicates, "
+                f"{counts.quarantined} quarantined"
+            )
+            done.append((batch_id, counts))
 
-    def write(batch_id: str, name: str, batch: NormalisedBatch | ColumnarBatch) -> BatchCounts:
-        log(f"writing batch {batch_id} ({name}): {batch.records_in} records")
-        return write_batch(con, batch_id, batch)
+        def write(batch_id: str, name: str, batch: NormalisedBatch | ColumnarBatch) -> BatchCounts:
+            log(f"writing batch {batch_id} ({name}): {batch.records_in} records")
+            return write_batch(con, batch_id, batch)
 
-    if n_workers == 1:
-        for i, (batch_id, raw_path, fmt, name) in enumerate(pending, start=1):
-            batch = normalise_file(Path(raw_path), fmt, batch_id, name, prompt_mode)
-            record(i, batch_id, name, write(batch_id, name, batch))
+        if n_workers == 1:
+            for i, (batch_id, raw_path, fmt, name) in enumerate(pending, start=1):
+                batch = normalise_file(Path(raw_path), fmt, batch_id, name, prompt_mode)
+                record(i, batch_id, name, write(batch_id, name, batch))
+            return done
+        jobs, owners = [], []
+        for i, (batch_id, raw_path, fmt, name) in enumerate(pending):
+            split = fmt == "otlp_json" and _size(raw_path) >= split_min_bytes
+            for part in split_lines(Path(raw_path), n_workers) if split else [None]:
+                jobs.append((Path(raw_path), fmt, batch_id, name, prompt_mode, part))
+                owners.append(i)
+        with contextlib.closing(normalise_in_workers(jobs, n_workers)) as batches:
+            parts: list[ColumnarBatch] = []
+            for k, batch in enumerate(batches):
+                parts.append(batch)
+                i = owners[k]
+                if k + 1 < len(jobs) and owners[k + 1] == i:
+                    continue  # more parts of this batch to come
+                batch_id, raw_path, fmt, name = pending[i]
+                try:
+                    whole: NormalisedBatch | ColumnarBatch = merge_parts(parts)
+                except (pa.ArrowInvalid, pa.ArrowTypeError):
+                    # parts whose inferred column types cannot be joined: read the file in one go
+                    whole = normalise_file(Path(raw_path), fmt, batch_id, name, prompt_mode)
+                parts = []
+                record(i + 1, batch_id, name, write(batch_id, name, whole))
         return done
-    jobs, owners = [], []
-    for i, (batch_id, raw_path, fmt, name) in enumerate(pending):
-        split = fmt == "otlp_json" and _size(raw_path) >= split_min_bytes
-        for part in split_lines(Path(raw_path), n_workers) if split else [None]:
-            jobs.append((Path(raw_path), fmt, batch_id, name, prompt_mode, part))
-            owners.append(i)
-    with contextlib.closing(normalise_in_workers(jobs, n_workers)) as batches:
-        parts: list[ColumnarBatch] = []
-        for k, batch in enumerate(batches):
-            parts.append(batch)
-            i = owners[k]
-            if k + 1 < len(jobs) and owners[k + 1] == i:
-                continue  # more parts of this batch to come
-            batch_id, raw_path, fmt, name = pending[i]
-            try:
-                whole: NormalisedBatch | ColumnarBatch = merge_parts(parts)
-            except (pa.ArrowInvalid, pa.ArrowTypeError):
-                # parts whose inferred column types cannot be joined: read the file in one go
-                whole = normalise_file(Path(raw_path), fmt, batch_id, name, prompt_mode)
-            parts = []
-            record(i + 1, batch_id, name, write(batch_id, name, whole))
-    return done
