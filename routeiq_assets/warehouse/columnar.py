@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from routeiq_assets.contract import ContractError
 from routeiq_assets.telemetry.pii import PromptTextMode
@@ -280,3 +281,57 @@ class BatchBuilder:
         }
         self._flush()
         return ColumnarBatch(tables, self.records_in, self.duplicates, self.fast_records)
+
+
+def drop_repeats(batches: Sequence[ColumnarBatch]) -> list[tuple[dict[str, pa.Table | None], int]]:
+    """Each batch's tables without the decisions (by event id, with their candidates) and LLM
+    calls (by trace and span id) that an earlier batch of the sequence holds, and how many rows
+    each batch lost: what normalising or writing them one after another counts as duplicates.
+
+    A table is copied only when something goes.
+    """
+    seen_events: list[pa.Array] = []
+    seen_calls: list[pa.Array] = []
+    out = []
+    for batch in batches:
+        tables = dict(batch.tables)
+        dropped = 0
+        decisions, candidates = tables["router_decisions"], tables["decision_candidates"]
+        calls = tables["llm_calls"]
+        if decisions is not None and seen_events:
+            earlier = pa.chunked_array(seen_events, type=pa.string()).combine_chunks()
+            new = pc.invert(pc.is_in(decisions["event_id"], value_set=earlier))
+            repeated = decisions.num_rows - pc.sum(new).as_py()
+            if repeated:
+                dropped += repeated
+                tables["router_decisions"] = decisions = decisions.filter(new)
+                if candidates is not None:
+                    tables["decision_candidates"] = candidates.filter(
+                        pc.invert(pc.is_in(candidates["event_id"], value_set=earlier))
+                    )
+        if calls is not None:
+            keys = pc.binary_join_element_wise(calls["trace_id"], calls["span_id"], "/")
+            if seen_calls:
+                earlier = pa.chunked_array(seen_calls, type=pa.string()).combine_chunks()
+                new = pc.invert(pc.is_in(keys, value_set=earlier))
+                repeated = calls.num_rows - pc.sum(new).as_py()
+                if repeated:
+                    dropped += repeated
+                    tables["llm_calls"] = calls.filter(new)
+                    keys = keys.filter(new)
+            seen_calls.extend(_chunks(keys))
+        if decisions is not None:
+            seen_events.extend(_chunks(decisions["event_id"]))
+        out.append((tables, dropped))
+    return out
+
+
+def concat_tables(tables: Sequence[pa.Table | None]) -> pa.Table | None:
+    """The tables (None and empty ones left out) as one, or None when none has rows. Column
+    types inferred differently (e.g. all-null in one part) are unified as Arrow can."""
+    present = [t for t in tables if t is not None and t.num_rows]
+    return pa.concat_tables(present, promote_options="permissive") if present else None
+
+
+def _chunks(column: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
+    return list(column.chunks) if isinstance(column, pa.ChunkedArray) else [column]

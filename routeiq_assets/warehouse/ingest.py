@@ -17,13 +17,25 @@ from routeiq_assets.telemetry.readers import read_records
 from routeiq_assets.warehouse.columnar import ColumnarBatch
 from routeiq_assets.warehouse.normalize import NormalisedBatch, normalise_records
 from routeiq_assets.warehouse.otlp_fast import merge_parts, normalise_otlp_file, split_lines
-from routeiq_assets.warehouse.store import BatchCounts, bulk_load, pending_batches, write_batch
+from routeiq_assets.warehouse.store import (
+    BatchCounts,
+    bulk_load,
+    pending_batches,
+    write_batch,
+    write_batches,
+)
 from routeiq_assets.warehouse.workers import normalise_in_workers
 
 # Below this many bytes of pending files, starting worker processes costs more than it saves.
 PARALLEL_MIN_BYTES = 64 * 2**20
 # A file at least this big is normalised in parts, one a worker.
 SPLIT_MIN_BYTES = 16 * 2**20
+# Consecutive batches are written together (one transaction, one INSERT a table) until they hold
+# this many records, so that inserts are large enough for DuckDB to skip its write-ahead log (see
+# store.write_batches). Measured here on four 50,000-event OTLP batches (100,000 records each):
+# 4 transactions 2.1 s, groups of 2+2 2.0 s, 3+1 1.9 s, one group 1.4 s (CPU 2.6 s -> 1.7 s).
+# A crash or a failed write redoes at most one group.
+WRITE_GROUP_RECORDS = 400_000
 
 
 def register_raw_file(con: duckdb.DuckDBPyConnection, raw: RawFile) -> bool:
@@ -166,50 +178,82 @@ def ingest_batches(
     workers: int | None = None,
     parallel_min_bytes: int = PARALLEL_MIN_BYTES,
     split_min_bytes: int = SPLIT_MIN_BYTES,
+    group_records: int = WRITE_GROUP_RECORDS,
 ) -> list[tuple[str, BatchCounts]]:
     """Normalise and write these registered batches, ``(batch_id, raw_path, format, name)``,
     in order, as :func:`ingest_pending` describes; several of them under one
-    :func:`~routeiq_assets.warehouse.store.bulk_load`."""
+    :func:`~routeiq_assets.warehouse.store.bulk_load`, consecutive batches of fewer than
+    ``group_records`` records together in one transaction
+    (:func:`~routeiq_assets.warehouse.store.write_batches`). When a batch cannot be normalised,
+    the batches before it are written before the error is raised."""
     with bulk_load(con) if len(pending) > 1 else contextlib.nullcontext():
         n_workers = _worker_count(pending, workers, parallel_min_bytes)
-        done = []
+        done: list[tuple[str, BatchCounts]] = []
+        group: list[tuple[int, NormalisedBatch | ColumnarBatch]] = []
 
-        def record(i: int, batch_id: str, name: str, counts: BatchCounts) -> None:
-            log(
-                f"[{i}/{len(pending)}] {name}: {counts.records_in} records -> {counts.decisions} "
-                f"decisions, {counts.llm_calls} llm calls, {counts.duplicates} duplicates, "
-                f"{counts.quarantined} quarantined"
-            )
-            done.append((batch_id, counts))
+        def write() -> None:
+            items = list(group)
+            group.clear()
+            for i, batch in items:
+                batch_id, _, _, name = pending[i]
+                log(f"writing batch {batch_id} ({name}): {batch.records_in} records")
+            written = write_batches(con, [(pending[i][0], batch) for i, batch in items])
+            for (i, _), counts in zip(items, written, strict=True):
+                batch_id, _, _, name = pending[i]
+                log(
+                    f"[{i + 1}/{len(pending)}] {name}: {counts.records_in} records -> "
+                    f"{counts.decisions} decisions, {counts.llm_calls} llm calls, "
+                    f"{counts.duplicates} duplicates, {counts.quarantined} quarantined"
+                )
+                done.append((batch_id, counts))
 
-        def write(batch_id: str, name: str, batch: NormalisedBatch | ColumnarBatch) -> BatchCounts:
-            log(f"writing batch {batch_id} ({name}): {batch.records_in} records")
-            return write_batch(con, batch_id, batch)
+        def add(i: int, batch: NormalisedBatch | ColumnarBatch) -> None:
+            group.append((i, batch))
+            if sum(b.records_in for _, b in group) >= group_records:
+                write()
 
-        if n_workers == 1:
-            for i, (batch_id, raw_path, fmt, name) in enumerate(pending, start=1):
-                batch = normalise_file(Path(raw_path), fmt, batch_id, name, prompt_mode)
-                record(i, batch_id, name, write(batch_id, name, batch))
-            return done
-        jobs, owners = [], []
-        for i, (batch_id, raw_path, fmt, name) in enumerate(pending):
-            split = fmt == "otlp_json" and _size(raw_path) >= split_min_bytes
-            for part in split_lines(Path(raw_path), n_workers) if split else [None]:
-                jobs.append((Path(raw_path), fmt, batch_id, name, prompt_mode, part))
-                owners.append(i)
-        with contextlib.closing(normalise_in_workers(jobs, n_workers)) as batches:
-            parts: list[ColumnarBatch] = []
-            for k, batch in enumerate(batches):
-                parts.append(batch)
-                i = owners[k]
-                if k + 1 < len(jobs) and owners[k + 1] == i:
-                    continue  # more parts of this batch to come
-                batch_id, raw_path, fmt, name = pending[i]
-                try:
-                    whole: NormalisedBatch | ColumnarBatch = merge_parts(parts)
-                except (pa.ArrowInvalid, pa.ArrowTypeError):
-                    # parts whose inferred column types cannot be joined: read the file in one go
-                    whole = normalise_file(Path(raw_path), fmt, batch_id, name, prompt_mode)
-                parts = []
-                record(i + 1, batch_id, name, write(batch_id, name, whole))
+        try:
+            if n_workers == 1:
+                for i, (batch_id, raw_path, fmt, name) in enumerate(pending):
+                    add(i, normalise_file(Path(raw_path), fmt, batch_id, name, prompt_mode))
+            else:
+                _normalise_in_workers(pending, prompt_mode, n_workers, split_min_bytes, add)
+        except Exception:
+            if group:  # what was normalised before the error is written all the same
+                write()
+            raise
+        if group:
+            write()
         return done
+
+
+def _normalise_in_workers(
+    pending: list[tuple[str, str, str, str]],
+    prompt_mode: PromptTextMode,
+    n_workers: int,
+    split_min_bytes: int,
+    add: Callable[[int, NormalisedBatch | ColumnarBatch], None],
+) -> None:
+    """Each pending batch, in order, normalised by worker processes (a large OTLP JSON file in
+    parts, joined again here), handed to ``add`` with its index."""
+    jobs, owners = [], []
+    for i, (batch_id, raw_path, fmt, name) in enumerate(pending):
+        split = fmt == "otlp_json" and _size(raw_path) >= split_min_bytes
+        for part in split_lines(Path(raw_path), n_workers) if split else [None]:
+            jobs.append((Path(raw_path), fmt, batch_id, name, prompt_mode, part))
+            owners.append(i)
+    with contextlib.closing(normalise_in_workers(jobs, n_workers)) as batches:
+        parts: list[ColumnarBatch] = []
+        for k, batch in enumerate(batches):
+            parts.append(batch)
+            i = owners[k]
+            if k + 1 < len(jobs) and owners[k + 1] == i:
+                continue  # more parts of this batch to come
+            batch_id, raw_path, fmt, name = pending[i]
+            try:
+                whole: NormalisedBatch | ColumnarBatch = merge_parts(parts)
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                # parts whose inferred column types cannot be joined: read the file in one go
+                whole = normalise_file(Path(raw_path), fmt, batch_id, name, prompt_mode)
+            parts = []
+            add(i, whole)

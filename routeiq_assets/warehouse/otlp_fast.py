@@ -29,8 +29,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from routeiq_assets.contract import DECISION_EVENT_NAME, PAYLOAD_ATTRIBUTE, SUPPORTED_VERSIONS
 from routeiq_assets.telemetry.otlp import (
@@ -43,7 +41,13 @@ from routeiq_assets.telemetry.otlp import (
 from routeiq_assets.telemetry.otlp import span_records as general_span_records
 from routeiq_assets.telemetry.pii import PromptTextMode
 from routeiq_assets.telemetry.records import as_float, token_counts
-from routeiq_assets.warehouse.columnar import BatchBuilder, ColumnarBatch, gc_paused
+from routeiq_assets.warehouse.columnar import (
+    BatchBuilder,
+    ColumnarBatch,
+    concat_tables,
+    drop_repeats,
+    gc_paused,
+)
 from routeiq_assets.warehouse.normalize import (
     _LLM_STATUS,
     custom_fields,
@@ -444,49 +448,11 @@ def merge_parts(parts: list[ColumnarBatch]) -> ColumnarBatch:
     earlier part is a duplicate, as when the file is read in one go."""
     if len(parts) == 1:
         return parts[0]
-    names = parts[0].tables.keys()
-    duplicates = sum(p.duplicates_in_batch for p in parts)
-    seen_events: list[pa.ChunkedArray] = []
-    seen_calls: list[pa.Array] = []
-    kept: dict[str, list[pa.Table]] = {name: [] for name in names}
-    for part in parts:
-        tables = dict(part.tables)
-        decisions, candidates = tables["router_decisions"], tables["decision_candidates"]
-        calls = tables["llm_calls"]
-        if decisions is not None and seen_events:
-            earlier = pa.chunked_array(seen_events).combine_chunks()
-            new = pc.invert(pc.is_in(decisions["event_id"], value_set=earlier))
-            repeated = decisions.num_rows - pc.sum(new).as_py()
-            duplicates += repeated
-            if repeated:  # filtering copies the table: only when something goes
-                tables["router_decisions"] = decisions = decisions.filter(new)
-            if repeated and candidates is not None:
-                tables["decision_candidates"] = candidates.filter(
-                    pc.invert(pc.is_in(candidates["event_id"], value_set=earlier))
-                )
-        if calls is not None:
-            keys = pc.binary_join_element_wise(calls["trace_id"], calls["span_id"], "/")
-            if seen_calls:
-                earlier = pa.chunked_array(seen_calls).combine_chunks()
-                new = pc.invert(pc.is_in(keys, value_set=earlier))
-                repeated = calls.num_rows - pc.sum(new).as_py()
-                duplicates += repeated
-                if repeated:
-                    tables["llm_calls"] = calls.filter(new)
-                    keys = keys.filter(new)
-            seen_calls.extend(keys.chunks)
-        if decisions is not None:
-            seen_events.extend(decisions["event_id"].chunks)
-        for name, table in tables.items():
-            if table is not None and table.num_rows:
-                kept[name].append(table)
-    merged = {
-        name: pa.concat_tables(tables, promote_options="permissive") if tables else None
-        for name, tables in kept.items()
-    }
+    kept = drop_repeats(parts)
+    merged = {name: concat_tables([t[name] for t, _ in kept]) for name in parts[0].tables}
     return ColumnarBatch(
         merged,
         sum(p.records_in for p in parts),
-        duplicates,
+        sum(p.duplicates_in_batch for p in parts) + sum(dropped for _, dropped in kept),
         sum(p.fast_records for p in parts),
     )

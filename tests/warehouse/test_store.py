@@ -214,3 +214,129 @@ def test_bulk_load_defers_checkpoints_and_restores_the_setting(tmp_path):
         with pytest.raises(RuntimeError, match="inside"), bulk_load(con):
             raise RuntimeError("inside")
         assert threshold(con) == before
+
+
+def _group_files(tmp):
+    """Three OTLP files that repeat each other's events (and one bad line), a feedback file, and
+    a file stored before them that repeats some of the second's."""
+    import json
+
+    from routeiq_assets.telemetry.simulator import request_spans
+    from tests.warehouse.test_otlp_fast import _line
+
+    reqs = list(simulate_requests(300, seed=9))
+    parts = {
+        "before": reqs[150:170],
+        "a": reqs[:120],
+        "b": reqs[100:220],
+        "c": reqs[200:300] + reqs[:10],
+    }
+    files = {}
+    for name, part in parts.items():
+        path = tmp / "in" / f"{name}.otlp.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"\n".join(_line(request_spans(r)) for r in part) + b"\n")
+        files[name] = path
+    with files["c"].open("a") as f:
+        f.write('{"resourceSpans": [{"scopeSpans": [\n')  # truncated
+    feedback = tmp / "in" / "scores.jsonl"
+    feedback.write_text(
+        "".join(
+            json.dumps({"event_id": f"e{i}", "score": i / 10, "source": "judge"}) + "\n"
+            for i in range(5)
+        )
+    )
+    files["feedback"] = feedback
+    return files
+
+
+def _stored(con):
+    from tests.warehouse.test_otlp_fast import _contents
+
+    return _contents(con)
+
+
+@pytest.mark.parametrize("with_feedback", [False, True])
+def test_a_group_of_batches_stores_what_writing_them_in_turn_stores(tmp_path, with_feedback):
+    from routeiq_assets.warehouse.ingest import normalise_file
+    from routeiq_assets.warehouse.store import write_batches
+
+    files = _group_files(tmp_path)
+    names = ["a", "b", *(["feedback"] if with_feedback else []), "c"]
+    raws = {n: land_file(files[n], tmp_path / "raw") for n in ["before", *names]}
+
+    def batch(name):
+        raw = raws[name]
+        return raw.batch_id, normalise_file(raw.raw_path, raw.format, raw.batch_id, name)
+
+    results = {}
+    for grouped in (False, True):
+        with connect(tmp_path / f"{grouped}.duckdb") as con:
+            write_batch(con, *batch("before"))
+            items = [batch(n) for n in names]
+            if grouped:
+                counts = write_batches(con, items)
+                assert write_batches(con, items) == counts  # a rerun replaces, same counts
+            else:
+                counts = [write_batch(con, *item) for item in items]
+            results[grouped] = (counts, _stored(con))
+    assert results[True] == results[False]
+    counts, tables = results[True]
+    by_name = dict(zip(names, counts, strict=True))
+    assert all(c.balanced for c in counts)
+    # b repeats 20 events of a and 20 of `before`; c repeats 10 of a (and b's last 20)
+    assert by_name["b"].duplicates == 2 * 40 and by_name["b"].decisions == 80
+    assert by_name["c"].duplicates == 2 * 30 and by_name["c"].quarantined == 1
+    assert len(tables["router_decisions"]) == 300
+    if with_feedback:
+        assert by_name["feedback"].feedback == 5
+
+
+def test_a_failed_group_write_leaves_none_of_its_batches(tmp_path):
+    from routeiq_assets.warehouse.ingest import normalise_file
+    from routeiq_assets.warehouse.store import write_batches
+
+    files = _group_files(tmp_path)
+    raws = {n: land_file(files[n], tmp_path / "raw") for n in ("before", "a")}
+    with connect(tmp_path / "w.duckdb") as con:
+        before = raws["before"]
+        write_batch(
+            con, before.batch_id, normalise_file(before.raw_path, "otlp_json", before.batch_id, "x")
+        )
+        good = raws["a"]
+        bad = NormalisedBatch(
+            decisions=[{"event_id": "e1", "batch_id": "bad", "contract_version": "v1"}],
+            records_in=1,
+        )  # no trace_id: violates NOT NULL
+        with pytest.raises(duckdb.Error):
+            write_batches(
+                con,
+                [
+                    (good.batch_id, normalise_file(good.raw_path, "otlp_json", good.batch_id, "a")),
+                    ("bad", bad),
+                ],
+            )
+        assert _count(con, "router_decisions") == 20 and _count(con, "ingest_log") == 1
+        with pytest.raises(ValueError, match="twice"):
+            write_batches(con, [("x", bad), ("x", bad)])
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_batches_normalised_before_a_failure_are_written(tmp_path, workers):
+    from routeiq_assets.warehouse.ingest import ingest_batches
+
+    files = _group_files(tmp_path)
+    with connect(tmp_path / "w.duckdb") as con:
+        pending = []
+        for name in ("a", "b", "c"):
+            raw = land_file(files[name], tmp_path / "raw")
+            register_raw_file(con, raw)
+            pending.append((raw.batch_id, str(raw.raw_path), raw.format, name))
+        gone = tmp_path / "gone.otlp.json"
+        pending.insert(2, ("0123456789abcdef", str(gone), "otlp_json", "gone"))
+        logged = []
+        with pytest.raises((OSError, RuntimeError)):
+            ingest_batches(con, pending, logged.append, workers=workers, parallel_min_bytes=0)
+        written = {r[0] for r in con.execute("SELECT batch_id FROM ingest_log").fetchall()}
+        assert written == {pending[0][0], pending[1][0]}
+        assert any(line.startswith("[2/4] b") for line in logged)
