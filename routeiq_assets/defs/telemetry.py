@@ -6,7 +6,13 @@ from pathlib import Path
 import dagster as dg
 
 from routeiq_assets.defs.resources import RouteIQResource
-from routeiq_assets.telemetry.raw_store import RawFile, describe_raw_file, find_raw_file, land_file
+from routeiq_assets.telemetry.raw_store import (
+    RawFile,
+    describe_raw_file,
+    find_raw_file,
+    in_threads,
+    land_file,
+)
 from routeiq_assets.warehouse.ingest import ingest_registered_batches, register_raw_file
 from routeiq_assets.warehouse.store import (
     TELEMETRY_TABLES,
@@ -78,10 +84,14 @@ def raw_traces(
             "files outside the range)"
         )
     raw_dir = routeiq.settings().resolved.raw_dir
-    landed = []
-    for key in keys:
-        source = config.source_paths.get(key, config.source_path if len(keys) == 1 else "")
-        landed.append(_land(key, source, raw_dir))
+    landed = in_threads(
+        lambda key: _land(
+            key,
+            config.source_paths.get(key, config.source_path if len(keys) == 1 else ""),
+            raw_dir,
+        ),
+        keys,
+    )
     with routeiq.warehouse() as con:
         new = [register_raw_file(con, raw) for raw in landed]
     if len(landed) == 1:
@@ -143,7 +153,7 @@ def telemetry_tables(context: dg.AssetExecutionContext, routeiq: RouteIQResource
     settings = routeiq.settings()
     with routeiq.warehouse() as con:
         done = ingest_registered_batches(con, keys, settings.prompt_text, context.log.info)
-        stored = {key: batch_row_counts(con, key) for key in keys}
+        stored = batch_row_counts(con, keys)
         pairing = decision_call_join_counts(con)
     counts = dict(done)  # (each batch's counts were logged as it was written)
     totals = {f: sum(getattr(c, f) for c in counts.values()) for f in _COUNT_FIELDS}

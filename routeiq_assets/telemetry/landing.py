@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from routeiq_assets.telemetry.raw_store import batch_key, file_sha256, landing_files
+from routeiq_assets.telemetry.raw_store import batch_key, file_sha256, in_threads, landing_files
 
 
 @dataclass
@@ -23,9 +23,18 @@ class LandingScan:
     waiting: list[Path] = field(default_factory=list)  # still being written
     known: list[Path] = field(default_factory=list)  # content already ingested (or planned)
     cursor: dict = field(default_factory=dict)
+    planned: set[str] = field(default_factory=set)  # the keys of `ready`
 
     def cursor_json(self) -> str:
         return json.dumps(self.cursor, sort_keys=True)
+
+    def take(self, key: str, path: Path, known_keys: set[str]) -> None:
+        """A complete file: a new batch, unless its content is known or already planned."""
+        if key in known_keys or key in self.planned:
+            self.known.append(path)
+        else:
+            self.planned.add(key)
+            self.ready.append((key, path))
 
 
 def load_cursor(text: str | None) -> dict:
@@ -39,18 +48,14 @@ def load_cursor(text: str | None) -> dict:
 def plan_files(paths: list[Path], known_keys: set[str]) -> LandingScan:
     """Plan explicit files or folders (``routeiq ingest``): complete by assumption."""
     scan = LandingScan()
-    planned: set[str] = set()
+    found = []
     for given in paths:
         given = Path(given)
         if not given.exists():
             raise FileNotFoundError(f"{given} does not exist")
-        for path in landing_files(given) if given.is_dir() else [given]:
-            key = batch_key(file_sha256(path))
-            if key in known_keys or key in planned:
-                scan.known.append(path)
-                continue
-            planned.add(key)
-            scan.ready.append((key, path))
+        found.extend(landing_files(given) if given.is_dir() else [given])
+    for path, sha in zip(found, in_threads(file_sha256, found), strict=True):
+        scan.take(batch_key(sha), path, known_keys)
     return scan
 
 
@@ -66,7 +71,6 @@ def scan_landing(
     previous: dict[str, list] = cursor.get("files", {})
     files: dict[str, list] = {}
     scan = LandingScan()
-    planned: set[str] = set()
     for path in landing_files(Path(landing_dir)):
         rel = path.relative_to(landing_dir).as_posix()
         try:
@@ -83,11 +87,6 @@ def scan_landing(
             continue
         sha = before[2] if unchanged and before[2] else file_sha256(path)
         files[rel] = [size, mtime_ns, sha]
-        key = batch_key(sha)
-        if key in known_keys or key in planned:
-            scan.known.append(path)
-            continue
-        planned.add(key)
-        scan.ready.append((key, path))
+        scan.take(batch_key(sha), path, known_keys)
     scan.cursor = {"files": files}
     return scan

@@ -5,8 +5,11 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from routeiq_assets.telemetry.jsonl import sniff_jsonl_kind
 
@@ -62,6 +65,29 @@ def land_file(source: Path, raw_dir: Path) -> RawFile:
     return RawFile(
         batch_key(sha), sha, source.name, target, sniff_format(target), target.stat().st_size
     )
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def in_threads(fn: Callable[[T], R], items: Iterable[T], threads: int | None = None) -> list[R]:
+    """``[fn(x) for x in items]`` on up to ``threads`` threads (default: one a core, at most 2),
+    in order; the first error is raised. Hashing (hashlib) and copying (sendfile) release the
+    GIL, so landing a backlog of large files uses both cores: 3.5 GB of OTLP JSON took 5 s to
+    land on one thread here. Landing is idempotent, so a file landed next to one that failed is
+    simply found in the raw store next time."""
+    items = list(items)
+    threads = threads or min(2, os.cpu_count() or 1)
+    if threads <= 1 or len(items) <= 1:
+        return [fn(x) for x in items]
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="routeiq-landing") as pool:
+        return list(pool.map(fn, items))
+
+
+def land_files(sources: Iterable[Path], raw_dir: Path) -> list[RawFile]:
+    """:func:`land_file` for each file, in order, on two threads."""
+    return in_threads(lambda source: land_file(source, raw_dir), sources)
 
 
 def batch_key(sha256: str) -> str:

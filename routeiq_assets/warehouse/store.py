@@ -251,14 +251,17 @@ def _len(table: pa.Table | None) -> int:
     return 0 if table is None else table.num_rows
 
 
-def batch_row_counts(con: duckdb.DuckDBPyConnection, batch_id: str) -> dict[str, int]:
-    """Rows each telemetry table holds for one batch."""
-    return {
-        t: int(
-            con.execute(f"SELECT count(*) FROM {t} WHERE batch_id = ?", [batch_id]).fetchall()[0][0]
-        )
-        for t in TELEMETRY_TABLES
-    }
+def batch_row_counts(con: duckdb.DuckDBPyConnection, batch_ids: list[str]) -> dict[str, dict]:
+    """Rows each telemetry table holds for each of these batches (one query a table)."""
+    counts: dict[str, dict[str, int]] = {b: dict.fromkeys(TELEMETRY_TABLES, 0) for b in batch_ids}
+    for table in TELEMETRY_TABLES:
+        for batch_id, n in con.execute(
+            f"SELECT batch_id, count(*) FROM {table} WHERE list_contains(?, batch_id)"
+            " GROUP BY batch_id",
+            [list(batch_ids)],
+        ).fetchall():
+            counts[batch_id][table] = int(n)
+    return counts
 
 
 def decision_call_join_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:

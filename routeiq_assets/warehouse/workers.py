@@ -24,7 +24,8 @@ import pyarrow as pa
 from routeiq_assets.warehouse.columnar import ColumnarBatch, as_columnar
 from routeiq_assets.warehouse.normalize import NormalisedBatch
 
-JOBS_PER_WORKER = 2  # queued on each worker, so it never waits for the writer
+# queued on each worker, so it never waits for the writer (which writes several batches at once)
+JOBS_PER_WORKER = 4
 
 
 def _write(batch: NormalisedBatch | ColumnarBatch, out: Path) -> dict[str, Any]:

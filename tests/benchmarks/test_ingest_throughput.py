@@ -27,14 +27,14 @@ PER_FILE = 50_000
 OURS = """
 import sys, time
 from pathlib import Path
-from routeiq_assets.telemetry.raw_store import land_file
+from routeiq_assets.telemetry.raw_store import land_files
 from routeiq_assets.warehouse.ingest import ingest_pending, register_raw_file
 from routeiq_assets.warehouse.store import connect
 files = sorted(Path(sys.argv[1]).glob("*.json"))
 started = time.perf_counter()
 with connect(Path(sys.argv[2])) as con:
-    for f in files:
-        register_raw_file(con, land_file(f, Path(sys.argv[3])))
+    for raw in land_files(files, Path(sys.argv[3])):
+        register_raw_file(con, raw)
     done = ingest_pending(con)
 print(time.perf_counter() - started, sum(c.decisions for _, c in done))
 """
