@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -50,18 +50,37 @@ def landing_files(landing_dir: Path) -> list[Path]:
     )
 
 
+COPY_CHUNK = 1 << 20
+
+
 def land_file(source: Path, raw_dir: Path) -> RawFile:
-    """Copy a file into the raw store under its hash (idempotent; the copy is read-only)."""
+    """Copy a file into the raw store under its hash (idempotent; the copy is read-only).
+
+    The hash is of the bytes copied, computed while copying (one read of the file): a file that
+    changes while it is landed can never be stored under the hash of other content.
+    """
     source = Path(source)
-    sha = file_sha256(source)
-    suffix = "".join(source.suffixes[-2:]) or ".bin"
-    target = Path(raw_dir) / sha[:2] / f"{sha}{suffix}"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        shutil.copyfile(source, tmp)
-        tmp.chmod(0o444)
-        tmp.replace(target)
+    raw_dir = Path(raw_dir)
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    # a name of its own for each copy: two threads (or processes) may land the same bytes
+    tmp = raw_dir / f".landing.{os.getpid()}.{threading.get_ident()}.tmp"
+    digest = hashlib.sha256()
+    buffer = bytearray(COPY_CHUNK)
+    view = memoryview(buffer)
+    try:
+        with source.open("rb", buffering=0) as src, tmp.open("wb") as dst:
+            while size := src.readinto(buffer):
+                digest.update(view[:size])
+                dst.write(view[:size])
+        sha = digest.hexdigest()
+        suffix = "".join(source.suffixes[-2:]) or ".bin"
+        target = raw_dir / sha[:2] / f"{sha}{suffix}"
+        if not target.exists():
+            target.parent.mkdir(exist_ok=True)
+            tmp.chmod(0o444)
+            tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
     return RawFile(
         batch_key(sha), sha, source.name, target, sniff_format(target), target.stat().st_size
     )

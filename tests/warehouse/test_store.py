@@ -45,6 +45,28 @@ def test_landing_same_bytes_twice_is_one_batch(landed):
         assert _count(con, "raw_files") == 1
 
 
+def test_landing_many_files_on_threads_keeps_each_under_the_hash_of_its_bytes(tmp_path):
+    import hashlib
+
+    from routeiq_assets.telemetry.raw_store import COPY_CHUNK, land_files
+
+    sources = []
+    for i in range(6):  # three contents, each twice; some larger than one copy chunk
+        path = tmp_path / "in" / f"f{i}.jsonl"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(bytes([i % 3]) * (COPY_CHUNK * (i % 3) + 1000))
+        sources.append(path)
+    raws = land_files(sources, tmp_path / "raw")
+    assert [r.original_name for r in raws] == [s.name for s in sources]
+    stored = sorted(p for p in (tmp_path / "raw").rglob("*") if p.is_file())
+    assert len(stored) == 3  # no temporary copy left behind
+    for raw, source in zip(raws, sources, strict=True):
+        assert raw.raw_path.read_bytes() == source.read_bytes()
+        assert raw.sha256 == hashlib.sha256(source.read_bytes()).hexdigest()
+        assert raw.raw_path.name.startswith(raw.sha256) and raw.batch_id == raw.sha256[:16]
+        assert not raw.raw_path.stat().st_mode & 0o222  # read-only
+
+
 def test_rerun_of_a_batch_replaces_it(landed):
     tmp, files = landed
     raw = land_file(files[0], tmp / "raw")
