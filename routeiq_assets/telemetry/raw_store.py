@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
+import tempfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -62,25 +62,28 @@ def land_file(source: Path, raw_dir: Path) -> RawFile:
     source = Path(source)
     raw_dir = Path(raw_dir)
     raw_dir.mkdir(parents=True, exist_ok=True)
-    # a name of its own for each copy: two threads (or processes) may land the same bytes
-    tmp = raw_dir / f".landing.{os.getpid()}.{threading.get_ident()}.tmp"
     digest = hashlib.sha256()
     buffer = bytearray(COPY_CHUNK)
     view = memoryview(buffer)
-    try:
-        with source.open("rb", buffering=0) as src, tmp.open("wb") as dst:
-            while size := src.readinto(buffer):
-                digest.update(view[:size])
-                dst.write(view[:size])
-        sha = digest.hexdigest()
-        suffix = "".join(source.suffixes[-2:]) or ".bin"
-        target = raw_dir / sha[:2] / f"{sha}{suffix}"
-        if not target.exists():
-            target.parent.mkdir(exist_ok=True)
-            tmp.chmod(0o444)
-            tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with source.open("rb", buffering=0) as src:
+        # a file of its own for each copy, created exclusively: threads, processes or hosts
+        # sharing the raw store may land the same bytes at once
+        fd, tmp_name = tempfile.mkstemp(dir=raw_dir, prefix=".landing.", suffix=".tmp")
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as dst:
+                while size := src.readinto(buffer):
+                    digest.update(view[:size])
+                    dst.write(view[:size])
+            sha = digest.hexdigest()
+            suffix = "".join(source.suffixes[-2:]) or ".bin"
+            target = raw_dir / sha[:2] / f"{sha}{suffix}"
+            if not target.exists():
+                target.parent.mkdir(exist_ok=True)
+                tmp.chmod(0o444)
+                tmp.replace(target)
+        finally:
+            tmp.unlink(missing_ok=True)
     return RawFile(
         batch_key(sha), sha, source.name, target, sniff_format(target), target.stat().st_size
     )

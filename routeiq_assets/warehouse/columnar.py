@@ -301,7 +301,7 @@ def drop_repeats(batches: Sequence[ColumnarBatch]) -> list[tuple[dict[str, pa.Ta
         if decisions is not None and seen_events:
             earlier = pa.chunked_array(seen_events, type=pa.string()).combine_chunks()
             new = pc.invert(pc.is_in(decisions["event_id"], value_set=earlier))
-            repeated = decisions.num_rows - pc.sum(new).as_py()
+            repeated = decisions.num_rows - (pc.sum(new).as_py() or 0)
             if repeated:
                 dropped += repeated
                 tables["router_decisions"] = decisions = decisions.filter(new)
@@ -314,7 +314,7 @@ def drop_repeats(batches: Sequence[ColumnarBatch]) -> list[tuple[dict[str, pa.Ta
             if seen_calls:
                 earlier = pa.chunked_array(seen_calls, type=pa.string()).combine_chunks()
                 new = pc.invert(pc.is_in(keys, value_set=earlier))
-                repeated = calls.num_rows - pc.sum(new).as_py()
+                repeated = calls.num_rows - (pc.sum(new).as_py() or 0)
                 if repeated:
                     dropped += repeated
                     tables["llm_calls"] = calls.filter(new)
@@ -326,11 +326,14 @@ def drop_repeats(batches: Sequence[ColumnarBatch]) -> list[tuple[dict[str, pa.Ta
     return out
 
 
-def concat_tables(tables: Sequence[pa.Table | None]) -> pa.Table | None:
+def concat_tables(tables: Sequence[pa.Table | None], strict: bool = False) -> pa.Table | None:
     """The tables (None and empty ones left out) as one, or None when none has rows. Column
-    types inferred differently (e.g. all-null in one part) are unified as Arrow can."""
+    types inferred differently are unified as Arrow can (an int and a float column become
+    float), or with ``strict`` only where one side is all null; else Arrow raises."""
     present = [t for t in tables if t is not None and t.num_rows]
-    return pa.concat_tables(present, promote_options="permissive") if present else None
+    if not present:
+        return None
+    return pa.concat_tables(present, promote_options="default" if strict else "permissive")
 
 
 def _chunks(column: pa.Array | pa.ChunkedArray) -> list[pa.Array]:

@@ -218,9 +218,12 @@ def ingest_batches(
                     add(i, normalise_file(Path(raw_path), fmt, batch_id, name, prompt_mode))
             else:
                 _normalise_in_workers(pending, prompt_mode, n_workers, split_min_bytes, add)
-        except Exception:
+        except Exception as error:
             if group:  # what was normalised before the error is written all the same
-                write()
+                try:
+                    write()
+                except Exception as also:  # the first error stays the one raised
+                    error.add_note(f"writing the batches normalised before it failed too: {also!r}")
             raise
         if group:
             write()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from routeiq_assets.warehouse.columnar import (
     ColumnarBatch,
@@ -158,17 +159,78 @@ def write_batches(
     Why: DuckDB logs an insert of fewer rows than a row group (122,880) to its write-ahead log and
     copies it into the database file at the next checkpoint, while a larger insert is written
     to the file once. Four 50,000-event batches take 1.4 s as one group and 2.1 s as four
-    transactions (tests/benchmarks/test_ingest_throughput.py measures both). A group holding
-    feedback rows (deduplicated against stored rows only) is written batch by batch.
+    transactions (tests/benchmarks/test_ingest_throughput.py measures both).
+
+    The batches are written in turn instead (each in its own transaction, as before grouping)
+    when grouping could store something else: a batch holds feedback rows (deduplicated against
+    stored rows only); a batch is already stored (written in turn, its old rows still count
+    while the batches before it are rewritten); or the batches' tables cannot be joined without
+    converting a column whose type was inferred from the telemetry (an int in one file and a
+    float in the next would be stored as '7.0' instead of '7').
     """
     ids = [batch_id for batch_id, _ in items]
     if len(set(ids)) != len(ids):
         raise ValueError(f"a batch appears twice in one write: {ids}")
     batches = [b if isinstance(b, ColumnarBatch) else as_columnar(b) for _, b in items]
-    if len(items) > 1 and any(b.tables["feedback"] is not None for b in batches):
-        return [write_batches(con, [(i, b)])[0] for i, b in zip(ids, batches, strict=True)]
+    for batch_id, batch in zip(ids, batches, strict=True):
+        _check_batch_ids(batch_id, batch)
+    joined = _joined(batches) if len(batches) > 1 and not _in_turn(con, ids, batches) else None
+    if joined is None:
+        return [
+            _write_group(con, [batch_id], [(batch.tables, 0)], batch.tables, [batch])[0]
+            for batch_id, batch in zip(ids, batches, strict=True)
+        ]
+    kept, incoming = joined
+    return _write_group(con, ids, kept, incoming, batches)
+
+
+def _in_turn(con: duckdb.DuckDBPyConnection, ids: list[str], batches: list[ColumnarBatch]) -> bool:
+    """Whether these batches must be written in turn (see :func:`write_batches`)."""
+    if any(b.tables["feedback"] is not None for b in batches):
+        return True
+    stored = con.execute(
+        "SELECT count(*) FROM ingest_log WHERE list_contains(?, batch_id)", [ids]
+    ).fetchall()[0][0]
+    return bool(stored)
+
+
+def _joined(
+    batches: list[ColumnarBatch],
+) -> tuple[list[tuple[dict[str, pa.Table | None], int]], dict[str, pa.Table | None]] | None:
+    """Each batch's tables without what an earlier batch holds, and those tables joined; None
+    when a column's types differ between batches."""
     kept = drop_repeats(batches)
-    incoming = {name: concat_tables([t[name] for t, _ in kept]) for name in TELEMETRY_TABLES}
+    try:
+        joined = {
+            name: concat_tables([t[name] for t, _ in kept], strict=True)
+            for name in TELEMETRY_TABLES
+        }
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    return kept, joined
+
+
+def _check_batch_ids(batch_id: str, batch: ColumnarBatch) -> None:
+    """Every row of a batch carries its id (the counts are read back by it)."""
+    for name, table in batch.tables.items():
+        if table is None or not table.num_rows:
+            continue
+        found = pc.unique(table["batch_id"]).to_pylist()
+        if found != [batch_id]:
+            raise ValueError(
+                f"batch {batch_id}: {name} rows carry batch_id {sorted(map(str, found))[:3]}"
+            )
+
+
+def _write_group(
+    con: duckdb.DuckDBPyConnection,
+    ids: list[str],
+    kept: list[tuple[dict[str, pa.Table | None], int]],
+    incoming: dict[str, pa.Table | None],
+    batches: list[ColumnarBatch],
+) -> list[BatchCounts]:
+    """Delete these batches' rows and insert ``incoming`` (their tables joined) in one
+    transaction; ``kept``: each batch's own tables and the rows it lost to an earlier one."""
     with transaction(con):
         for table in (*TELEMETRY_TABLES, "ingest_log"):
             con.execute(f"DELETE FROM {table} WHERE list_contains(?, batch_id)", [ids]).fetchall()

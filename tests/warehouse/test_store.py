@@ -362,3 +362,99 @@ def test_batches_normalised_before_a_failure_are_written(tmp_path, workers):
         written = {r[0] for r in con.execute("SELECT batch_id FROM ingest_log").fetchall()}
         assert written == {pending[0][0], pending[1][0]}
         assert any(line.startswith("[2/4] b") for line in logged)
+
+
+def _edited_file(path, reqs, edit=None):
+    """An OTLP file of these requests, each request's spans passed through ``edit``."""
+    from routeiq_assets.telemetry.simulator import request_spans
+    from tests.warehouse.test_otlp_fast import _line
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for req in reqs:
+        spans = request_spans(req)
+        if edit:
+            edit(*spans)
+        lines.append(_line(spans))
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+def _task(value):
+    def edit(_decision, call):
+        for attribute in call["attributes"]:
+            if attribute["key"] == "litellm.task":
+                attribute["value"] = value
+
+    return edit
+
+
+def _offset_timestamp(decision, _call):
+    from tests.warehouse.test_otlp_fast import _payload, _set_payload
+
+    payload = _payload(decision)
+    payload["timestamp_utc"] = "2026-11-01T02:00:00+02:00"
+    _set_payload(decision, payload)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        # an int in one file and a float in the next: grouped, Arrow would store 7 as '7.0'
+        (_task({"intValue": "7"}), _task({"doubleValue": 2.5})),
+        # timestamps with another offset than UTC: Arrow cannot join the two columns
+        (None, _offset_timestamp),
+        (None, None),  # grouped, unless b is stored already
+    ],
+    ids=["int-then-float", "utc-then-offset", "same-types"],
+)
+@pytest.mark.parametrize("stored_before", [False, True])
+def test_grouping_never_changes_what_is_stored(tmp_path, first, second, stored_before):
+    """Batches whose inferred column types differ, or that are already stored, are written in
+    turn: the same rows and counts as one write_batch after another."""
+    from routeiq_assets.warehouse.ingest import normalise_file
+    from routeiq_assets.warehouse.store import write_batches
+
+    reqs = list(simulate_requests(30, seed=3))
+    a = land_file(_edited_file(tmp_path / "a.otlp.json", reqs[:15], first), tmp_path / "raw")
+    b = land_file(_edited_file(tmp_path / "b.otlp.json", reqs[10:], second), tmp_path / "raw")
+
+    def batch(raw):
+        return raw.batch_id, normalise_file(
+            raw.raw_path, raw.format, raw.batch_id, raw.original_name
+        )
+
+    results = {}
+    for grouped in (False, True):
+        with connect(tmp_path / f"{grouped}.duckdb") as con:
+            if stored_before:  # b first: rewritten in turn, a's copies of shared events go
+                write_batch(con, *batch(b))
+            items = [batch(a), batch(b)]
+            if grouped:
+                counts = write_batches(con, items)
+            else:
+                counts = [write_batch(con, *item) for item in items]
+            results[grouped] = (counts, _stored(con))
+    assert results[True] == results[False]
+    assert "7.0" not in {row[17] for row in results[True][1]["llm_calls"]}  # the task column
+
+
+def test_rows_of_another_batch_are_refused(tmp_path):
+    from routeiq_assets.warehouse.store import write_batches
+
+    rows = NormalisedBatch(
+        decisions=[
+            {
+                "event_id": "e1",
+                "batch_id": "other",
+                "contract_version": "v1",
+                "trace_id": "t",
+                "outcome_status": "success",
+            }
+        ],
+        records_in=1,
+    )
+    with connect(tmp_path / "w.duckdb") as con:
+        with pytest.raises(ValueError, match="carry batch_id"):
+            write_batches(con, [("mine", rows)])
+        assert _count(con, "router_decisions") == 0
