@@ -130,7 +130,8 @@ def raw_traces(
             kinds={"duckdb"},
             partitions_def=telemetry_batches,
             description=f"`{name}` in the DuckDB warehouse, normalised from the raw store "
-            "batch by batch (delete-then-insert per batch in one transaction).",
+            "batch by batch (a batch's rows deleted and inserted in one transaction; a range "
+            "run writes consecutive batches together).",
         )
         for name in TELEMETRY_TABLES
     ],
@@ -148,7 +149,8 @@ def raw_traces(
 )
 def telemetry_tables(context: dg.AssetExecutionContext, routeiq: RouteIQResource):
     """Normalise batches into router_decisions, decision_candidates, llm_calls and quarantine:
-    one batch a partition, each replaced in its own transaction."""
+    one batch a partition, each replaced whole in a transaction (consecutive batches of a range
+    run share one: warehouse.store.write_batches)."""
     keys = context.partition_keys
     settings = routeiq.settings()
     with routeiq.warehouse() as con:
