@@ -71,6 +71,7 @@ def scan_landing(
     previous: dict[str, list] = cursor.get("files", {})
     files: dict[str, list] = {}
     scan = LandingScan()
+    complete: list[tuple[str, Path, int, int, str | None]] = []
     for path in landing_files(Path(landing_dir)):
         rel = path.relative_to(landing_dir).as_posix()
         try:
@@ -85,7 +86,11 @@ def scan_landing(
             files[rel] = [size, mtime_ns, None]
             scan.waiting.append(path)
             continue
-        sha = before[2] if unchanged and before[2] else file_sha256(path)
+        complete.append((rel, path, size, mtime_ns, before[2] if unchanged else None))
+    # hashes the cursor does not hold yet, on two threads (a backlog of large files)
+    hashed = iter(in_threads(file_sha256, [c[1] for c in complete if not c[4]]))
+    for rel, path, size, mtime_ns, cached in complete:
+        sha = cached or next(hashed)
         files[rel] = [size, mtime_ns, sha]
         scan.take(batch_key(sha), path, known_keys)
     scan.cursor = {"files": files}
