@@ -95,8 +95,8 @@ R = TypeVar("R")
 
 def in_threads(fn: Callable[[T], R], items: Iterable[T], threads: int | None = None) -> list[R]:
     """``[fn(x) for x in items]`` on up to ``threads`` threads (default: one a core, at most 2),
-    in order; the first error is raised. Hashing (hashlib) and copying (sendfile) release the
-    GIL, so landing a backlog of large files uses both cores: 3.5 GB of OTLP JSON took 5 s to
+    in order; the first error is raised. Hashing (hashlib) and file reads and writes release
+    the GIL, so landing a backlog of large files uses both cores: 3.5 GB of OTLP JSON took 5 s to
     land on one thread here. Landing is idempotent, so a file landed next to one that failed is
     simply found in the raw store next time."""
     items = list(items)

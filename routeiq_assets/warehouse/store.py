@@ -265,23 +265,12 @@ def _write_group(
             " (SELECT (event_id, trace_id, score, source, created_at) FROM feedback)",
         )
         _insert(con, "quarantine", incoming["quarantine"])
-        stored = {
-            table: dict(
-                con.execute(
-                    f"SELECT batch_id, count(*) FROM {table} WHERE list_contains(?, batch_id)"
-                    " GROUP BY batch_id",
-                    [ids],
-                ).fetchall()
-            )
-            for table in ("router_decisions", "llm_calls", "feedback", "quarantine")
-        }
+        counted = ("router_decisions", "llm_calls", "feedback", "quarantine")
+        stored = batch_row_counts(con, ids, counted)  # all new: the batches' old rows are gone
         done = []
         now = datetime.now(UTC).replace(tzinfo=None)
         for batch_id, batch, (tables, dropped) in zip(ids, batches, kept, strict=True):
-            decisions, calls, feedback, quarantined = (
-                stored[t].get(batch_id, 0)
-                for t in ("router_decisions", "llm_calls", "feedback", "quarantine")
-            )
+            decisions, calls, feedback, quarantined = (stored[batch_id][t] for t in counted)
             duplicates = (
                 batch.duplicates_in_batch
                 + dropped
@@ -313,10 +302,14 @@ def _len(table: pa.Table | None) -> int:
     return 0 if table is None else table.num_rows
 
 
-def batch_row_counts(con: duckdb.DuckDBPyConnection, batch_ids: list[str]) -> dict[str, dict]:
-    """Rows each telemetry table holds for each of these batches (one query a table)."""
-    counts: dict[str, dict[str, int]] = {b: dict.fromkeys(TELEMETRY_TABLES, 0) for b in batch_ids}
-    for table in TELEMETRY_TABLES:
+def batch_row_counts(
+    con: duckdb.DuckDBPyConnection,
+    batch_ids: list[str],
+    tables: Sequence[str] = TELEMETRY_TABLES,
+) -> dict[str, dict[str, int]]:
+    """Rows each of ``tables`` holds for each of these batches (one query a table)."""
+    counts: dict[str, dict[str, int]] = {b: dict.fromkeys(tables, 0) for b in batch_ids}
+    for table in tables:
         for batch_id, n in con.execute(
             f"SELECT batch_id, count(*) FROM {table} WHERE list_contains(?, batch_id)"
             " GROUP BY batch_id",

@@ -2,10 +2,11 @@ import duckdb
 import pytest
 
 from routeiq_assets.telemetry.raw_store import land_file
-from routeiq_assets.telemetry.simulator import simulate_requests, write_otlp_files
+from routeiq_assets.telemetry.simulator import request_spans, simulate_requests, write_otlp_files
 from routeiq_assets.warehouse.ingest import ingest_batch, ingest_pending, register_raw_file
 from routeiq_assets.warehouse.normalize import NormalisedBatch
 from routeiq_assets.warehouse.store import bulk_load, connect, ingest_totals, write_batch
+from tests.warehouse.test_otlp_fast import _contents, _line, _payload, _set_payload
 
 
 def _count(con, table):
@@ -243,9 +244,6 @@ def _group_files(tmp):
     a file stored before them that repeats some of the second's."""
     import json
 
-    from routeiq_assets.telemetry.simulator import request_spans
-    from tests.warehouse.test_otlp_fast import _line
-
     reqs = list(simulate_requests(300, seed=9))
     parts = {
         "before": reqs[150:170],
@@ -253,12 +251,9 @@ def _group_files(tmp):
         "b": reqs[100:220],
         "c": reqs[200:300] + reqs[:10],
     }
-    files = {}
-    for name, part in parts.items():
-        path = tmp / "in" / f"{name}.otlp.json"
-        path.parent.mkdir(exist_ok=True)
-        path.write_bytes(b"\n".join(_line(request_spans(r)) for r in part) + b"\n")
-        files[name] = path
+    files = {
+        name: _edited_file(tmp / "in" / f"{name}.otlp.json", part) for name, part in parts.items()
+    }
     with files["c"].open("a") as f:
         f.write('{"resourceSpans": [{"scopeSpans": [\n')  # truncated
     feedback = tmp / "in" / "scores.jsonl"
@@ -270,12 +265,6 @@ def _group_files(tmp):
     )
     files["feedback"] = feedback
     return files
-
-
-def _stored(con):
-    from tests.warehouse.test_otlp_fast import _contents
-
-    return _contents(con)
 
 
 @pytest.mark.parametrize("with_feedback", [False, True])
@@ -301,7 +290,7 @@ def test_a_group_of_batches_stores_what_writing_them_in_turn_stores(tmp_path, wi
                 assert write_batches(con, items) == counts  # a rerun replaces, same counts
             else:
                 counts = [write_batch(con, *item) for item in items]
-            results[grouped] = (counts, _stored(con))
+            results[grouped] = (counts, _contents(con))
     assert results[True] == results[False]
     counts, tables = results[True]
     by_name = dict(zip(names, counts, strict=True))
@@ -366,9 +355,6 @@ def test_batches_normalised_before_a_failure_are_written(tmp_path, workers):
 
 def _edited_file(path, reqs, edit=None):
     """An OTLP file of these requests, each request's spans passed through ``edit``."""
-    from routeiq_assets.telemetry.simulator import request_spans
-    from tests.warehouse.test_otlp_fast import _line
-
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = []
     for req in reqs:
@@ -390,8 +376,6 @@ def _task(value):
 
 
 def _offset_timestamp(decision, _call):
-    from tests.warehouse.test_otlp_fast import _payload, _set_payload
-
     payload = _payload(decision)
     payload["timestamp_utc"] = "2026-11-01T02:00:00+02:00"
     _set_payload(decision, payload)
@@ -434,7 +418,7 @@ def test_grouping_never_changes_what_is_stored(tmp_path, first, second, stored_b
                 counts = write_batches(con, items)
             else:
                 counts = [write_batch(con, *item) for item in items]
-            results[grouped] = (counts, _stored(con))
+            results[grouped] = (counts, _contents(con))
     assert results[True] == results[False]
     assert "7.0" not in {row[17] for row in results[True][1]["llm_calls"]}  # the task column
 
