@@ -8,7 +8,7 @@ The event carries one attribute, ``routeiq.router_decision.payload``, a JSON str
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -16,6 +16,14 @@ DECISION_EVENT_NAME = "routeiq.router_decision.v1"
 PAYLOAD_ATTRIBUTE = "routeiq.router_decision.payload"
 SUPPORTED_VERSIONS = ("v1", "v1.0", "v1.1")
 OutcomeStatus = Literal["success", "failure", "fallback", "error", "no_candidates", "timeout"]
+
+
+# Integers as wide as the warehouse columns they land in (INTEGER, BIGINT): a larger one is a
+# contract violation (quarantined with its reason), not a failed write of the whole batch.
+INT32_RANGE = (-(2**31), 2**31 - 1)
+INT64_RANGE = (-(2**63), 2**63 - 1)
+Int32 = Annotated[int, Field(ge=INT32_RANGE[0], le=INT32_RANGE[1])]
+Int64 = Annotated[int, Field(ge=INT64_RANGE[0], le=INT64_RANGE[1])]
 
 
 class ContractError(ValueError):
@@ -29,7 +37,7 @@ class _Lenient(BaseModel):
 
 class DecisionInput(_Lenient):
     requested_model: str | None = None
-    query_length: int | None = None
+    query_length: Int32 | None = None
     user_id: str | None = None
     team_id: str | None = None
     api_type: str | None = None
@@ -50,7 +58,7 @@ class Experiment(_Lenient):
     strategy_version: str | None = None
     weight: float | None = None
     total_weight: float | None = None
-    hash_bucket: int | None = None
+    hash_bucket: Int32 | None = None
     hash_key_type: str | None = None
 
 
@@ -65,9 +73,9 @@ class Outcome(_Lenient):
     status: OutcomeStatus
     error_message: str | None = None
     error_type: str | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    total_tokens: int | None = None
+    input_tokens: Int64 | None = None
+    output_tokens: Int64 | None = None
+    total_tokens: Int64 | None = None
     api_type: str | None = None
 
 
@@ -75,7 +83,7 @@ class Fallback(_Lenient):
     fallback_triggered: bool = False
     original_model: str | None = None
     fallback_reason: str | None = None
-    fallback_attempt: int | None = None
+    fallback_attempt: Int32 | None = None
 
 
 class RouterDecision(_Lenient):
@@ -88,7 +96,7 @@ class RouterDecision(_Lenient):
     span_id: str | None = None
     parent_span_id: str | None = None
     timestamp_utc: str | None = None
-    timestamp_unix_ms: int | None = None
+    timestamp_unix_ms: Int64 | None = None
     input: DecisionInput = Field(default_factory=DecisionInput)
     strategy_name: str | None = None
     strategy_version: str | None = None

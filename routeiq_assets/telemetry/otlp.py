@@ -64,19 +64,38 @@ def normalise_id(raw: Any, hex_len: int) -> str | None:
     return decoded.hex() if len(decoded) * 2 == hex_len else None
 
 
-def span_records(span: dict[str, Any], location: str) -> Iterator[TelemetryRecord]:
+def unix_nano(value: Any) -> int:
+    """A span's start or end time, ``int(value or 0)`` (protobuf-JSON sends a string); one
+    beyond a 64-bit integer is refused (ValueError), as no warehouse column holds it."""
+    number = int(value or 0)
+    if not -(2**63) <= number <= 2**63 - 1:
+        raise ValueError(f"time {value!r} is out of range")
+    return number
+
+
+def span_records(span: Any, location: str) -> Iterator[TelemetryRecord]:
     """Records of one span: its decision events, and the LLM call when it is one.
 
     Attribute values are read only for those spans; a value that cannot be read (an intValue
-    that is not an integer, say) makes the span one bad record.
+    that is not an integer, say) makes the span one bad record. So does a span not shaped like
+    one (events that are not objects, a status that is text...): it might have been a decision.
     """
+    if not isinstance(span, dict):
+        yield bad_record(location, "span is not a JSON object", json.dumps(span))
+        return
     trace_id = normalise_id(span.get("traceId"), 32)
     span_id = normalise_id(span.get("spanId"), 16)
     name = span.get("name", "")
     where = f"{location} span {span.get('spanId')!s}"
     items = span.get("attributes")
-    decision_events = [e for e in span.get("events") or [] if e.get("name") == DECISION_EVENT_NAME]
-    is_llm_call = any(item["key"] in LLM_CALL_KEYS for item in items or [])
+    try:
+        decision_events = [
+            e for e in span.get("events") or [] if e.get("name") == DECISION_EVENT_NAME
+        ]
+        is_llm_call = any(item["key"] in LLM_CALL_KEYS for item in items or [])
+    except (AttributeError, TypeError, KeyError) as exc:
+        yield bad_record(where, f"span is not shaped like an OTLP span: {exc!r}", json.dumps(span))
+        return
     if not (decision_events or is_llm_call):
         return
     if not (trace_id and span_id):
@@ -91,9 +110,10 @@ def span_records(span: dict[str, Any], location: str) -> Iterator[TelemetryRecor
         payloads = [
             attributes(event.get("attributes")).get(PAYLOAD_ATTRIBUTE) for event in decision_events
         ]
-        start = int(span.get("startTimeUnixNano") or 0) if is_llm_call else 0
-        end = int(span.get("endTimeUnixNano") or 0) if is_llm_call else 0
-    except (ValueError, TypeError) as exc:
+        start = unix_nano(span.get("startTimeUnixNano")) if is_llm_call else 0
+        end = unix_nano(span.get("endTimeUnixNano")) if is_llm_call else 0
+        status_code = (span.get("status") or {}).get("code") if is_llm_call else None
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
         yield bad_record(
             where,
             f"span has a value of the wrong type: {exc}",
@@ -129,7 +149,7 @@ def span_records(span: dict[str, Any], location: str) -> Iterator[TelemetryRecor
                 "parent_span_id": normalise_id(span.get("parentSpanId"), 16),
                 "start_unix_nano": start,
                 "duration_ms": max(0, end - start) / 1e6,
-                "status_code": (span.get("status") or {}).get("code"),
+                "status_code": status_code,
                 "attributes": attrs,
             },
         )
@@ -153,10 +173,18 @@ def line_records(raw_line: bytes, location: str) -> Iterator[TelemetryRecord]:
             text,
         )
         return
-    for resource in document.get("resourceSpans") or []:
-        for scope in scope_spans(resource):
-            for span in scope.get("spans") or []:
-                yield from span_records(span, location)
+    try:
+        spans = [
+            span
+            for resource in document.get("resourceSpans") or []
+            for scope in scope_spans(resource)
+            for span in scope.get("spans") or []
+        ]
+    except (AttributeError, TypeError) as exc:  # a resource or scope that is not an object...
+        yield bad_record(location, f"line is not shaped like an OTLP export: {exc!r}", text)
+        return
+    for span in spans:
+        yield from span_records(span, location)
 
 
 def read_otlp_json(path: Path) -> Iterator[TelemetryRecord]:

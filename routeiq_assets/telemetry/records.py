@@ -80,11 +80,17 @@ def first_value(attrs: dict[str, Any], *keys: str) -> Any:
     return None
 
 
+# The widest integer a warehouse column holds (BIGINT); a count beyond it is no count.
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
 def as_int(value: Any) -> int | None:
+    """``int(value)``, or None when it is not an integer a BIGINT column can hold."""
     try:
-        return None if value is None else int(value)
-    except (TypeError, ValueError):
+        number = None if value is None else int(value)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(float("inf"))
         return None
+    return number if number is None or _INT64_MIN <= number <= _INT64_MAX else None
 
 
 def as_float(value: Any) -> float | None:
@@ -105,5 +111,5 @@ def token_counts(attrs: dict[str, Any]) -> tuple[int | None, int | None, int | N
     )
     total = as_int(attrs.get("gen_ai.usage.total_tokens"))
     if total is None and input_tokens is not None and output_tokens is not None:
-        total = input_tokens + output_tokens
+        total = as_int(input_tokens + output_tokens)
     return input_tokens, output_tokens, total

@@ -11,6 +11,7 @@ same way ``pa.Table.from_pylist`` turns row dicts into one, so the stored rows a
 from __future__ import annotations
 
 import gc
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -60,8 +61,40 @@ def as_columnar(batch: NormalisedBatch) -> ColumnarBatch:
         "feedback": batch.feedback,
         "quarantine": batch.quarantine,
     }
-    tables = {name: pa.Table.from_pylist(r) if r else None for name, r in rows.items()}
+    tables = {name: _from_rows(r) if r else None for name, r in rows.items()}
     return ColumnarBatch(tables, batch.records_in, batch.duplicates_in_batch)
+
+
+def _from_rows(rows: list[dict[str, Any]]) -> pa.Table:
+    try:
+        return pa.Table.from_pylist(rows)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):  # values of several types
+        names = list(rows[0])
+        return pa.Table.from_arrays([infer_array([r.get(k) for r in rows]) for k in names], names)
+
+
+def infer_array(values: list[Any]) -> pa.Array:
+    """The values of a column whose type comes from the telemetry (a span name, an attribute
+    value, a timestamp) as Arrow infers them (``pa.array``); where their types cannot share a
+    column (a text and a number, a naive and an aware time), every value as text. The warehouse
+    columns are VARCHAR (or TIMESTAMPTZ, which parses the ISO text), so the batch is stored
+    instead of failing whole."""
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):  # OverflowError: beyond int64
+        return pa.array([_as_text(v) for v in values], pa.string())
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"  # as DuckDB casts a BOOLEAN to text
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict | list):
+        return json.dumps(value, default=str)
+    return str(value)
 
 
 # Arrow types of the columns whose Python type the row builders guarantee (pydantic/msgspec
@@ -142,7 +175,7 @@ class _Sink:
         if not self.count:
             return None
         arrays = [
-            pa.array(values) if kind is None else pa.chunked_array(chunks, type=kind)
+            infer_array(values) if kind is None else pa.chunked_array(chunks, type=kind)
             for kind, chunks, values in zip(self.types, self._chunks, self._values, strict=True)
         ]
         self._chunks = [[] for _ in self.names]
@@ -334,6 +367,27 @@ def concat_tables(tables: Sequence[pa.Table | None], strict: bool = False) -> pa
     if not present:
         return None
     return pa.concat_tables(present, promote_options="default" if strict else "permissive")
+
+
+def join_parts(tables: Sequence[pa.Table | None]) -> pa.Table | None:
+    """The tables of consecutive parts of one file as one, typed as if the file had been read
+    in one go: where Arrow cannot join a column (a timestamp with another time zone, text and
+    numbers), it is inferred again from all its values (:func:`infer_array`), as a single pass
+    infers it."""
+    try:
+        return concat_tables(tables)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        present = [t for t in tables if t is not None and t.num_rows]
+        names = present[0].column_names
+        columns = []
+        for name in names:
+            types = {t.schema.field(name).type for t in present}
+            if len(types) == 1:
+                chunks = [c for t in present for c in t[name].chunks]
+                columns.append(pa.chunked_array(chunks, type=types.pop()))
+            else:
+                columns.append(infer_array([v for t in present for v in t[name].to_pylist()]))
+        return pa.Table.from_arrays(columns, names)
 
 
 def _chunks(column: pa.Array | pa.ChunkedArray) -> list[pa.Array]:

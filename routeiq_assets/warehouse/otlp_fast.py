@@ -26,27 +26,30 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
 from routeiq_assets.contract import DECISION_EVENT_NAME, PAYLOAD_ATTRIBUTE, SUPPORTED_VERSIONS
+from routeiq_assets.contract.decision import INT32_RANGE, INT64_RANGE
 from routeiq_assets.telemetry.otlp import (
     LLM_CALL_KEYS,
     any_value,
     line_records,
     normalise_id,
     scope_spans,
+    unix_nano,
 )
 from routeiq_assets.telemetry.otlp import span_records as general_span_records
 from routeiq_assets.telemetry.pii import PromptTextMode
 from routeiq_assets.telemetry.records import as_float, token_counts
+from routeiq_assets.warehouse import otlp_native
 from routeiq_assets.warehouse.columnar import (
     BatchBuilder,
     ColumnarBatch,
-    concat_tables,
     drop_repeats,
     gc_paused,
+    join_parts,
 )
 from routeiq_assets.warehouse.normalize import (
     _LLM_STATUS,
@@ -110,10 +113,13 @@ class _Export(msgspec.Struct, gc=False):
 
 # --- the decision payload: strict mirrors of routeiq_assets.contract.decision's models --------
 
+_Int32 = Annotated[int, msgspec.Meta(ge=INT32_RANGE[0], le=INT32_RANGE[1])]
+_Int64 = Annotated[int, msgspec.Meta(ge=INT64_RANGE[0], le=INT64_RANGE[1])]
+
 
 class _Input(msgspec.Struct, gc=False):
     requested_model: str | None = None
-    query_length: int | None = None
+    query_length: _Int32 | None = None
     user_id: str | None = None
     team_id: str | None = None
     api_type: str | None = None
@@ -134,7 +140,7 @@ class _Experiment(msgspec.Struct, gc=False):
     strategy_version: str | None = None
     weight: float | None = None
     total_weight: float | None = None
-    hash_bucket: int | None = None
+    hash_bucket: _Int32 | None = None
     hash_key_type: str | None = None
 
 
@@ -149,9 +155,9 @@ class _Outcome(msgspec.Struct, gc=False):
     status: Literal["success", "failure", "fallback", "error", "no_candidates", "timeout"]
     error_message: str | None = None
     error_type: str | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    total_tokens: int | None = None
+    input_tokens: _Int64 | None = None
+    output_tokens: _Int64 | None = None
+    total_tokens: _Int64 | None = None
     api_type: str | None = None
 
 
@@ -159,7 +165,7 @@ class _Fallback(msgspec.Struct, gc=False):
     fallback_triggered: bool = False
     original_model: str | None = None
     fallback_reason: str | None = None
-    fallback_attempt: int | None = None
+    fallback_attempt: _Int32 | None = None
 
 
 class _Decision(msgspec.Struct, gc=False):
@@ -171,7 +177,7 @@ class _Decision(msgspec.Struct, gc=False):
     span_id: str | None = None
     parent_span_id: str | None = None
     timestamp_utc: str | None = None
-    timestamp_unix_ms: int | None = None
+    timestamp_unix_ms: _Int64 | None = None
     input: _Input = msgspec.field(default_factory=_Input)
     strategy_name: str | None = None
     strategy_version: str | None = None
@@ -272,8 +278,8 @@ class _Rows:
     def llm_call(
         self, span: _Span, trace_id: str, span_id: str, attrs: dict[str, Any], location: str
     ) -> tuple[Any, ...]:
-        start = int(span.startTimeUnixNano or 0)
-        end = int(span.endTimeUnixNano or 0)
+        start = unix_nano(span.startTimeUnixNano)
+        end = unix_nano(span.endTimeUnixNano)
         memo = self.memo
         prompt = attrs.get("gen_ai.prompt")
         if prompt is None:
@@ -397,13 +403,27 @@ def normalise_otlp_file(
     source: str,
     prompt_mode: PromptTextMode = "scrub",
     part: tuple[int, int, int] | None = None,
+    native: bool | None = None,
 ) -> ColumnarBatch:
     """One OTLP JSON file as a batch of Arrow tables, equal to the general path's rows.
 
     ``part`` = (start byte, end byte, number of the line at start) restricts it to the lines of
-    one :func:`split_lines` part; :func:`merge_parts` joins the parts' batches.
+    one :func:`split_lines` part; :func:`merge_parts` joins the parts' batches. ``native``: use
+    the compiled normaliser (:mod:`~routeiq_assets.warehouse.otlp_native`; default: where it is
+    built and not switched off), which hands every line it is unsure of back to this function.
     """
     path = Path(path)
+    if otlp_native.available() if native is None else native:
+
+        def python_part(p: tuple[int, int, int]) -> ColumnarBatch:
+            return normalise_otlp_file(path, batch_id, source, prompt_mode, p, native=False)
+
+        try:
+            return otlp_native.normalise_native(
+                path, batch_id, source, prompt_mode, part, python_part, merge_parts
+            )
+        except otlp_native.NotNative:
+            pass  # the whole range the Python way
     builder = BatchBuilder(batch_id, source, prompt_mode)
     rows = _Rows(builder)
     name = path.name
@@ -449,7 +469,7 @@ def merge_parts(parts: list[ColumnarBatch]) -> ColumnarBatch:
     if len(parts) == 1:
         return parts[0]
     kept = drop_repeats(parts)
-    merged = {name: concat_tables([t[name] for t, _ in kept]) for name in parts[0].tables}
+    merged = {name: join_parts([t[name] for t, _ in kept]) for name in parts[0].tables}
     return ColumnarBatch(
         merged,
         sum(p.records_in for p in parts),

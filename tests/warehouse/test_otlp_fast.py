@@ -94,6 +94,19 @@ def _messy_file(path):
         "numeric span times": lambda d, c, p: c.update(
             startTimeUnixNano=int(c["startTimeUnixNano"]), status={"code": "STATUS_CODE_OK"}
         ),
+        # values no warehouse column holds, and spans not shaped like spans: quarantined
+        "query_length beyond INTEGER": lambda d, c, p: p["input"].update(query_length=2**40),
+        "tokens beyond BIGINT": lambda d, c, p: p["outcome"].update(total_tokens=10**20),
+        "start time beyond BIGINT": lambda d, c, p: c.update(startTimeUnixNano="9" * 25),
+        "text status on a call": lambda d, c, p: c.update(status="done"),
+        "events not objects": lambda d, c, p: c.update(events=["x"]),
+        # kept: an int task among text ones (stored as text), an infinite count (no count)
+        "int task": lambda d, c, p: c["attributes"].append(
+            {"key": "litellm.task", "value": {"intValue": "7"}}
+        ),
+        "infinite tokens": lambda d, c, p: c["attributes"].append(
+            {"key": "gen_ai.usage.input_tokens", "value": {"doubleValue": "Infinity"}}
+        ),
         "pii prompt": lambda d, c, p: c["attributes"].append(
             {
                 "key": "gen_ai.prompt",
@@ -165,10 +178,14 @@ def test_fast_and_general_paths_store_the_same(tmp_path, mode):
         "span has a value of the wrong type",
         "payload is not JSON",
         "violates the contract",
+        "span is not shaped like an OTLP span",
+        "out of range",
     ):
         assert expected in reasons
     if mode != "keep":
         assert not any("ann@example.com" in str(row) for row in tables["llm_calls"])
+    tasks = {row[17] for row in tables["llm_calls"]}
+    assert "7" in tasks and len(tasks) > 2  # the int task stored as text beside the others
 
 
 def test_fast_path_takes_clean_records_itself(tmp_path):

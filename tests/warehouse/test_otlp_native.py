@@ -1,0 +1,440 @@
+"""The compiled OTLP normaliser stores exactly what the Python path stores, line for line.
+
+It accepts a strict subset of the Python path's input and hands every other line back to it, so
+the tests below compare the two paths' tables (Arrow types included) and counts on clean files,
+on the messy file of every known kind of trouble, and on lines altered at random in the ways the
+C scanner must get right: types, escapes, repeated keys, ids, numbers at the limits, Unicode.
+"""
+
+import json
+import random
+
+import pyarrow as pa
+import pytest
+
+from routeiq_assets.telemetry.raw_store import land_file
+from routeiq_assets.telemetry.simulator import request_spans, simulate_requests
+from routeiq_assets.warehouse import otlp_native
+from routeiq_assets.warehouse.ingest import ingest_batch
+from routeiq_assets.warehouse.otlp_fast import merge_parts, normalise_otlp_file, split_lines
+from routeiq_assets.warehouse.store import connect, write_batch
+from tests.warehouse.test_otlp_fast import _contents, _line, _messy_file, _payload, _set_payload
+
+
+def test_the_compiled_normaliser_is_built():
+    # `pip install -e .` builds it wherever a C compiler and Python's headers are found (every
+    # machine this project is installed on); without it ingestion is correct but slower
+    assert otlp_native.available(), "routeiq_assets/warehouse/_otlp_native.c was not built"
+
+
+def _batch(path, native, mode="scrub", part=None, batch_id="b"):
+    return normalise_otlp_file(path, batch_id, "src", mode, part, native=native)
+
+
+def _assert_same(native, python, label=""):
+    assert (native.records_in, native.duplicates_in_batch) == (
+        python.records_in,
+        python.duplicates_in_batch,
+    ), label
+    for name, expected in python.tables.items():
+        got = native.tables[name]
+        if expected is None or got is None:
+            assert expected is None and got is None, (label, name)
+            continue
+        if name == "quarantine":  # when a row was made, not what it says
+            expected, got = expected.drop(["quarantined_at"]), got.drop(["quarantined_at"])
+        assert got.schema == expected.schema, (label, name, got.schema, expected.schema)
+        for column in expected.column_names:
+            assert _values(got[column]) == _values(expected[column]), (label, name, column)
+
+
+def _values(column):
+    return [("NaN" if isinstance(v, float) and v != v else v) for v in column.to_pylist()]
+
+
+def _clean_file(path, n=300, seed=3):
+    reqs = list(simulate_requests(n, seed=seed))
+    lines = [
+        _line([s for r in reqs[i : i + 25] for s in request_spans(r)]) for i in range(0, n, 25)
+    ]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+@pytest.mark.parametrize("mode", ["scrub", "keep", "hash"])
+def test_clean_telemetry_is_all_read_natively_and_equals_the_python_path(tmp_path, mode):
+    path = _clean_file(tmp_path / "clean.otlp.json")
+    native, python = _batch(path, True, mode), _batch(path, False, mode)
+    _assert_same(native, python)
+    assert native.stats == {"native": True, "native_records": 600, "python_lines": 0}
+    assert native.records_in == 600 and native.tables["decision_candidates"].num_rows > 600
+
+
+@pytest.mark.parametrize("mode", ["scrub", "keep", "hash"])
+def test_the_messy_file_stores_the_same_through_the_warehouse(tmp_path, mode):
+    path = _messy_file(tmp_path / "messy.otlp.json")
+    raw = land_file(path, tmp_path / "raw")
+    results = {}
+    for native in (False, True):
+        with connect(tmp_path / f"{native}.duckdb") as con:
+            batch = _batch(raw.raw_path, native, mode, batch_id=raw.batch_id)
+            counts = write_batch(con, raw.batch_id, batch)
+            results[native] = (counts, _contents(con))
+        if native:
+            # the clean lines went natively, the troubled ones the Python way
+            assert 40 <= batch.stats["native_records"] < batch.records_in
+            assert batch.stats["python_lines"] >= 1
+    assert results[True] == results[False]
+    with connect(tmp_path / "general.duckdb") as con:
+        general = ingest_batch(con, raw.batch_id, raw.raw_path, raw.format, "src", mode, fast=False)
+        assert (general, _contents(con)) == results[True]
+
+
+def test_small_chunks_many_lines_back_to_python_and_parts(tmp_path, monkeypatch):
+    """Duplicates across chunks and across native and Python parts count as in one pass; past
+    MAX_STOPS lines the rest of the range goes the Python way."""
+    reqs = list(simulate_requests(60, seed=8))
+    lines = []
+    for i, req in enumerate(reqs):
+        spans = request_spans(req)
+        if i % 3 == 1:  # a span id in upper case: the Python way
+            spans[1]["spanId"] = spans[1]["spanId"].upper()
+        lines.append(_line(spans))
+    lines += lines[:12]  # duplicates of earlier lines, native and not
+    path = tmp_path / "mixed.otlp.json"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    python = _batch(path, False)
+    monkeypatch.setattr(otlp_native, "CHUNK_RECORDS", 7)
+    _assert_same(_batch(path, True), python, "chunks of 7")
+    monkeypatch.setattr(otlp_native, "MAX_STOPS", 3)
+    few = _batch(path, True)
+    _assert_same(few, python, "3 stops")
+    assert few.stats["python_lines"] == 3
+    assert python.duplicates_in_batch == 24
+    for parts in (2, 5):
+        merged = merge_parts([_batch(path, True, part=p) for p in split_lines(path, parts)])
+        _assert_same(merged, python, f"{parts} parts")
+
+
+def test_an_object_msgspec_refuses_sends_the_file_the_python_way(tmp_path):
+    req = next(iter(simulate_requests(1, seed=2)))
+    decision, call = request_spans(req)
+    text = json.dumps(_payload(decision)).replace(
+        '"custom_attributes": {', '"custom_attributes": {"x": 1e400, ', 1
+    )
+    _set_payload(decision, text)
+    path = tmp_path / "f.otlp.json"
+    path.write_bytes(_line([decision, call]) + b"\n")
+    native = _batch(path, True)
+    _assert_same(native, _batch(path, False))
+    assert native.stats == {}  # the whole range went the Python way
+
+
+# --- random alterations ------------------------------------------------------------------------
+
+VALUES = [
+    None,
+    "",
+    "x",
+    "é ✓ \U0001f600",
+    'q"uo\\te',
+    "tab\there",
+    0,
+    -1,
+    7,
+    1.5,
+    -0.0,
+    1e300,
+    10**17,
+    10**19,
+    2**63,
+    True,
+    False,
+    [],
+    {},
+    [1],
+    {"a": None},
+    "24",
+    "2.5",
+    "v1.0",
+    "NaN",
+]
+PAYLOAD_FIELDS = [
+    "contract_version",
+    "contract_name",
+    "event_id",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "timestamp_utc",
+    "timestamp_unix_ms",
+    "input",
+    "strategy_name",
+    "strategy_version",
+    "candidate_deployments",
+    "selected_deployment",
+    "selection_reason",
+    "experiment",
+    "timings",
+    "outcome",
+    "fallback",
+    "custom_attributes",
+]
+NESTED = {
+    "input": [
+        "requested_model",
+        "query_length",
+        "user_id",
+        "team_id",
+        "api_type",
+        "request_metadata",
+    ],
+    "timings": ["total_ms", "strategy_ms", "embedding_ms", "candidate_filter_ms"],
+    "outcome": [
+        "status",
+        "error_message",
+        "error_type",
+        "input_tokens",
+        "output_tokens",
+        "total_tokens",
+        "api_type",
+    ],
+    "fallback": ["fallback_triggered", "original_model", "fallback_reason", "fallback_attempt"],
+}
+ANY_VALUES = [
+    None,
+    {},
+    {"stringValue": "s"},
+    {"stringValue": 5},
+    {"intValue": "12"},
+    {"intValue": 12},
+    {"intValue": "-3"},
+    {"intValue": "007"},
+    {"intValue": "1e3"},
+    {"intValue": 1.5},
+    {"intValue": str(10**19)},
+    {"doubleValue": 2},
+    {"doubleValue": 0.1},
+    {"doubleValue": "0.5"},
+    {"boolValue": True},
+    {"boolValue": "false"},
+    {"stringValue": "a", "intValue": "1"},
+    {"arrayValue": {"values": []}},
+    {"stringValue": 'ünï"code\\'},
+]
+CALL_KEYS = [
+    "gen_ai.prompt",
+    "gen_ai.prompt.0.content",
+    "gen_ai.completion",
+    "gen_ai.request.model",
+    "gen_ai.response.model",
+    "gen_ai.usage.input_tokens",
+    "gen_ai.usage.prompt_tokens",
+    "gen_ai.usage.output_tokens",
+    "gen_ai.usage.total_tokens",
+    "litellm.task",
+    "routeiq.quality_score",
+    "routeiq.ground_truth",
+    "other.key",
+]
+SPAN_VALUES = {
+    "traceId": [None, "", "ABC", "A" * 32, 5],
+    "spanId": [None, "", "F" * 16, "0" * 16, "short", 7],
+    "parentSpanId": [None, "", "ab" * 8, "AB" * 8, "AAAAAAAAAAA="],
+    "name": [None, "", "ñame", 5],
+    "startTimeUnixNano": [None, "", "0", 0, "17", "-5", 1.5, "1" * 20, 10**18],
+    "endTimeUnixNano": [None, "5", 5, "99999999999999999999"],
+    "status": [
+        None,
+        {},
+        {"code": 1},
+        {"code": 2},
+        {"code": 3},
+        {"code": "x"},
+        {"code": 1.0},
+        {"code": True},
+        "bad",
+        {"code": None, "message": "m"},
+    ],
+}
+
+
+def _alter_payload(rng, p):
+    kind = rng.randrange(5)
+    if kind == 0:
+        p[rng.choice(PAYLOAD_FIELDS)] = rng.choice(VALUES)
+    elif kind == 1:
+        p.pop(rng.choice(PAYLOAD_FIELDS), None)
+    elif kind == 2:
+        obj = rng.choice(list(NESTED))
+        if isinstance(p.get(obj), dict):
+            p[obj][rng.choice(NESTED[obj])] = rng.choice(VALUES)
+    elif kind == 3 and isinstance(p.get("candidate_deployments"), list):
+        cand = rng.choice(p["candidate_deployments"] or [{}])
+        if not isinstance(cand, dict):
+            return p
+        cand[rng.choice(["model_name", "provider", "score", "available", "extra"])] = rng.choice(
+            VALUES
+        )
+    else:
+        p["custom_attributes"] = rng.choice(
+            [
+                {"selection_propensity": rng.choice(VALUES), "logging_policy": rng.choice(VALUES)},
+                {"n": 10**30},
+                {"dup": 1},
+                rng.choice(VALUES),
+            ]
+        )
+    return p
+
+
+def _payload_text(rng, payload):
+    text = json.dumps(payload, ensure_ascii=rng.random() < 0.5)
+    trick = rng.randrange(8)
+    if trick == 0:  # a repeated key: msgspec keeps the last
+        text = text.replace("{", '{"event_id": "first", ', 1)
+    elif trick == 1:  # an escaped key
+        text = text.replace('"event_id"', '"event\\u005fid"', 1)
+    elif trick == 2:
+        text = "  " + json.dumps(payload, indent=1) + "\n"
+    elif trick == 3:
+        text = text + " trailing"
+    elif trick == 4:
+        text = text.replace('"success"', '"succ\\u0065ss"')
+    return text
+
+
+def _alter_spans(rng, spans):
+    decision, call = spans
+    payload, text = _payload(decision), None
+    for _ in range(rng.randrange(1, 4)):
+        target = rng.randrange(7)
+        if target <= 1:
+            payload = _alter_payload(rng, payload)
+            text = _payload_text(rng, payload)
+        elif target == 2:
+            span = rng.choice(spans)
+            key = rng.choice(list(SPAN_VALUES))
+            if rng.random() < 0.2:
+                span.pop(key, None)
+            else:
+                span[key] = rng.choice(SPAN_VALUES[key])
+        elif target == 3:
+            span = rng.choice(spans)
+            item = {"key": rng.choice(CALL_KEYS)}
+            value = rng.choice(ANY_VALUES)
+            if value is not None or rng.random() < 0.5:
+                item["value"] = value
+            span.setdefault("attributes", []).append(item)
+        elif target == 4:
+            call["attributes"] = [a for a in call["attributes"] if rng.random() < 0.7]
+        else:
+            payload["trace_id"] = rng.choice(
+                [str(payload.get("trace_id")).upper(), "f" * 32, f"{payload.get('trace_id')} "]
+            )
+            text = None
+    _set_payload(decision, json.dumps(payload) if text is None else text)
+    if rng.random() < 0.3:  # the events themselves, after the payload is in place
+        event = decision["events"][0]
+        choice = rng.randrange(4)
+        if choice == 0:
+            event["name"] = rng.choice(["other", None, "routeiq.router_decision.v1"])
+        elif choice == 1:
+            decision["events"].append(json.loads(json.dumps(event)))
+        elif choice == 2:
+            event["attributes"].append(
+                {"key": "routeiq.router_decision.payload", "value": rng.choice(ANY_VALUES)}
+            )
+        else:
+            decision["events"] = rng.choice([None, [], [{"name": "x"}]])
+    return spans
+
+
+def _raw_line(rng, line):
+    trick = rng.randrange(24)
+    if trick == 0:
+        return line[: rng.randrange(len(line))]
+    if trick == 1:
+        return b" \t" + line + b"\r"
+    if trick == 2:
+        return line + b" x"
+    if trick == 3:
+        return line.replace(b'"spans"', b'"spans":null,"spans"', 1)
+    if trick == 4:
+        return line.replace(b"scopeSpans", b"instrumentationLibrarySpans", 1)
+    if trick == 5:
+        return line.replace(b"o", b"\xc3", 1)  # broken UTF-8
+    if trick == 6:
+        return b"\x0b "
+    return line
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_randomly_altered_lines_store_the_same(tmp_path, seed):
+    rng = random.Random(seed)
+    reqs = list(simulate_requests(120, seed=100 + seed))
+    lines = []
+    for i in range(0, len(reqs), 2):
+        spans = []
+        for req in reqs[i : i + 2]:
+            pair = request_spans(req)
+            spans += _alter_spans(rng, pair) if rng.random() < 0.5 else pair
+        lines.append(_raw_line(rng, _line(spans)))
+    lines += rng.sample(lines, 5)  # repeated lines: duplicates
+    path = tmp_path / f"fuzz{seed}.otlp.json"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    python = _batch(path, False)
+    native = _batch(path, True)
+    _assert_same(native, python, f"seed {seed}")
+    assert native.stats.get("python_lines", 0) >= 1  # some lines were beyond the C subset
+
+
+def test_escaped_unicode_and_numbers_at_the_limits(tmp_path):
+    """Values the C scanner converts itself: escapes to UTF-8 (surrogate pairs), floats by
+    strtod, ints up to 18 digits and 19-digit nanosecond times."""
+    req = next(iter(simulate_requests(1, seed=4)))
+    decision, call = request_spans(req)
+    p = _payload(decision)
+    p["selection_reason"] = 'é\u2713\U0001f600\n"\\/\b\f\r\t\x01'
+    p["timings"] = {
+        "total_ms": 0.1,
+        "strategy_ms": 1e-300,
+        "embedding_ms": 123456789012345,
+        "candidate_filter_ms": -2.5e10,
+    }
+    p["outcome"]["input_tokens"] = 999_999_999_999_999_999
+    p["outcome"]["output_tokens"] = -999_999_999_999_999_999
+    p["timestamp_unix_ms"] = 0
+    _set_payload(decision, json.dumps(p, ensure_ascii=True))
+    call["startTimeUnixNano"] = str(2**63 - 1)
+    call["endTimeUnixNano"] = str(2**63 - 1)
+    call["attributes"].append(
+        {"key": "routeiq.ground_truth", "value": {"stringValue": "\ud83d\ude00"}}
+    )
+    path = tmp_path / "limits.otlp.json"
+    text = json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [decision, call]}]}]})
+    path.write_text(text + "\n", encoding="utf-8")
+    native, python = _batch(path, True), _batch(path, False)
+    _assert_same(native, python)
+    assert native.stats["python_lines"] == 0
+    row = native.tables["router_decisions"].to_pylist()[0]
+    assert row["selection_reason"] == p["selection_reason"]
+    assert row["input_tokens"] == 999_999_999_999_999_999
+    assert native.tables["llm_calls"]["ground_truth"].to_pylist() == ["\U0001f600"]
+    assert native.tables["llm_calls"].schema.field("start_unix_ms").type == pa.int64()
+
+
+def test_parts_with_differently_typed_columns_join_as_one_pass_types_them():
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from routeiq_assets.warehouse.columnar import infer_array, join_parts
+
+    utc = datetime(2026, 11, 1, tzinfo=UTC)
+    plus2 = datetime(2026, 11, 1, 2, tzinfo=timezone(timedelta(hours=2)))
+    first = {"ts": [utc, None], "task": ["math", None], "n": [1, 2]}
+    second = {"ts": [plus2], "task": [7], "n": [3]}
+    joined = join_parts([pa.table(first), None, pa.table(second)])
+    for name in ("ts", "task"):
+        assert joined[name].to_pylist() == infer_array(first[name] + second[name]).to_pylist()
+    assert joined["task"].to_pylist() == ["math", None, "7"]
+    assert joined.schema.field("n").type == pa.int64() and joined["n"].to_pylist() == [1, 2, 3]
