@@ -16,8 +16,9 @@
  * parse(buffer, start, end, first_line, file_name, max_records) reads the lines that start in
  * [start, end) and returns (columns, next_offset, next_line, stopped): columns is a list of
  * (length, null_count, validity bitmap or None, data, offsets or None), one per entry of
- * columns(); stopped is True when the line at next_offset needs the Python path. It returns early
- * (stopped False) once max_records decisions or calls are built, at a line boundary.
+ * columns(), data and offsets handed over without a copy; stopped is True when the line at
+ * next_offset needs the Python path. It returns early (stopped False) once max_records decisions
+ * or calls are built, at a line boundary. It releases the GIL while it scans.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -34,7 +35,8 @@ typedef struct {
     size_t len, cap;
 } Buf;
 
-static int oom; /* set when an allocation fails: parse() raises MemoryError */
+/* Each thread parses with its own buffers (parse() releases the GIL while it scans). */
+static _Thread_local int oom; /* set when an allocation fails: parse() raises MemoryError */
 
 static int buf_reserve(Buf *b, size_t extra) {
     if (b->len + extra <= b->cap) return 0;
@@ -145,16 +147,7 @@ static const char *COL_NAMES[NCOLS] = {COLUMN_LIST(AS_NAME)};
 #define AS_KIND(id, name, kind) kind,
 static const int COL_KINDS[NCOLS] = {COLUMN_LIST(AS_KIND)};
 
-static Col cols[NCOLS];
-
-static int col_init(Col *c, int kind) {
-    memset(c, 0, sizeof *c);
-    if (kind == K_STR) {
-        int32_t zero = 0;
-        return buf_put(&c->offs, &zero, 4);
-    }
-    return 0;
-}
+static _Thread_local Col cols[NCOLS];
 
 static int str_close(Col *c) { /* after appending a string's bytes to c->data */
     if (c->data.len > INT32_MAX) {
@@ -1092,8 +1085,8 @@ typedef struct {
     int esc;
 } Str;
 
-static Buf scratch; /* unescaped payloads */
-static Buf locbuf;  /* "<file>:<line> span <id>" */
+static _Thread_local Buf scratch; /* unescaped payloads */
+static _Thread_local Buf locbuf;  /* "<file>:<line> span <id>" */
 
 /* A string attribute value for an inferred column: a string or null; any other type goes the
  * Python way (it would change the column's type). */
@@ -1419,56 +1412,89 @@ static int all_space(const char *s, size_t n) {
     return 1;
 }
 
+/* A block of memory parse() filled, handed to Python without a copy: a read-only buffer that
+ * frees the memory when the last Arrow array over it goes. */
+typedef struct {
+    PyObject_HEAD char *data;
+    Py_ssize_t len;
+} Block;
+
+static void block_dealloc(Block *b) {
+    free(b->data);
+    Py_TYPE(b)->tp_free((PyObject *)b);
+}
+
+static int block_getbuffer(Block *b, Py_buffer *view, int flags) {
+    return PyBuffer_FillInfo(view, (PyObject *)b, b->data, b->len, 1, flags);
+}
+
+static PyBufferProcs BLOCK_BUFFER = {(getbufferproc)block_getbuffer, NULL};
+
+static PyTypeObject BlockType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "_otlp_native.Block",
+    .tp_basicsize = sizeof(Block),
+    .tp_dealloc = (destructor)block_dealloc,
+    .tp_as_buffer = &BLOCK_BUFFER,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Memory filled by parse(), read-only, freed with the object.",
+};
+
+/* The buffer as a Block; the buffer is left empty (its memory now belongs to the Block). */
+static PyObject *take_block(Buf *b) {
+    if (!b->p && !(b->p = malloc(1))) return PyErr_NoMemory();
+    Block *block = PyObject_New(Block, &BlockType);
+    if (!block) return NULL;
+    block->data = b->p;
+    block->len = (Py_ssize_t)b->len;
+    b->p = NULL;
+    b->len = b->cap = 0;
+    return (PyObject *)block;
+}
+
+/* One byte a row as an Arrow bitmap. */
+static PyObject *bitmap(const char *bytes, size_t n) {
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)((n + 7) / 8));
+    if (!out) return NULL;
+    unsigned char *bits = (unsigned char *)PyBytes_AS_STRING(out);
+    memset(bits, 0, (n + 7) / 8);
+    for (size_t i = 0; i < n; i++)
+        if (bytes[i]) bits[i >> 3] |= (unsigned char)(1 << (i & 7));
+    return out;
+}
+
+/* (length, null count, validity bitmap or None, data, offsets or None) of one column. */
 static PyObject *export_column(int id) {
     Col *c = &cols[id];
-    PyObject *valid = Py_None, *offs = Py_None, *data;
-    Py_INCREF(Py_None);
-    Py_INCREF(Py_None);
+    PyObject *valid = NULL, *data = NULL, *offs = NULL;
     if (c->nulls) {
-        Py_DECREF(valid);
-        valid = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)((c->n + 7) / 8));
-        if (!valid) goto fail_valid;
-        unsigned char *bits = (unsigned char *)PyBytes_AS_STRING(valid);
-        memset(bits, 0, (c->n + 7) / 8);
-        for (size_t i = 0; i < c->n; i++)
-            if (c->valid.p[i]) bits[i >> 3] |= (unsigned char)(1 << (i & 7));
-    }
-    if (COL_KINDS[id] == K_BOOL) {
-        data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)((c->n + 7) / 8));
-        if (!data) goto fail;
-        unsigned char *bits = (unsigned char *)PyBytes_AS_STRING(data);
-        memset(bits, 0, (c->n + 7) / 8);
-        for (size_t i = 0; i < c->n; i++)
-            if (c->data.p[i]) bits[i >> 3] |= (unsigned char)(1 << (i & 7));
+        if (!(valid = bitmap(c->valid.p, c->n))) goto fail;
     } else {
-        data = PyBytes_FromStringAndSize(c->data.p ? c->data.p : "", (Py_ssize_t)c->data.len);
-        if (!data) goto fail;
+        valid = Py_NewRef(Py_None);
     }
-    if (COL_KINDS[id] == K_STR) {
-        Py_DECREF(offs);
-        offs = PyBytes_FromStringAndSize(c->offs.p, (Py_ssize_t)((c->n + 1) * 4));
-        if (!offs) {
-            Py_DECREF(data);
-            goto fail;
-        }
-    }
+    data = COL_KINDS[id] == K_BOOL ? bitmap(c->data.p, c->n) : take_block(&c->data);
+    if (!data) goto fail;
+    offs = COL_KINDS[id] == K_STR ? take_block(&c->offs) : Py_NewRef(Py_None);
+    if (!offs) goto fail;
     return Py_BuildValue("(nnNNN)", (Py_ssize_t)c->n, (Py_ssize_t)c->nulls, valid, data, offs);
 fail:
-    Py_DECREF(valid);
-    Py_DECREF(offs);
-    return NULL;
-fail_valid:
-    Py_DECREF(offs);
+    Py_XDECREF(valid);
+    Py_XDECREF(data);
+    Py_XDECREF(offs);
     return NULL;
 }
 
-static void reset_columns(void) {
+/* Empty columns for a parse() call (a string column starts with its 0 offset). */
+static int start_columns(void) {
     for (int i = 0; i < NCOLS; i++) {
         Col *c = &cols[i];
         c->n = c->nulls = 0;
-        c->data.len = c->valid.len = 0;
-        c->offs.len = COL_KINDS[i] == K_STR ? 4 : 0; /* the leading 0 offset stays */
+        c->data.len = c->offs.len = c->valid.len = 0;
+        if (COL_KINDS[i] == K_STR) {
+            int32_t zero = 0;
+            if (buf_put(&c->offs, &zero, 4)) return -1;
+        }
     }
+    return 0;
 }
 
 static PyObject *py_parse(PyObject *self, PyObject *args) {
@@ -1485,17 +1511,19 @@ static PyObject *py_parse(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "start/end outside the buffer");
         return NULL;
     }
-    reset_columns();
     oom = 0;
     const char *base = buf.buf;
     Py_ssize_t pos = start;
     int stopped = 0;
     Mark *marks = malloc(sizeof(Mark) * NCOLS);
-    if (!marks) {
+    if (!marks || start_columns()) {
+        free(marks);
         PyBuffer_Release(&buf);
         return PyErr_NoMemory();
     }
-    /* the GIL stays held: the column buffers are this module's, one parse at a time */
+    /* The scan touches no Python object (the buffer is held until it is released below), so
+     * other threads run meanwhile: several files are normalised on threads at once. */
+    Py_BEGIN_ALLOW_THREADS
     while (pos < end) {
         const char *line = base + pos;
         const char *nl = memchr(line, '\n', (size_t)(buf.len - pos));
@@ -1516,6 +1544,7 @@ static PyObject *py_parse(PyObject *self, PyObject *args) {
             (Py_ssize_t)cols[L_TRACE].n >= max_records)
             break;
     }
+    Py_END_ALLOW_THREADS
     free(marks);
     PyBuffer_Release(&buf);
     if (oom) return PyErr_NoMemory();
@@ -1529,7 +1558,6 @@ static PyObject *py_parse(PyObject *self, PyObject *args) {
         }
         PyList_SET_ITEM(columns, i, col);
     }
-    reset_columns();
     return Py_BuildValue("(NnLO)", columns, pos, line_no, stopped ? Py_True : Py_False);
 }
 
@@ -1560,7 +1588,6 @@ static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "_otlp_native",
                                     METHODS};
 
 PyMODINIT_FUNC PyInit__otlp_native(void) {
-    for (int i = 0; i < NCOLS; i++)
-        if (col_init(&cols[i], COL_KINDS[i])) return PyErr_NoMemory();
+    if (PyType_Ready(&BlockType) < 0) return NULL;
     return PyModule_Create(&MODULE);
 }

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -14,6 +16,7 @@ import pyarrow as pa
 from routeiq_assets.telemetry.pii import PromptTextMode
 from routeiq_assets.telemetry.raw_store import RawFile
 from routeiq_assets.telemetry.readers import read_records
+from routeiq_assets.warehouse import otlp_native
 from routeiq_assets.warehouse.columnar import ColumnarBatch
 from routeiq_assets.warehouse.normalize import NormalisedBatch, normalise_records
 from routeiq_assets.warehouse.otlp_fast import merge_parts, normalise_otlp_file, split_lines
@@ -163,7 +166,8 @@ def ingest_pending(
     kept never depends on timing). When the pending files hold at least ``parallel_min_bytes``,
     worker processes (``workers``, default up to 2; :mod:`routeiq_assets.warehouse.workers`)
     normalise the next batches while this process writes, each OTLP JSON file of at least
-    ``split_min_bytes`` in as many parts as there are workers (joined again in file order).
+    ``split_min_bytes`` and more than its share of the pending bytes in as many parts as there
+    are workers (joined again in file order).
     """
     return ingest_batches(
         con, pending_batches(con), log, prompt_mode, workers, parallel_min_bytes, split_min_bytes
@@ -230,6 +234,34 @@ def ingest_batches(
         return done
 
 
+def normalise_in_threads(
+    jobs: list[tuple[Any, ...]], threads: int
+) -> Iterator[NormalisedBatch | ColumnarBatch]:
+    """The batches of ``jobs`` (``normalise_file`` arguments), in order, normalised on
+    ``threads`` threads, at most one job queued a thread ahead of the one being consumed (so
+    finished batches waiting their turn stay few)."""
+    with ThreadPoolExecutor(max(1, threads), thread_name_prefix="routeiq-normalise") as pool:
+        window = 2 * max(1, threads)
+        futures: dict[int, Future[NormalisedBatch | ColumnarBatch]] = {}
+        try:
+            for i in range(len(jobs)):
+                for k in range(i, min(i + window, len(jobs))):
+                    if k not in futures:
+                        path, fmt, batch_id, source, prompt_mode, part = jobs[k]
+                        futures[k] = pool.submit(
+                            normalise_file, path, fmt, batch_id, source, prompt_mode, True, part
+                        )
+                try:
+                    batch = futures.pop(i).result()
+                except Exception as exc:
+                    exc.add_note(f"while normalising {jobs[i][0]}")
+                    raise
+                yield batch
+        finally:
+            for future in futures.values():
+                future.cancel()
+
+
 def _normalise_in_workers(
     pending: list[tuple[str, str, str, str]],
     prompt_mode: PromptTextMode,
@@ -240,12 +272,22 @@ def _normalise_in_workers(
     """Each pending batch, in order, normalised by worker processes (a large OTLP JSON file in
     parts, joined again here), handed to ``add`` with its index."""
     jobs, owners = [], []
+    # A file is split when it is big (split_min_bytes) and more than its share of the work: with
+    # many files of about equal size, whole files keep every worker busy, and parts would only
+    # cost this process line counting (split_lines) and joining (merge_parts) on the write path.
+    share = sum(_size(raw_path) for _, raw_path, _, _ in pending) / (2 * n_workers)
     for i, (batch_id, raw_path, fmt, name) in enumerate(pending):
-        split = fmt == "otlp_json" and _size(raw_path) >= split_min_bytes
+        size = _size(raw_path)
+        split = fmt == "otlp_json" and size >= split_min_bytes and size >= share
         for part in split_lines(Path(raw_path), n_workers) if split else [None]:
             jobs.append((Path(raw_path), fmt, batch_id, name, prompt_mode, part))
             owners.append(i)
-    with contextlib.closing(normalise_in_workers(jobs, n_workers)) as batches:
+    # The compiled normaliser releases the GIL: threads of this process then do the work of the
+    # worker processes without their start-up, and without passing every table through an
+    # Arrow IPC file (3 GB for a million events).
+    threads = otlp_native.available() and all(job[1] == "otlp_json" for job in jobs)
+    normalised = normalise_in_threads if threads else normalise_in_workers
+    with contextlib.closing(normalised(jobs, n_workers)) as batches:
         parts: list[ColumnarBatch] = []
         for k, batch in enumerate(batches):
             parts.append(batch)

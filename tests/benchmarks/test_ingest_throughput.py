@@ -7,10 +7,11 @@ new batch of 1% of the volume after the full run. Each measurement runs in a fre
 RSS is its own). Volume: ROUTEIQ_BENCH_EVENTS decision events (default 200,000; the issue's
 figure is 1,000,000).
 
-Also in the same run: the product's own path (`routeiq ingest` on the folder: one Dagster run over
-the range of new batches, CLI start-up included), and two floors that bound what any
-design built on msgspec decoding and DuckDB writes can reach on this machine: decoding the
-export requests and decision payloads and nothing else (one process), and writing already
+Also in the same run: our path without the compiled normaliser (ROUTEIQ_NATIVE_OTLP=0: the
+msgspec fast path, as before it was built), the product's own path (`routeiq ingest` on the
+folder: one Dagster run over the range of new batches, CLI start-up included), and floors that
+bound what this design can reach on this machine: the compiled scan alone (lines to column
+buffers, one process), msgspec decoding alone (the Python path's floor), and writing already
 normalised batches (the first four files) into DuckDB.
 """
 
@@ -54,6 +55,23 @@ for f in sorted(Path(sys.argv[1]).glob("*.json")):
                     for event in span.events or ():
                         _DECISION.decode(event.attributes[0].value.stringValue)
                         events += 1
+print(time.perf_counter() - started, events)
+"""
+
+# Only the compiled scan: every line of every file into column buffers, nothing after.
+FLOOR_SCAN = """
+import mmap, sys, time
+from pathlib import Path
+from routeiq_assets.warehouse import _otlp_native as native
+started = time.perf_counter()
+events = 0
+for f in sorted(Path(sys.argv[1]).glob("*.json")):
+    with f.open("rb") as h, mmap.mmap(h.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        start, line, names = 0, 1, [n for n, _ in native.columns()]
+        while start < len(mm):
+            cols, start, line, stopped = native.parse(mm, start, len(mm), line, b"f", 16384)
+            assert not stopped
+            events += cols[names.index("d.event_id")][0]
 print(time.perf_counter() - started, events)
 """
 
@@ -152,7 +170,7 @@ print(out.strip(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, peak)
 """
 
 
-def _measure(code, *args):
+def _measure(code, *args, env=None):
     # flush what earlier steps left for the kernel to write back (the full run copies 3.5 GB
     # into the raw store): otherwise that writeback lands in the next measurement's fsyncs
     os.sync()
@@ -162,6 +180,7 @@ def _measure(code, *args):
         capture_output=True,
         text=True,
         cwd=REPO_ROOT,
+        env=None if env is None else {**os.environ, **env},
     ).stdout
     fields = out.strip().splitlines()[-1].split()  # DuckDB may draw progress bars above it
     assert len(fields) == 4, f"unexpected output from the measured script: {out!r}"
@@ -196,28 +215,39 @@ def test_normalisation_throughput(tmp_path, machine_load):
     ours_s, ours_n, ours_mb, ours_tree = _measure(OURS, str(full), str(db), str(raw))
     inc_s, inc_n, _, _ = _measure(OURS, str(extra), str(db), str(raw))
     assert base_n == ours_n == EVENTS and inc_n == max(EVENTS // 100, 1)
+    py_s, py_n, py_mb, py_tree = _measure(
+        OURS,
+        str(full),
+        str(tmp_path / "py.duckdb"),
+        str(tmp_path / "raw_py"),
+        env={"ROUTEIQ_NATIVE_OTLP": "0"},
+    )
     home = tmp_path / "product"
     prod_s, prod_n, prod_mb, prod_tree = _measure(
         PRODUCT, str(full), str(home / "dagster"), str(home / "routeiq")
     )
+    scan_s, scan_n, scan_mb, _ = _measure(FLOOR_SCAN, str(full))
     dec_s, dec_n, dec_mb, _ = _measure(FLOOR_DECODE, str(full))
     wr_s, wr_n, _, _ = _measure(FLOOR_WRITE, str(full), str(tmp_path / "floor.duckdb"), "group")
     each_s, each_n, _, _ = _measure(FLOOR_WRITE, str(full), str(tmp_path / "each.duckdb"), "each")
-    assert prod_n == dec_n == EVENTS and wr_n == each_n == min(EVENTS, 4 * PER_FILE)
+    assert prod_n == dec_n == scan_n == py_n == EVENTS
+    assert wr_n == each_n == min(EVENTS, 4 * PER_FILE)
 
     nan = float("nan")
     rows = [
         ("baseline: per-record json.loads loop", base_s, base_n / base_s, base_mb, base_tree),
         ("ours: validate + normalise + DuckDB write", ours_s, ours_n / ours_s, ours_mb, ours_tree),
         ("ours: +1% new batch after the full run", inc_s, inc_n / inc_s, nan, nan),
+        ("ours without the compiled normaliser", py_s, py_n / py_s, py_mb, py_tree),
         ("product: `routeiq ingest` (Dagster runs)", prod_s, prod_n / prod_s, prod_mb, prod_tree),
+        ("floor: compiled scan only (1 process)", scan_s, scan_n / scan_s, scan_mb, nan),
         ("floor: msgspec decode only (1 process)", dec_s, dec_n / dec_s, dec_mb, nan),
         ("floor: DuckDB write only (4 batches, 1 tx)", wr_s, wr_n / wr_s, nan, nan),
         ("  (the same, one transaction a batch)", each_s, each_n / each_s, nan, nan),
     ]
     cores = os.cpu_count() or 1
-    # with every core busy and nothing but decoding and writing, no overheads at all
-    ceiling = cores / (dec_s / dec_n + wr_s / wr_n)
+    # with every core busy and nothing but scanning and writing, no overheads at all
+    ceiling = cores / (scan_s / scan_n + wr_s / wr_n)
     print(
         f"\n{EVENTS} decision events (+ as many LLM-call spans), {size_mb:.0f} MB OTLP JSON; "
         f"{machine_load}"
@@ -226,7 +256,7 @@ def test_normalisation_throughput(tmp_path, machine_load):
     for name, s, rate, mb, tree_mb in rows:
         print(f"{name:<44}{s:>9.1f}{rate:>11.0f}{mb:>13.0f}{tree_mb:>18.0f}")
     print(
-        f"ceiling for msgspec decoding + DuckDB writes on {cores} cores, nothing else: "
+        f"ceiling for the compiled scan + DuckDB writes on {cores} cores, nothing else: "
         f"{ceiling:,.0f} events/s = {ceiling / (base_n / base_s):.1f}x the baseline"
     )
     print(
@@ -234,6 +264,7 @@ def test_normalisation_throughput(tmp_path, machine_load):
             {
                 "ours_vs_baseline_speed": round(base_s / ours_s, 3),
                 "product_vs_baseline_speed": round(base_s / prod_s, 3),
+                "without_compiled_normaliser_vs_baseline_speed": round(base_s / py_s, 3),
                 "incremental_cost_vs_full": round(inc_s / ours_s, 4),
                 "ours_peak_rss_all_processes_mb": round(ours_tree),
                 "ceiling_vs_baseline_speed": round(ceiling / (base_n / base_s), 3),

@@ -218,9 +218,12 @@ def test_a_file_read_in_parts_equals_the_file_read_whole(tmp_path, n_parts):
     assert results[0] == results[1]
 
 
-def test_parallel_ingest_equals_sequential_general_ingest(tmp_path):
-    """Several batches through worker processes; events repeated across files are duplicates
-    of the first file landed, as in a sequential run."""
+@pytest.mark.parametrize("native", ["1", "0"])
+def test_parallel_ingest_equals_sequential_general_ingest(tmp_path, monkeypatch, native):
+    """Several batches normalised in parallel (threads with the compiled normaliser, worker
+    processes without it); events repeated across files are duplicates of the first file
+    landed, as in a sequential run."""
+    monkeypatch.setenv("ROUTEIQ_NATIVE_OTLP", native)
     reqs = list(simulate_requests(300, seed=5))
     files = []
     for i, part in enumerate((reqs[:120], reqs[100:220], reqs[200:300] + reqs[:10])):

@@ -438,3 +438,22 @@ def test_parts_with_differently_typed_columns_join_as_one_pass_types_them():
         assert joined[name].to_pylist() == infer_array(first[name] + second[name]).to_pylist()
     assert joined["task"].to_pylist() == ["math", None, "7"]
     assert joined.schema.field("n").type == pa.int64() and joined["n"].to_pylist() == [1, 2, 3]
+
+
+def test_threads_yield_batches_in_order_and_name_a_failing_file(tmp_path):
+    from routeiq_assets.warehouse.ingest import normalise_in_threads
+
+    paths = []
+    for i in range(5):
+        paths.append(_clean_file(tmp_path / f"f{i}.otlp.json", n=50, seed=i))
+    jobs = [(p, "otlp_json", f"b{i}", p.name, "scrub", None) for i, p in enumerate(paths)]
+    got = list(normalise_in_threads(jobs, 2))
+    for job, batch in zip(jobs, got, strict=True):
+        _assert_same(batch, normalise_otlp_file(job[0], job[2], job[3], "scrub", native=False))
+    jobs[3] = (tmp_path / "gone.otlp.json", *jobs[3][1:])
+    seen = []
+    with pytest.raises(FileNotFoundError) as failure:
+        for batch in normalise_in_threads(jobs, 2):
+            seen.append(batch)
+    assert len(seen) == 3  # the batches before the missing file, in order
+    assert "gone.otlp.json" in "".join(failure.value.__notes__)
