@@ -80,7 +80,8 @@ def ingest_paths(paths: list[Path]) -> list[dict]:
     _ensure_dagster_home()
     instance = dg.DagsterInstance.get()
     release_dead_runs(instance, lambda msg: print(msg, file=sys.stderr))
-    scan = plan_files(paths, ingested_batches(instance))
+    # land while hashing: the run's raw_traces step finds the files in the raw store
+    scan = plan_files(paths, ingested_batches(instance), RouteIQSettings().resolved.raw_dir)
     for path in scan.known:
         print(f"{path}: already ingested (same content), skipped", file=sys.stderr)
     new_keys = [k for k, _ in scan.ready]

@@ -15,6 +15,7 @@ import pytest
 
 from routeiq_assets.defs.ingestion import landing_sensor
 from routeiq_assets.defs.resources import RouteIQResource
+from routeiq_assets.telemetry.raw_store import batch_key, file_sha256
 from routeiq_assets.telemetry.simulator import simulate_requests, write_otlp_files
 from tests.conftest import REPO_ROOT, run_failure_context
 
@@ -175,9 +176,13 @@ def test_a_failed_range_run_leaves_no_batch_behind(routeiq_home, tmp_path, monke
     monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
     files = write_otlp_files(simulate_requests(60, seed=9), tmp_path / "in", "f", 20)
     real_config = ingestion.range_run_config
+    gone = batch_key(file_sha256(files[1]))
 
     def file_vanishes_after_the_scan(paths):  # the race, made certain: fails the range run
+        # `routeiq ingest` landed the files while it hashed them: the copy goes too
         files[1].unlink()
+        for landed in (routeiq_home / "raw").rglob(f"{gone}*"):
+            landed.unlink()
         return real_config(paths)
 
     monkeypatch.setattr(ingestion, "range_run_config", file_vanishes_after_the_scan)
@@ -193,6 +198,29 @@ def test_a_failed_range_run_leaves_no_batch_behind(routeiq_home, tmp_path, monke
     logged = {r[0] for r in con.execute("SELECT batch_id FROM ingest_log").fetchall()}
     con.close()
     assert logged == done
+
+
+def test_a_file_removed_after_routeiq_ingest_read_it_is_ingested(
+    routeiq_home, tmp_path, monkeypatch
+):
+    """`routeiq ingest` lands files as it hashes them: the run reads the raw store's copy."""
+    from routeiq_assets.cli import ingest_paths
+    from routeiq_assets.defs import ingestion
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    (tmp_path / "dagster_home").mkdir()
+    files = write_otlp_files(simulate_requests(40, seed=10), tmp_path / "in", "f", 20)
+    real_config = ingestion.range_run_config
+
+    def source_removed(paths):
+        files[0].unlink()
+        return real_config(paths)
+
+    monkeypatch.setattr(ingestion, "range_run_config", source_removed)
+    results = ingest_paths(files)
+    assert [r["success"] for r in results] == [True, True]
+    assert [r["decisions"] for r in results] == [20, 20]
+    assert len({r["run_id"] for r in results}) == 1  # one range run, nothing retried
 
 
 def test_a_landing_backlog_is_one_range_run_and_its_failure_is_split(routeiq_home, monkeypatch):

@@ -14,7 +14,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from routeiq_assets.telemetry.raw_store import batch_key, file_sha256, in_threads, landing_files
+from routeiq_assets.telemetry.raw_store import (
+    batch_key,
+    file_sha256,
+    in_threads,
+    land_files,
+    landing_files,
+)
 
 
 @dataclass
@@ -45,8 +51,14 @@ def load_cursor(text: str | None) -> dict:
     return cursor if isinstance(cursor, dict) else {}
 
 
-def plan_files(paths: list[Path], known_keys: set[str]) -> LandingScan:
-    """Plan explicit files or folders (``routeiq ingest``): complete by assumption."""
+def plan_files(
+    paths: list[Path], known_keys: set[str], raw_dir: Path | None = None
+) -> LandingScan:
+    """Plan explicit files or folders (``routeiq ingest``): complete by assumption.
+
+    With ``raw_dir``, the files are landed in the raw store while they are hashed (one read
+    instead of two: ``raw_traces`` then finds them there and copies nothing; a file that
+    changes after this still cannot be stored under another content's key)."""
     scan = LandingScan()
     found = []
     for given in paths:
@@ -54,7 +66,11 @@ def plan_files(paths: list[Path], known_keys: set[str]) -> LandingScan:
         if not given.exists():
             raise FileNotFoundError(f"{given} does not exist")
         found.extend(landing_files(given) if given.is_dir() else [given])
-    for path, sha in zip(found, in_threads(file_sha256, found), strict=True):
+    if raw_dir is None:
+        hashes = in_threads(file_sha256, found)
+    else:
+        hashes = [raw.sha256 for raw in land_files(found, raw_dir)]
+    for path, sha in zip(found, hashes, strict=True):
         scan.take(batch_key(sha), path, known_keys)
     return scan
 
