@@ -29,7 +29,8 @@ from routeiq_assets.warehouse.store import (
 )
 from routeiq_assets.warehouse.workers import normalise_in_workers
 
-# Below this many bytes of pending files, starting worker processes costs more than it saves.
+# Below this many bytes of pending files, normalising in parallel (threads, or worker processes
+# without the compiled normaliser) costs more than it saves.
 PARALLEL_MIN_BYTES = 64 * 2**20
 # A file at least this big is normalised in parts, one a worker.
 SPLIT_MIN_BYTES = 16 * 2**20
@@ -116,7 +117,7 @@ def ingest_registered_batches(
     log: Callable[[str], None] = lambda _msg: None,
 ) -> list[tuple[str, BatchCounts]]:
     """Ingest batches already in ``raw_files``, in this order, through the same pipeline as
-    :func:`ingest_pending` (a large OTLP JSON file is normalised in parts by worker processes;
+    :func:`ingest_pending` (a large OTLP JSON file is normalised in parts by threads or workers;
     several batches are normalised ahead while one is written)."""
     found = {
         row[0]: row
@@ -164,7 +165,8 @@ def ingest_pending(
 
     Batches are written one at a time, in landing order (so which of two copies of an event is
     kept never depends on timing). When the pending files hold at least ``parallel_min_bytes``,
-    worker processes (``workers``, default up to 2; :mod:`routeiq_assets.warehouse.workers`)
+    threads (``workers``, default up to 2; OTLP JSON with the compiled normaliser,
+    :func:`normalise_in_threads`) or worker processes (:mod:`routeiq_assets.warehouse.workers`)
     normalise the next batches while this process writes, each OTLP JSON file of at least
     ``split_min_bytes`` and more than its share of the pending bytes in as many parts as there
     are workers (joined again in file order).
@@ -269,7 +271,7 @@ def _normalise_in_workers(
     split_min_bytes: int,
     add: Callable[[int, NormalisedBatch | ColumnarBatch], None],
 ) -> None:
-    """Each pending batch, in order, normalised by worker processes (a large OTLP JSON file in
+    """Each pending batch, in order, normalised in parallel (a large OTLP JSON file in
     parts, joined again here), handed to ``add`` with its index."""
     jobs, owners = [], []
     # A file is split when it is big (split_min_bytes) and more than its share of the work: with
