@@ -51,9 +51,7 @@ def load_cursor(text: str | None) -> dict:
     return cursor if isinstance(cursor, dict) else {}
 
 
-def plan_files(
-    paths: list[Path], known_keys: set[str], raw_dir: Path | None = None
-) -> LandingScan:
+def plan_files(paths: list[Path], known_keys: set[str], raw_dir: Path | None = None) -> LandingScan:
     """Plan explicit files or folders (``routeiq ingest``): complete by assumption.
 
     With ``raw_dir``, the files are landed in the raw store while they are hashed (one read
