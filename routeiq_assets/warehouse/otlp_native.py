@@ -171,7 +171,7 @@ def _segment(chunks: list[list[pa.Array]], batch_id: str, memo: TextMemo) -> Col
     calls = _calls(cols, batch_id, memo) if n_calls else None
 
     duplicates = 0
-    if decisions is not None:
+    if decisions is not None and _has_repeats(cols["d.event_id"]):
         keep = _first_seen(cols["d.event_id"].to_pylist())
         if not all(keep):
             duplicates += keep.count(False)
@@ -179,7 +179,8 @@ def _segment(chunks: list[list[pa.Array]], batch_id: str, memo: TextMemo) -> Col
             decisions = decisions.filter(mask)
             if candidates is not None:
                 candidates = candidates.filter(pc.take(mask, cols["c.decision"]))
-    if calls is not None:
+    call_keys = pc.binary_join_element_wise(cols["l.trace_id"], cols["l.span_id"], "/")
+    if calls is not None and _has_repeats(call_keys):
         keys = zip(cols["l.trace_id"].to_pylist(), cols["l.span_id"].to_pylist(), strict=True)
         keep = _first_seen(list(keys))
         if not all(keep):
@@ -201,6 +202,10 @@ def _check_lengths(cols: dict[str, pa.ChunkedArray]) -> None:
         lengths = {len(a) for name, a in cols.items() if name.startswith(prefix)}
         if len(lengths) > 1:  # a bug in the C file, never bad input
             raise RuntimeError(f"compiled normaliser: {prefix} columns of unequal lengths")
+
+
+def _has_repeats(column: pa.ChunkedArray) -> bool:
+    return pc.count_distinct(column).as_py() != len(column)
 
 
 def _first_seen(keys: list[Any]) -> list[bool]:
@@ -237,6 +242,26 @@ def _inferred(column: pa.ChunkedArray) -> pa.Array:
     return column.combine_chunks()
 
 
+# What gateways send: UTC, "Z", up to microseconds; fields in range (Arrow checks the date).
+_ISO_UTC = (
+    r"^[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}"
+    r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?Z$"
+)
+
+
+def _timestamps(texts: pa.ChunkedArray, unix_ms: pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """timestamp_utc as ``_parse_ts`` reads each row (``datetime.fromisoformat``, else the unix
+    milliseconds) and Arrow types the column; in one cast when every value is plain UTC ISO
+    text, the same instants and type (timestamp[us, tz=UTC])."""
+    if texts.null_count == 0 and pc.all(pc.match_substring_regex(texts, _ISO_UTC)).as_py():
+        try:
+            return pc.cast(texts, pa.timestamp("us", tz="UTC"))
+        except pa.ArrowInvalid:  # a day that does not exist: the row-by-row reading decides
+            pass
+    rows = zip(texts.to_pylist(), unix_ms.to_pylist(), strict=True)
+    return infer_array([_parse_ts(text, ms) for text, ms in rows])
+
+
 def _decisions(cols: dict[str, pa.ChunkedArray], batch_id: str) -> pa.Table:
     n = len(cols["d.event_id"])
     metadata, meta_index = _per_distinct(
@@ -245,18 +270,10 @@ def _decisions(cols: dict[str, pa.ChunkedArray], batch_id: str) -> pa.Table:
     customs, custom_index = _per_distinct(
         cols["d.custom_attributes"], lambda raw: custom_fields(_object(raw))
     )
-    stamps = [
-        _parse_ts(text, ms)
-        for text, ms in zip(
-            cols["d.timestamp_utc"].to_pylist(),
-            cols["d.timestamp_unix_ms"].to_pylist(),
-            strict=True,
-        )
-    ]
     custom_rows = custom_index.to_pylist()
     derived = {
         "batch_id": pa.repeat(pa.scalar(batch_id, pa.string()), n),
-        "timestamp_utc": infer_array(stamps),
+        "timestamp_utc": _timestamps(cols["d.timestamp_utc"], cols["d.timestamp_unix_ms"]),
         "request_metadata": _take(metadata, meta_index, pa.string()),
         "selection_propensity": _take([c[1] for c in customs], custom_index, pa.float64()),
         "logging_policy": infer_array([customs[i][2] for i in custom_rows]),

@@ -133,6 +133,9 @@ def test_an_object_msgspec_refuses_sends_the_file_the_python_way(tmp_path):
 # --- random alterations ------------------------------------------------------------------------
 
 VALUES = [
+    "2026-02-30T00:00:00Z",
+    "2026-11-01T23:59:60Z",
+    "2026-11-01T00:00:00.1234567Z",
     None,
     "",
     "x",
@@ -457,3 +460,26 @@ def test_threads_yield_batches_in_order_and_name_a_failing_file(tmp_path):
             seen.append(batch)
     assert len(seen) == 3  # the batches before the missing file, in order
     assert "gone.otlp.json" in "".join(failure.value.__notes__)
+
+
+@pytest.mark.parametrize(
+    "stamps",
+    [
+        ["2026-11-01T00:00:00.763701Z", "2026-11-01T00:00:01Z", "2026-11-01T00:00:01.5Z"],
+        ["2026-11-01T00:00:00Z", "2026-02-30T00:00:00Z"],  # plain UTC text, a day that is not
+        ["2026-11-01T00:00:00Z", "2026-11-01T02:00:00+02:00", None, "2026-11-01 00:00:00"],
+    ],
+)
+def test_timestamps_read_in_one_cast_or_row_by_row_equal_the_python_path(tmp_path, stamps):
+    spans = []
+    for req, stamp in zip(simulate_requests(len(stamps), seed=6), stamps, strict=True):
+        decision, call = request_spans(req)
+        payload = _payload(decision)
+        payload["timestamp_utc"] = stamp
+        _set_payload(decision, payload)
+        spans += [decision, call]
+    path = tmp_path / "ts.otlp.json"
+    path.write_bytes(_line(spans) + b"\n")
+    native, python = _batch(path, True), _batch(path, False)
+    _assert_same(native, python)
+    assert native.stats["python_lines"] == 0
