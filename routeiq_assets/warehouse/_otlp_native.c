@@ -53,6 +53,7 @@ static int buf_reserve(Buf *b, size_t extra) {
 }
 
 static int buf_put(Buf *b, const void *src, size_t n) {
+    if (n == 0) return 0;
     if (buf_reserve(b, n)) return -1;
     memcpy(b->p + b->len, src, n);
     b->len += n;
@@ -150,10 +151,7 @@ static const int COL_KINDS[NCOLS] = {COLUMN_LIST(AS_KIND)};
 static _Thread_local Col cols[NCOLS];
 
 static int str_close(Col *c) { /* after appending a string's bytes to c->data */
-    if (c->data.len > INT32_MAX) {
-        oom = 1; /* more than Arrow's 32-bit offsets hold: the caller reads smaller parts */
-        return -1;
-    }
+    if (c->data.len > INT32_MAX) return -1; /* beyond 32-bit offsets: this line the Python way */
     int32_t end = (int32_t)c->data.len;
     if (buf_put(&c->offs, &end, 4)) return -1;
     char one = 1;
@@ -365,6 +363,8 @@ static size_t unescape(const char *s, size_t len, char *out) {
             s += run;
             continue;
         }
+        /* bounds again: scan_string checked these bytes, but a mapped file can change */
+        if (e - s < 2) break;
         char n = s[1];
         if (n != 'u') {
             switch (n) {
@@ -378,10 +378,12 @@ static size_t unescape(const char *s, size_t len, char *out) {
             s += 2;
             continue;
         }
-        unsigned int u = (unsigned int)hex4(s + 2);
+        if (e - s < 6) break;
+        unsigned int u = (unsigned int)hex4(s + 2) & 0xFFFF;
         s += 6;
         if (u >= 0xD800 && u <= 0xDBFF) {
-            unsigned int l = (unsigned int)hex4(s + 2);
+            if (e - s < 6) break;
+            unsigned int l = (unsigned int)hex4(s + 2) & 0xFFFF;
             s += 6;
             u = 0x10000 + ((u - 0xD800) << 10) + (l - 0xDC00);
         }
@@ -1163,7 +1165,7 @@ static int parse_span(Cur *c, const char *fname, size_t fnlen, long long line_no
             int ast = 0, ar;
             if (arr_open(c)) return FAIL;
             while ((ar = arr_next(c, &ast)) == 1) {
-                int est = 0, er, decision = 0, have_name = 0;
+                int est = 0, er, decision = 0, have_name = 0, have_attrs = 0;
                 const char *ek;
                 AttrVal evals[N_ATTRS];
                 memset(evals, 0, sizeof evals);
@@ -1182,7 +1184,8 @@ static int parse_span(Cur *c, const char *fname, size_t fnlen, long long line_no
                             decision = 1;
                         else if (esc) return FAIL; /* might spell the decision event's name */
                     } else if (KEY("attributes")) {
-                        if (attributes(c, evals, &unused)) return FAIL;
+                        /* repeated, msgspec keeps the last list: the Python way */
+                        if (have_attrs++ || attributes(c, evals, &unused)) return FAIL;
                     } else if (skip_value(c, 3)) {
                         return FAIL;
                     }
@@ -1483,12 +1486,42 @@ fail:
     return NULL;
 }
 
+/* Frees what a call kept that Python did not take: a thread keeps no memory between calls
+ * (threads of a pool end without telling this module). */
+static void release_buffers(void) {
+    Buf *extra[] = {&scratch, &locbuf};
+    for (int i = 0; i < NCOLS; i++) {
+        Buf *own[] = {&cols[i].data, &cols[i].offs, &cols[i].valid};
+        for (int b = 0; b < 3; b++) {
+            free(own[b]->p);
+            own[b]->p = NULL;
+            own[b]->len = own[b]->cap = 0;
+        }
+    }
+    for (int b = 0; b < 2; b++) {
+        free(extra[b]->p);
+        extra[b]->p = NULL;
+        extra[b]->len = extra[b]->cap = 0;
+    }
+}
+
+/* A call ends early (at a line boundary) once a column holds this much text, far from the 2 GiB
+ * that Arrow's 32-bit offsets allow: long prompts fill a column long before max_records. */
+#define TEXT_PER_CALL ((size_t)256 << 20)
+
+static int text_full(void) {
+    for (int i = 0; i < NCOLS; i++)
+        if (COL_KINDS[i] == K_STR && cols[i].data.len >= TEXT_PER_CALL) return 1;
+    return 0;
+}
+
 /* Empty columns for a parse() call (a string column starts with its 0 offset). */
 static int start_columns(void) {
     for (int i = 0; i < NCOLS; i++) {
         Col *c = &cols[i];
         c->n = c->nulls = 0;
         c->data.len = c->offs.len = c->valid.len = 0;
+        if (buf_reserve(&c->data, 64)) return -1; /* never a NULL base for last_str() */
         if (COL_KINDS[i] == K_STR) {
             int32_t zero = 0;
             if (buf_put(&c->offs, &zero, 4)) return -1;
@@ -1518,6 +1551,7 @@ static PyObject *py_parse(PyObject *self, PyObject *args) {
     Mark *marks = malloc(sizeof(Mark) * NCOLS);
     if (!marks || start_columns()) {
         free(marks);
+        release_buffers();
         PyBuffer_Release(&buf);
         return PyErr_NoMemory();
     }
@@ -1541,23 +1575,21 @@ static PyObject *py_parse(PyObject *self, PyObject *args) {
         pos = next;
         line_no++;
         if ((Py_ssize_t)cols[D_EVENT_ID].n >= max_records ||
-            (Py_ssize_t)cols[L_TRACE].n >= max_records)
+            (Py_ssize_t)cols[L_TRACE].n >= max_records || text_full())
             break;
     }
     Py_END_ALLOW_THREADS
     free(marks);
     PyBuffer_Release(&buf);
-    if (oom) return PyErr_NoMemory();
-    PyObject *columns = PyList_New(NCOLS);
-    if (!columns) return NULL;
-    for (int i = 0; i < NCOLS; i++) {
+    PyObject *columns = oom ? NULL : PyList_New(NCOLS);
+    for (int i = 0; columns && i < NCOLS; i++) {
         PyObject *col = export_column(i);
-        if (!col) {
-            Py_DECREF(columns);
-            return NULL;
-        }
-        PyList_SET_ITEM(columns, i, col);
+        if (!col) Py_CLEAR(columns);
+        else PyList_SET_ITEM(columns, i, col);
     }
+    release_buffers();
+    if (oom) return PyErr_NoMemory();
+    if (!columns) return NULL;
     return Py_BuildValue("(NnLO)", columns, pos, line_no, stopped ? Py_True : Py_False);
 }
 

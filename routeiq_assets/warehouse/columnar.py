@@ -373,7 +373,8 @@ def join_parts(tables: Sequence[pa.Table | None]) -> pa.Table | None:
     """The tables of consecutive parts of one file as one, typed as if the file had been read
     in one go: where Arrow cannot join a column (a timestamp with another time zone, text and
     numbers), it is inferred again from all its values (:func:`infer_array`), as a single pass
-    infers it."""
+    infers it; where that could differ (a part typed float beside text), ArrowInvalid, and the
+    callers read the file in one go."""
     try:
         return concat_tables(tables)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
@@ -385,6 +386,10 @@ def join_parts(tables: Sequence[pa.Table | None]) -> pa.Table | None:
             if len(types) == 1:
                 chunks = [c for t in present for c in t[name].chunks]
                 columns.append(pa.chunked_array(chunks, type=types.pop()))
+            elif any(pa.types.is_floating(t) for t in types):
+                # a float part may hold ints it widened (0 read as 0.0), and one pass over
+                # the values would store them as "0", not "0.0": only re-reading them can tell
+                raise pa.ArrowInvalid(f"column {name}: parts typed {sorted(map(str, types))}")
             else:
                 columns.append(infer_array([v for t in present for v in t[name].to_pylist()]))
         return pa.Table.from_arrays(columns, names)

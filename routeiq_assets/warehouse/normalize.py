@@ -53,7 +53,10 @@ def _parse_ts(value: str | None, unix_ms: int | None) -> datetime | None:
         except ValueError:
             pass
     if unix_ms is not None:
-        return datetime.fromtimestamp(unix_ms / 1000, tz=UTC)
+        try:
+            return datetime.fromtimestamp(unix_ms / 1000, tz=UTC)
+        except (ValueError, OverflowError, OSError):  # beyond the years datetime holds
+            return None
     return None
 
 

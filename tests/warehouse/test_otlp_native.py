@@ -483,3 +483,84 @@ def test_timestamps_read_in_one_cast_or_row_by_row_equal_the_python_path(tmp_pat
     native, python = _batch(path, True), _batch(path, False)
     _assert_same(native, python)
     assert native.stats["python_lines"] == 0
+
+
+def _decision_line(trace, span, payloads, attribute_lists=1):
+    """One span with decision events (a raw line: for shapes json.dumps cannot make)."""
+    events = []
+    for payload in payloads:
+        value = json.dumps({"stringValue": json.dumps(payload)})
+        attrs = f'[{{"key":"routeiq.router_decision.payload","value":{value}}}]'
+        lists = ",".join([f'"attributes":{attrs}'] + ['"attributes":[]'] * (attribute_lists - 1))
+        events.append(f'{{"name":"routeiq.router_decision.v1",{lists}}}')
+    span_json = f'{{"traceId":"{trace}","spanId":"{span}","events":[{",".join(events)}]}}'
+    return f'{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{span_json}]}}]}}]}}'.encode()
+
+
+def _review_payload(event_id, **extra):
+    return {
+        "contract_version": "v1",
+        "event_id": event_id,
+        "trace_id": "a" * 32,
+        "outcome": {"status": "success"},
+        **extra,
+    }
+
+
+REVIEW_CASES = {
+    # a repeated event "attributes" key: msgspec keeps the last list (here: no payload)
+    "repeated attributes": [_decision_line("a" * 32, "b" * 16, [_review_payload("e1")], 2)],
+    # a native part typed float (1.5, 0) beside text from a Python part: "0", not "0.0"
+    "float part beside text": [
+        _decision_line(
+            "a" * 32,
+            "b" * 16,
+            [
+                _review_payload("e2", custom_attributes={"logging_policy": 1.5}),
+                _review_payload("e3", custom_attributes={"logging_policy": 0}),
+            ],
+        ),
+        _decision_line(
+            "a" * 32, "B" * 16, [_review_payload("e4", custom_attributes={"logging_policy": "x"})]
+        ),
+    ],
+    # unix milliseconds beyond the years a datetime holds: no timestamp, no crash
+    "huge unix ms": [
+        _decision_line("a" * 32, "b" * 16, [_review_payload("e5", timestamp_unix_ms=10**17)])
+    ],
+}
+
+
+@pytest.mark.parametrize("case", list(REVIEW_CASES))
+def test_review_cases_store_what_the_python_path_stores(tmp_path, case):
+    path = tmp_path / "review.otlp.json"
+    path.write_bytes(b"\n".join(REVIEW_CASES[case]) + b"\n")
+    native, python = _batch(path, True), _batch(path, False)
+    _assert_same(native, python, case)
+    decisions = python.tables["router_decisions"]
+    if case == "repeated attributes":
+        assert decisions is None and python.tables["quarantine"].num_rows == 1
+    elif case == "float part beside text":
+        assert decisions["logging_policy"].to_pylist() == ["1.5", "0", "x"]
+    else:
+        assert decisions["timestamp_utc"].to_pylist() == [None]
+
+
+def test_a_call_ends_early_before_its_text_outgrows_arrow_offsets(tmp_path):
+    from routeiq_assets.warehouse import _otlp_native
+
+    reqs = list(simulate_requests(300, seed=13))
+    prompt = "word " * (2**20 // 5)  # 1 MiB
+    lines = []
+    for req in reqs:
+        decision, call = request_spans(req)
+        for attr in call["attributes"]:
+            if attr["key"] == "gen_ai.prompt":
+                attr["value"] = {"stringValue": prompt}
+        lines.append(_line([decision, call]))
+    path = tmp_path / "long.otlp.json"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    data = path.read_bytes()
+    columns, offset, line, stopped = _otlp_native.parse(data, 0, len(data), 1, b"f", 16384)
+    assert not stopped and 1 < line <= 300  # ended early, at a line, before 2 GiB
+    _assert_same(_batch(path, True, "keep"), _batch(path, False, "keep"))
