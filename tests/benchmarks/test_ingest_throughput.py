@@ -17,6 +17,7 @@ normalised batches (the first four files) into DuckDB.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -188,7 +189,17 @@ def _measure(code, *args, env=None):
     return float(seconds), int(events), int(rss_kb) / 1024, int(tree_kb) / 1024
 
 
+# Disk the run fills, an event: the OTLP JSON (~3.7 KB), three raw-store copies of it (ours, ours
+# without the compiled normaliser, the product) and the warehouses. 1,000,000 events: ~17 GB.
+DISK_PER_EVENT = 17_000
+
+
 def test_normalisation_throughput(tmp_path, machine_load):
+    free = shutil.disk_usage(tmp_path).free
+    assert free > EVENTS * DISK_PER_EVENT, (
+        f"{EVENTS} events need about {EVENTS * DISK_PER_EVENT / 1e9:.0f} GB free in {tmp_path}, "
+        f"there are {free / 1e9:.0f} GB"
+    )
     full, extra = tmp_path / "full", tmp_path / "extra"
     sim = [
         sys.executable,
