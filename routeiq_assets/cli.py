@@ -63,6 +63,17 @@ def _ensure_dagster_home() -> None:
 def ingest_paths(paths: list[Path]) -> list[dict]:
     """Land files/folders as telemetry batches and materialise raw_traces + the telemetry tables
     for each new one, through the same job and run config as the landing sensor."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from routeiq_assets.telemetry.landing import hash_files
+
+    # the files are landed (hashed and copied) while Dagster and the definitions load
+    with ThreadPoolExecutor(1, thread_name_prefix="routeiq-land") as pool:
+        landing = pool.submit(hash_files, paths, RouteIQSettings().resolved.raw_dir)
+        return _ingest_landed(paths, landing.result)
+
+
+def _ingest_landed(paths: list[Path], landed: Any) -> list[dict]:
     import dagster as dg
 
     from routeiq_assets.definitions import defs
@@ -80,8 +91,8 @@ def ingest_paths(paths: list[Path]) -> list[dict]:
     _ensure_dagster_home()
     instance = dg.DagsterInstance.get()
     release_dead_runs(instance, lambda msg: print(msg, file=sys.stderr))
-    # land while hashing: the run's raw_traces step finds the files in the raw store
-    scan = plan_files(paths, ingested_batches(instance), RouteIQSettings().resolved.raw_dir)
+    # landed while hashed: the run's raw_traces step finds the files in the raw store
+    scan = plan_files(paths, ingested_batches(instance), hashed=landed())
     for path in scan.known:
         print(f"{path}: already ingested (same content), skipped", file=sys.stderr)
     new_keys = [k for k, _ in scan.ready]

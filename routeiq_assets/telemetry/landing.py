@@ -51,13 +51,12 @@ def load_cursor(text: str | None) -> dict:
     return cursor if isinstance(cursor, dict) else {}
 
 
-def plan_files(paths: list[Path], known_keys: set[str], raw_dir: Path | None = None) -> LandingScan:
-    """Plan explicit files or folders (``routeiq ingest``): complete by assumption.
+def hash_files(paths: list[Path], raw_dir: Path | None = None) -> list[tuple[Path, str]]:
+    """The files of these files or folders, each with its SHA-256 (on two threads).
 
     With ``raw_dir``, the files are landed in the raw store while they are hashed (one read
     instead of two: ``raw_traces`` then finds them there and copies nothing; a file that
     changes after this still cannot be stored under another content's key)."""
-    scan = LandingScan()
     found = []
     for given in paths:
         given = Path(given)
@@ -68,7 +67,19 @@ def plan_files(paths: list[Path], known_keys: set[str], raw_dir: Path | None = N
         hashes = in_threads(file_sha256, found)
     else:
         hashes = [raw.sha256 for raw in land_files(found, raw_dir)]
-    for path, sha in zip(found, hashes, strict=True):
+    return list(zip(found, hashes, strict=True))
+
+
+def plan_files(
+    paths: list[Path],
+    known_keys: set[str],
+    raw_dir: Path | None = None,
+    hashed: list[tuple[Path, str]] | None = None,
+) -> LandingScan:
+    """Plan explicit files or folders (``routeiq ingest``): complete by assumption. ``hashed``:
+    what :func:`hash_files` gave for them already (else it is called, with ``raw_dir``)."""
+    scan = LandingScan()
+    for path, sha in hash_files(paths, raw_dir) if hashed is None else hashed:
         scan.take(batch_key(sha), path, known_keys)
     return scan
 

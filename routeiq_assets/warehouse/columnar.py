@@ -389,7 +389,8 @@ def join_parts(tables: Sequence[pa.Table | None]) -> pa.Table | None:
             elif any(pa.types.is_floating(t) for t in types):
                 # a float part may hold ints it widened (0 read as 0.0), and one pass over
                 # the values would store them as "0", not "0.0": only re-reading them can tell
-                raise pa.ArrowInvalid(f"column {name}: parts typed {sorted(map(str, types))}")
+                types_seen = sorted(map(str, types))
+                raise pa.ArrowInvalid(f"column {name}: parts typed {types_seen}") from None
             else:
                 columns.append(infer_array([v for t in present for v in t[name].to_pylist()]))
         return pa.Table.from_arrays(columns, names)
