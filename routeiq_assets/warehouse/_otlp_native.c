@@ -35,8 +35,14 @@ typedef struct {
     size_t len, cap;
 } Buf;
 
-/* Each thread parses with its own buffers (parse() releases the GIL while it scans). */
-static _Thread_local int oom; /* set when an allocation fails: parse() raises MemoryError */
+/* Each parse() call works in a State of its own (parse() releases the GIL while it scans, and
+ * several threads parse at once), reached through one thread-local pointer: initial-exec TLS,
+ * a plain load instead of a __tls_get_addr call on every column access (12 bytes of static TLS;
+ * where the loader has none to spare, the import fails and ingestion takes the Python path). */
+struct State;
+static _Thread_local struct State *tstate __attribute__((tls_model("initial-exec")));
+/* set when an allocation fails: parse() raises MemoryError */
+static _Thread_local int oom __attribute__((tls_model("initial-exec")));
 
 static int buf_reserve(Buf *b, size_t extra) {
     if (b->len + extra <= b->cap) return 0;
@@ -148,7 +154,14 @@ static const char *COL_NAMES[NCOLS] = {COLUMN_LIST(AS_NAME)};
 #define AS_KIND(id, name, kind) kind,
 static const int COL_KINDS[NCOLS] = {COLUMN_LIST(AS_KIND)};
 
-static _Thread_local Col cols[NCOLS];
+typedef struct State {
+    Col cols_[NCOLS];
+    Buf scratch_; /* unescaped payloads */
+    Buf locbuf_;  /* "<file>:<line> span <id>" */
+} State;
+#define cols (tstate->cols_)
+#define scratch (tstate->scratch_)
+#define locbuf (tstate->locbuf_)
 
 static int str_close(Col *c) { /* after appending a string's bytes to c->data */
     if (c->data.len > INT32_MAX) return -1; /* beyond 32-bit offsets: this line the Python way */
@@ -355,12 +368,8 @@ static size_t unescape(const char *s, size_t len, char *out) {
     const char *e = s + len;
     char *o = out;
     while (s < e) {
-        if (*s != '\\') {
-            const char *b = memchr(s, '\\', (size_t)(e - s));
-            size_t run = b ? (size_t)(b - s) : (size_t)(e - s);
-            memcpy(o, s, run);
-            o += run;
-            s += run;
+        if (*s != '\\') { /* the runs between escapes of a payload are short: bytewise */
+            *o++ = *s++;
             continue;
         }
         /* bounds again: scan_string checked these bytes, but a mapped file can change */
@@ -1087,8 +1096,6 @@ typedef struct {
     int esc;
 } Str;
 
-static _Thread_local Buf scratch; /* unescaped payloads */
-static _Thread_local Buf locbuf;  /* "<file>:<line> span <id>" */
 
 /* A string attribute value for an inferred column: a string or null; any other type goes the
  * Python way (it would change the column's type). */
@@ -1544,6 +1551,12 @@ static PyObject *py_parse(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "start/end outside the buffer");
         return NULL;
     }
+    State *state = calloc(1, sizeof(State));
+    if (!state) {
+        PyBuffer_Release(&buf);
+        return PyErr_NoMemory();
+    }
+    tstate = state;
     oom = 0;
     const char *base = buf.buf;
     Py_ssize_t pos = start;
@@ -1552,6 +1565,8 @@ static PyObject *py_parse(PyObject *self, PyObject *args) {
     if (!marks || start_columns()) {
         free(marks);
         release_buffers();
+        tstate = NULL;
+        free(state);
         PyBuffer_Release(&buf);
         return PyErr_NoMemory();
     }
@@ -1588,7 +1603,10 @@ static PyObject *py_parse(PyObject *self, PyObject *args) {
         else PyList_SET_ITEM(columns, i, col);
     }
     release_buffers();
-    if (oom) return PyErr_NoMemory();
+    int failed = oom;
+    tstate = NULL;
+    free(state);
+    if (failed) return PyErr_NoMemory();
     if (!columns) return NULL;
     return Py_BuildValue("(NnLO)", columns, pos, line_no, stopped ? Py_True : Py_False);
 }
@@ -1619,7 +1637,14 @@ static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "_otlp_native",
                                     "Compiled OTLP JSON normaliser (see otlp_native.py).", -1,
                                     METHODS};
 
+#ifndef SOURCE_SHA256
+#define SOURCE_SHA256 "unknown"
+#endif
+
 PyMODINIT_FUNC PyInit__otlp_native(void) {
     if (PyType_Ready(&BlockType) < 0) return NULL;
-    return PyModule_Create(&MODULE);
+    PyObject *module = PyModule_Create(&MODULE);
+    if (module && PyModule_AddStringConstant(module, "SOURCE_SHA256", SOURCE_SHA256) < 0)
+        Py_CLEAR(module);
+    return module;
 }

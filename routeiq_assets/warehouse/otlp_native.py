@@ -19,6 +19,7 @@ Built by ``pip install`` (``setup.py``) where a C compiler is found; without one
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import mmap
@@ -48,6 +49,23 @@ except ImportError:  # pragma: no cover - depends on the install
     _native = None
 
 log = logging.getLogger(__name__)
+
+
+def _stale(module: Any) -> bool:
+    """In a source tree: the C file differs from what the module was built from (an edit
+    whose rebuild failed, or was never run: `pip install -e .`)."""
+    source = Path(__file__).with_name("_otlp_native.c")
+    if module is None or not source.exists():
+        return False
+    return hashlib.sha256(source.read_bytes()).hexdigest() != getattr(module, "SOURCE_SHA256", "")
+
+
+if _stale(_native):
+    log.warning(
+        "the compiled OTLP normaliser was built from another _otlp_native.c: using the Python "
+        "path until `pip install -e .` rebuilds it (its output says why a build failed)"
+    )
+    _native = None
 
 ENV_SWITCH = "ROUTEIQ_NATIVE_OTLP"
 # Rows a parse() call builds before its buffers become Arrow arrays (bounds their memory).

@@ -564,3 +564,15 @@ def test_a_call_ends_early_before_its_text_outgrows_arrow_offsets(tmp_path):
     columns, offset, line, stopped = _otlp_native.parse(data, 0, len(data), 1, b"f", 16384)
     assert not stopped and 1 < line <= 300  # ended early, at a line, before 2 GiB
     _assert_same(_batch(path, True, "keep"), _batch(path, False, "keep"))
+
+
+def test_a_module_built_from_another_source_is_not_used():
+    """An edited C file whose rebuild failed (setup.py builds it optionally) leaves the old
+    module behind: it is noticed by the source hash it carries."""
+    from types import SimpleNamespace
+
+    from routeiq_assets.warehouse import _otlp_native
+
+    assert not otlp_native._stale(_otlp_native)
+    assert otlp_native._stale(SimpleNamespace(SOURCE_SHA256="0" * 64))
+    assert otlp_native._stale(SimpleNamespace())  # built before modules carried the hash
