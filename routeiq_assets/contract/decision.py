@@ -123,7 +123,8 @@ def parse_decision_payload(payload: str | bytes | dict[str, Any]) -> RouterDecis
                 return decision
         try:
             payload = json.loads(payload)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:
+            # ValueError: JSONDecodeError, UnicodeDecodeError, an integer of over 4,300 digits
             raise ContractError(f"payload is not JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise ContractError(f"payload is a JSON {type(payload).__name__}, expected an object")

@@ -67,7 +67,10 @@ def normalise_id(raw: Any, hex_len: int) -> str | None:
 def unix_nano(value: Any) -> int:
     """A span's start or end time, ``int(value or 0)`` (protobuf-JSON sends a string); one
     beyond a 64-bit integer is refused (ValueError), as no warehouse column holds it."""
-    number = int(value or 0)
+    try:
+        number = int(value or 0)
+    except OverflowError:  # an infinite float
+        raise ValueError(f"time {value!r} is out of range") from None
     if not -(2**63) <= number <= 2**63 - 1:
         raise ValueError(f"time {value!r} is out of range")
     return number
@@ -113,7 +116,7 @@ def span_records(span: Any, location: str) -> Iterator[TelemetryRecord]:
         start = unix_nano(span.get("startTimeUnixNano")) if is_llm_call else 0
         end = unix_nano(span.get("endTimeUnixNano")) if is_llm_call else 0
         status_code = (span.get("status") or {}).get("code") if is_llm_call else None
-    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+    except (ValueError, TypeError, AttributeError, KeyError, OverflowError) as exc:
         yield bad_record(
             where,
             f"span has a value of the wrong type: {exc}",

@@ -67,7 +67,7 @@ def parse_json_bytes(
         return None, "", bad_record(location, reason, shown.decode("utf-8", "replace"))
     try:
         return json.loads(text), text, None
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # also: over 4,300 digits, too deeply nested
         reason = f"{unit} is not JSON: {exc}"
         return None, text, bad_record(location, reason, shown.decode("utf-8", "replace"))
 
@@ -96,7 +96,7 @@ def as_int(value: Any) -> int | None:
 def as_float(value: Any) -> float | None:
     try:
         return None if value is None else float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond any float
         return None
 
 

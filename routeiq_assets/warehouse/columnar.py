@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import json
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -183,20 +184,32 @@ class _Sink:
         return pa.Table.from_arrays(arrays, self.names)
 
 
+_gc_lock = threading.Lock()
+_gc_pauses = 0
+_gc_was_enabled = False
+
+
 @contextmanager
 def gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while building a batch.
 
     A batch allocates millions of small acyclic objects (structs, tuples); each allocation burst
-    would otherwise trigger collections that walk every row built so far.
+    would otherwise trigger collections that walk every row built so far. The collector is
+    process-wide: with batches built on several threads, it resumes when the last one ends.
     """
-    was_enabled = gc.isenabled()
-    gc.disable()
+    global _gc_pauses, _gc_was_enabled
+    with _gc_lock:
+        if _gc_pauses == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pauses += 1
     try:
         yield
     finally:
-        if was_enabled:
-            gc.enable()
+        with _gc_lock:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_was_enabled:
+                gc.enable()
 
 
 class BatchBuilder:
@@ -386,14 +399,26 @@ def join_parts(tables: Sequence[pa.Table | None]) -> pa.Table | None:
             if len(types) == 1:
                 chunks = [c for t in present for c in t[name].chunks]
                 columns.append(pa.chunked_array(chunks, type=types.pop()))
-            elif any(pa.types.is_floating(t) for t in types):
-                # a float part may hold ints it widened (0 read as 0.0), and one pass over
-                # the values would store them as "0", not "0.0": only re-reading them can tell
+            elif not all(_keeps_values(t) for t in types):
+                # a float part may hold ints it widened (0 read as 0.0), a struct part keys it
+                # added (null for the objects without them): one pass over the original values
+                # would store other text, and only re-reading them can tell
                 types_seen = sorted(map(str, types))
                 raise pa.ArrowInvalid(f"column {name}: parts typed {types_seen}") from None
             else:
                 columns.append(infer_array([v for t in present for v in t[name].to_pylist()]))
         return pa.Table.from_arrays(columns, names)
+
+
+def _keeps_values(kind: pa.DataType) -> bool:
+    """Whether a column of this type gives back the values it was inferred from."""
+    return (
+        pa.types.is_null(kind)
+        or pa.types.is_string(kind)
+        or pa.types.is_integer(kind)
+        or pa.types.is_boolean(kind)
+        or pa.types.is_timestamp(kind)
+    )
 
 
 def _chunks(column: pa.Array | pa.ChunkedArray) -> list[pa.Array]:

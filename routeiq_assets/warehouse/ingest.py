@@ -277,10 +277,10 @@ def _normalise_in_workers(
     # A file is split when it is big (split_min_bytes) and more than its share of the work: with
     # many files of about equal size, whole files keep every worker busy, and parts would only
     # cost this process line counting (split_lines) and joining (merge_parts) on the write path.
-    share = sum(_size(raw_path) for _, raw_path, _, _ in pending) / (2 * n_workers)
+    share = sum(_size(raw_path) for _, raw_path, _, _ in pending) / n_workers
     for i, (batch_id, raw_path, fmt, name) in enumerate(pending):
         size = _size(raw_path)
-        split = fmt == "otlp_json" and size >= split_min_bytes and size >= share
+        split = fmt == "otlp_json" and size >= split_min_bytes and size > share
         for part in split_lines(Path(raw_path), n_workers) if split else [None]:
             jobs.append((Path(raw_path), fmt, batch_id, name, prompt_mode, part))
             owners.append(i)

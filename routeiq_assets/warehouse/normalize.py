@@ -25,6 +25,14 @@ from routeiq_assets.telemetry.records import (
 _LLM_STATUS = {0: "unset", 1: "ok", 2: "error"}
 
 
+def status_text(code: Any) -> str:
+    """An OTLP status code as llm_calls stores it; anything that is no code is "unset"."""
+    try:
+        return _LLM_STATUS.get(code or 0, "unset")
+    except TypeError:  # unhashable (a list, an object)
+        return "unset"
+
+
 @dataclass
 class NormalisedBatch:
     """Rows for every table from one batch, and the counts that prove nothing was lost."""
@@ -323,7 +331,7 @@ def llm_call_values(
         total,
         data.get("duration_ms"),
         (data.get("start_unix_nano") or 0) // 1_000_000 or None,
-        _LLM_STATUS.get(data.get("status_code") or 0, "unset"),
+        status_text(data.get("status_code")),
         attrs.get("litellm.task"),
         as_float(attrs.get("routeiq.quality_score")),
         _as_text(attrs.get("routeiq.ground_truth")),

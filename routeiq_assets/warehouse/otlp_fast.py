@@ -52,9 +52,9 @@ from routeiq_assets.warehouse.columnar import (
     join_parts,
 )
 from routeiq_assets.warehouse.normalize import (
-    _LLM_STATUS,
     custom_fields,
     decision_values,
+    status_text,
 )
 
 UNSET = msgspec.UNSET
@@ -310,7 +310,7 @@ class _Rows:
             total,
             max(0, end - start) / 1e6,
             start // 1_000_000 or None,
-            _LLM_STATUS.get(code or 0, "unset"),
+            status_text(code),
             attrs.get("litellm.task"),
             as_float(attrs.get("routeiq.quality_score")),
             None if ground_truth is None else str(ground_truth),
@@ -320,7 +320,7 @@ class _Rows:
 def _object(raw: bytes) -> dict[str, Any]:
     try:
         return _DICT.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         raise _GeneralPath from None
 
 
@@ -330,7 +330,7 @@ def _decision(payload: Any, span_trace: str) -> _Decision:
         raise _GeneralPath
     try:
         decision = _DECISION.decode(payload)
-    except (msgspec.DecodeError, UnicodeEncodeError):
+    except (msgspec.DecodeError, UnicodeEncodeError, RecursionError):
         raise _GeneralPath from None
     if (
         decision.contract_version not in SUPPORTED_VERSIONS
@@ -380,7 +380,7 @@ def add_line(builder: BatchBuilder, raw_line: bytes, location: str, rows: _Rows)
     """Normalise one line (an export request) of an OTLP JSON file into ``builder``."""
     try:
         export = _EXPORT.decode(raw_line)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         builder.add_records(line_records(raw_line, location))
         return
     document = None  # the line as json.loads reads it, for spans that go the general way
@@ -390,7 +390,7 @@ def add_line(builder: BatchBuilder, raw_line: bytes, location: str, rows: _Rows)
             for i, span in enumerate(scope.spans or ()):
                 try:
                     _fast_span(span, location, builder, rows)
-                except (_GeneralPath, ValueError, TypeError):
+                except (_GeneralPath, ValueError, TypeError, OverflowError):
                     if document is None:
                         document = json.loads(raw_line)
                     span_dict = scope_spans(document["resourceSpans"][r])[s]["spans"][i]

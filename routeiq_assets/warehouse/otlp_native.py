@@ -248,7 +248,7 @@ def _take(values: list[Any], indices: pa.Array, kind: pa.DataType) -> pa.Array:
 def _object(raw: str) -> dict[str, Any]:
     try:
         return _DICT.decode(raw.encode("utf-8"))
-    except msgspec.DecodeError as exc:  # JSON the C scanner took but msgspec does not (1e400)
+    except (msgspec.DecodeError, RecursionError) as exc:  # JSON the C scanner took, msgspec not
         raise NotNative(str(exc)) from None
 
 

@@ -576,3 +576,92 @@ def test_a_module_built_from_another_source_is_not_used():
     assert not otlp_native._stale(_otlp_native)
     assert otlp_native._stale(SimpleNamespace(SOURCE_SHA256="0" * 64))
     assert otlp_native._stale(SimpleNamespace())  # built before modules carried the hash
+
+
+def _call_line(edit):
+    decision, call = request_spans(next(iter(simulate_requests(1, seed=14))))
+    edit(decision, call)
+    return _line([decision, call])
+
+
+def _deep(n):
+    return "[" * n + "]" * n
+
+
+MALFORMED = {
+    "start time 1e400": lambda: _call_line(lambda d, c: c.update(startTimeUnixNano=1e400)),
+    "intValue 1e400": lambda: _call_line(
+        lambda d, c: c["attributes"].append({"key": "x", "value": {"intValue": 1e400}})
+    ),
+    "doubleValue of 400 digits": lambda: _call_line(
+        lambda d, c: c["attributes"].append({"key": "x", "value": {"doubleValue": 10**400}})
+    ),
+    "quality score of 400 digits": lambda: _call_line(
+        lambda d, c: c["attributes"].append(
+            {"key": "routeiq.quality_score", "value": {"intValue": "9" * 400}}
+        )
+    ),
+    "propensity of 400 digits": lambda: _call_line(
+        lambda d, c: _set_payload(
+            d, {**_payload(d), "custom_attributes": {"selection_propensity": 10**400}}
+        )
+    ),
+    "status code a list": lambda: _call_line(lambda d, c: c.update(status={"code": [1]})),
+    "payload with a 5,000-digit number": lambda: _call_line(
+        lambda d, c: _set_payload(d, json.dumps(_payload(d))[:-1] + ', "n": ' + "9" * 5000 + "}")
+    ),
+    "line with a 5,000-digit number": lambda: b'{"resourceSpans": [], "n": ' + b"9" * 5000 + b"}",
+    "line nested 100,000 deep": lambda: b'{"resourceSpans": ' + _deep(100_000).encode() + b"}",
+    "payload nested 100,000 deep": lambda: _call_line(
+        lambda d, c: _set_payload(d, '{"contract_version": "v1", "x": ' + _deep(100_000) + "}")
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_malformed_values_are_quarantined_not_fatal(tmp_path, case):
+    from routeiq_assets.warehouse.columnar import as_columnar
+    from routeiq_assets.warehouse.ingest import normalise_file
+
+    path = tmp_path / "bad.otlp.json"
+    path.write_bytes(MALFORMED[case]() + b"\n")
+    native, python = _batch(path, True), _batch(path, False)
+    _assert_same(native, python, case)
+    general = as_columnar(normalise_file(path, "otlp_json", "b", "src", fast=False))
+    for batch in (python, general):  # every record accounted for, none raised
+        tables = batch.tables
+        stored = sum(
+            0 if tables[t] is None else tables[t].num_rows
+            for t in ("router_decisions", "llm_calls", "quarantine")
+        )
+        assert batch.records_in == stored + batch.duplicates_in_batch, case
+
+
+def test_objects_in_parts_are_stored_as_one_pass_stores_them(tmp_path):
+    """Found by review: struct-typed parts (one object per key set) beside text."""
+    trace, span = "a" * 32, "b" * 16
+    lines = [
+        _decision_line(
+            trace,
+            span,
+            [
+                _review_payload("e1", custom_attributes={"logging_policy": {"a": 1}}),
+                _review_payload("e2", custom_attributes={"logging_policy": {"b": [1]}}),
+            ],
+        ),
+        _decision_line(
+            trace, span.upper(), [_review_payload("e3", custom_attributes={"logging_policy": "x"})]
+        ),
+    ]
+    path = tmp_path / "objects.otlp.json"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    python = _batch(path, False)
+    _assert_same(_batch(path, True), python)
+    assert python.tables["router_decisions"]["logging_policy"].to_pylist() == [
+        '{"a": 1}',
+        '{"b": [1]}',
+        "x",
+    ]
+    # parts typed apart cannot be joined into what one pass stores: the callers re-read the file
+    with pytest.raises(pa.ArrowInvalid):
+        merge_parts([_batch(path, False, part=p) for p in split_lines(path, 2)])
