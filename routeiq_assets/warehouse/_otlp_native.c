@@ -1053,12 +1053,52 @@ static int attributes(Cur *c, AttrVal *vals, int *llm) {
     return ar;
 }
 
-/* An id: lowercase hex of exactly n characters (anything else goes the Python way). */
-static int hex_id(const char *s, size_t len, int esc, size_t n) {
-    if (esc || len != n) return FAIL;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return FAIL;
-    return 0;
+static int b64_value(unsigned char ch) {
+    if (ch >= 'A' && ch <= 'Z') return ch - 'A';
+    if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
+    if (ch >= '0' && ch <= '9') return ch - '0' + 52;
+    if (ch == '+') return 62;
+    if (ch == '/') return 63;
+    return -1;
+}
+
+/* An OTLP id as normalise_id reads it, written to out as n lowercase hex characters: hex of n
+ * characters in either case, or (protobuf-JSON) standard base64 of its n/2 bytes with exactly
+ * its padding; bits beyond the last byte are ignored, as binascii does. Anything else (which
+ * Python reads as no id) goes the Python way. */
+static int norm_id(const char *s, size_t len, int esc, size_t n, char *out) {
+    static const char HEX[] = "0123456789abcdef";
+    if (esc) return FAIL;
+    if (len == n) {
+        for (size_t i = 0; i < n; i++) {
+            char ch = s[i];
+            if ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f')) out[i] = ch;
+            else if (ch >= 'A' && ch <= 'F') out[i] = (char)(ch + 32);
+            else return FAIL;
+        }
+        return 0;
+    }
+    size_t bytes = n / 2, chars = (bytes * 8 + 5) / 6, pad = (4 - chars % 4) % 4;
+    if (len != chars + pad) return FAIL;
+    for (size_t i = chars; i < len; i++)
+        if (s[i] != '=') return FAIL;
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t done = 0;
+    for (size_t i = 0; i < chars; i++) {
+        int v = b64_value((unsigned char)s[i]);
+        if (v < 0) return FAIL;
+        acc = ((acc << 6) | (uint32_t)v) & 0xFFFFFF;
+        bits += 6;
+        if (bits >= 8 && done < bytes) {
+            bits -= 8;
+            unsigned byte = (acc >> bits) & 0xFF;
+            out[2 * done] = HEX[byte >> 4];
+            out[2 * done + 1] = HEX[byte & 15];
+            done++;
+        }
+    }
+    return done == bytes ? 0 : FAIL;
 }
 
 /* startTimeUnixNano and friends: int(value or 0) of a digit string or an integer. */
@@ -1131,6 +1171,7 @@ static int parse_span(Cur *c, const char *fname, size_t fnlen, long long line_no
     const char *k;
     size_t kl;
     Str trace = {0}, span = {0}, parent = {0}, name = {"", 0, 0};
+    char trace_id[32], span_id[16], parent_id[16]; /* normalised: lowercase hex */
     int parent_null = 1, name_null = 0, status_code = 0;
     int64_t start = 0, end = 0;
     AttrVal vals[N_ATTRS];
@@ -1150,7 +1191,8 @@ static int parse_span(Cur *c, const char *fname, size_t fnlen, long long line_no
             if (!is_null(c)) {
                 if (scan_string(c, &parent.s, &parent.len, &parent.esc)) return FAIL;
                 /* "" is no parent; else lowercase hex */
-                if (parent.len && hex_id(parent.s, parent.len, parent.esc, 16)) return FAIL;
+                if (parent.len && norm_id(parent.s, parent.len, parent.esc, 16, parent_id))
+                    return FAIL;
                 parent_null = parent.len == 0;
             }
         } else if (KEY("name")) {
@@ -1241,7 +1283,8 @@ static int parse_span(Cur *c, const char *fname, size_t fnlen, long long line_no
     if (r) return FAIL;
     if (!(nevents || llm)) return 0; /* neither a decision nor a call: no record */
     if (!(seen & 1) || !(seen & 2)) return FAIL;
-    if (hex_id(trace.s, trace.len, trace.esc, 32) || hex_id(span.s, span.len, span.esc, 16))
+    if (norm_id(trace.s, trace.len, trace.esc, 32, trace_id) ||
+        norm_id(span.s, span.len, span.esc, 16, span_id))
         return FAIL;
     /* location: "<file>:<line> span <spanId>" */
     char num[32];
@@ -1259,14 +1302,14 @@ static int parse_span(Cur *c, const char *fname, size_t fnlen, long long line_no
             len = unescape(text, len, scratch.p);
             text = scratch.p;
         }
-        if (parse_decision(text, len, trace.s, locbuf.p, locbuf.len)) return FAIL;
+        if (parse_decision(text, len, trace_id, locbuf.p, locbuf.len)) return FAIL;
     }
     if (!llm) return 0;
     /* the LLM call (llm_call in otlp_fast.py) */
-    if (put_str(L_TRACE, trace.s, 32) || put_str(L_SPAN, span.s, 16) ||
+    if (put_str(L_TRACE, trace_id, 32) || put_str(L_SPAN, span_id, 16) ||
         put_str(L_LOCATION, locbuf.p, locbuf.len))
         return FAIL;
-    if (parent_null ? put_null(L_PARENT) : put_str(L_PARENT, parent.s, 16)) return FAIL;
+    if (parent_null ? put_null(L_PARENT) : put_str(L_PARENT, parent_id, 16)) return FAIL;
     if (name_null) {
         if (put_null(L_NAME)) return FAIL;
     } else {

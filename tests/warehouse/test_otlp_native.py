@@ -97,8 +97,8 @@ def test_small_chunks_many_lines_back_to_python_and_parts(tmp_path, monkeypatch)
     lines = []
     for i, req in enumerate(reqs):
         spans = request_spans(req)
-        if i % 3 == 1:  # a span id in upper case: the Python way
-            spans[1]["spanId"] = spans[1]["spanId"].upper()
+        if i % 3 == 1:  # an array attribute value: the Python way
+            spans[1]["attributes"].append({"key": "x", "value": {"arrayValue": {"values": []}}})
         lines.append(_line(spans))
     lines += lines[:12]  # duplicates of earlier lines, native and not
     path = tmp_path / "mixed.otlp.json"
@@ -507,6 +507,9 @@ def _review_payload(event_id, **extra):
     }
 
 
+# a span id with a JSON escape: the same id to Python, a line the C scanner hands back
+ESCAPED_SPAN = "b" * 15 + "\\u0062"
+
 REVIEW_CASES = {
     # a repeated event "attributes" key: msgspec keeps the last list (here: no payload)
     "repeated attributes": [_decision_line("a" * 32, "b" * 16, [_review_payload("e1")], 2)],
@@ -521,7 +524,9 @@ REVIEW_CASES = {
             ],
         ),
         _decision_line(
-            "a" * 32, "B" * 16, [_review_payload("e4", custom_attributes={"logging_policy": "x"})]
+            "a" * 32,
+            ESCAPED_SPAN,
+            [_review_payload("e4", custom_attributes={"logging_policy": "x"})],
         ),
     ],
     # unix milliseconds beyond the years a datetime holds: no timestamp, no crash
@@ -650,7 +655,7 @@ def test_objects_in_parts_are_stored_as_one_pass_stores_them(tmp_path):
             ],
         ),
         _decision_line(
-            trace, span.upper(), [_review_payload("e3", custom_attributes={"logging_policy": "x"})]
+            trace, ESCAPED_SPAN, [_review_payload("e3", custom_attributes={"logging_policy": "x"})]
         ),
     ]
     path = tmp_path / "objects.otlp.json"
@@ -665,3 +670,34 @@ def test_objects_in_parts_are_stored_as_one_pass_stores_them(tmp_path):
     # parts typed apart cannot be joined into what one pass stores: the callers re-read the file
     with pytest.raises(pa.ArrowInvalid):
         merge_parts([_batch(path, False, part=p) for p in split_lines(path, 2)])
+
+
+def test_upper_case_and_base64_ids_are_read_natively(tmp_path):
+    """protobuf-JSON exporters send ids in base64, some in upper-case hex: normalised in C as
+    normalise_id does (stray bits after the last byte ignored, as binascii does)."""
+    import base64
+
+    def b64(hex_id):
+        return base64.b64encode(bytes.fromhex(hex_id)).decode()
+
+    spans = []
+    for i, req in enumerate(simulate_requests(40, seed=15)):
+        decision, call = request_spans(req)
+        if i % 2:
+            decision["spanId"], call["traceId"] = b64(decision["spanId"]), b64(call["traceId"])
+            call["parentSpanId"] = b64("0123456789abcdef")
+        else:
+            decision["traceId"], call["spanId"] = (
+                decision["traceId"].upper(),
+                call["spanId"].upper(),
+            )
+            call["parentSpanId"] = "ABCDEF0123456789"
+        spans += [decision, call]
+    spans[1]["parentSpanId"] = "AAAAAAAAAAB="  # stray bits: still 0000000000000000
+    path = tmp_path / "ids.otlp.json"
+    path.write_bytes(_line(spans) + b"\n")
+    native, python = _batch(path, True), _batch(path, False)
+    _assert_same(native, python)
+    assert native.stats["python_lines"] == 0 and native.stats["native_records"] == 80
+    parents = set(python.tables["llm_calls"]["parent_span_id"].to_pylist())
+    assert parents == {"0123456789abcdef", "abcdef0123456789", "0000000000000000"}
