@@ -237,31 +237,55 @@ def ingest_batches(
 
 
 def normalise_in_threads(
-    jobs: list[tuple[Any, ...]], threads: int
+    jobs: list[tuple[Any, ...]],
+    threads: int,
+    fallback: Callable[[list[tuple[Any, ...]], int], Iterator[Any]] | None = None,
 ) -> Iterator[NormalisedBatch | ColumnarBatch]:
     """The batches of ``jobs`` (``normalise_file`` arguments), in order, normalised on
     ``threads`` threads, at most one job queued a thread ahead of the one being consumed (so
-    finished batches waiting their turn stay few)."""
+    finished batches waiting their turn stay few).
+
+    Threads run in parallel only while the compiled normaliser reads (it releases the GIL). When
+    a batch comes back that it gave up on (``MAX_STOPS`` lines went the Python way) and
+    ``fallback`` is given, the jobs not started yet go to ``fallback(jobs, threads)`` instead:
+    worker processes, where the Python path runs on every core."""
     with ThreadPoolExecutor(max(1, threads), thread_name_prefix="routeiq-normalise") as pool:
         window = 2 * max(1, threads)
         futures: dict[int, Future[NormalisedBatch | ColumnarBatch]] = {}
+        switched = False
         try:
             for i in range(len(jobs)):
                 for k in range(i, min(i + window, len(jobs))):
-                    if k not in futures:
+                    if not switched and k not in futures:
                         path, fmt, batch_id, source, prompt_mode, part = jobs[k]
                         futures[k] = pool.submit(
                             normalise_file, path, fmt, batch_id, source, prompt_mode, True, part
                         )
+                if i not in futures:  # switched: this job and the rest never started here
+                    assert fallback is not None
+                    yield from fallback(jobs[i:], threads)
+                    return
                 try:
                     batch = futures.pop(i).result()
                 except Exception as exc:
                     exc.add_note(f"while normalising {jobs[i][0]}")
                     raise
+                if fallback is not None and not switched and _gave_up(batch):
+                    switched = True
+                    for k in sorted(futures):  # queued, not running: a suffix of the jobs
+                        if futures[k].cancel():
+                            del futures[k]
                 yield batch
         finally:
             for future in futures.values():
                 future.cancel()
+
+
+def _gave_up(batch: NormalisedBatch | ColumnarBatch) -> bool:
+    return (
+        isinstance(batch, ColumnarBatch)
+        and batch.stats.get("python_lines", 0) >= otlp_native.MAX_STOPS
+    )
 
 
 def _normalise_in_workers(
@@ -288,8 +312,12 @@ def _normalise_in_workers(
     # worker processes without their start-up, and without passing every table through an
     # Arrow IPC file (3 GB for a million events).
     threads = otlp_native.available() and all(job[1] == "otlp_json" for job in jobs)
-    normalised = normalise_in_threads if threads else normalise_in_workers
-    with contextlib.closing(normalised(jobs, n_workers)) as batches:
+    batches_of = (
+        normalise_in_threads(jobs, n_workers, normalise_in_workers)
+        if threads
+        else normalise_in_workers(jobs, n_workers)
+    )
+    with contextlib.closing(batches_of) as batches:
         parts: list[ColumnarBatch] = []
         for k, batch in enumerate(batches):
             parts.append(batch)

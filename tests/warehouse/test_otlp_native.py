@@ -701,3 +701,34 @@ def test_upper_case_and_base64_ids_are_read_natively(tmp_path):
     assert native.stats["python_lines"] == 0 and native.stats["native_records"] == 80
     parents = set(python.tables["llm_calls"]["parent_span_id"].to_pylist())
     assert parents == {"0123456789abcdef", "abcdef0123456789", "0000000000000000"}
+
+
+def test_threads_hand_files_the_compiled_path_gives_up_on_to_worker_processes(
+    tmp_path, monkeypatch
+):
+    """Lines outside the compiled subset run Python under the GIL: once a file comes back given
+    up on, the files not started yet go to worker processes (every core)."""
+    from routeiq_assets.warehouse import ingest
+
+    files = []
+    for f in range(4):
+        lines = []
+        for req in simulate_requests(12, seed=30 + f):
+            decision, call = request_spans(req)
+            call["attributes"].append({"key": "x", "value": {"arrayValue": {"values": []}}})
+            lines.append(_line([decision, call]))
+        path = tmp_path / f"odd{f}.otlp.json"
+        path.write_bytes(b"\n".join(lines) + b"\n")
+        files.append(path)
+    jobs = [(p, "otlp_json", f"b{i}", p.name, "scrub", None) for i, p in enumerate(files)]
+    handed = []
+
+    def processes(rest, workers):
+        handed.append([job[2] for job in rest])
+        yield from ingest.normalise_in_workers(rest, workers)
+
+    monkeypatch.setattr(otlp_native, "MAX_STOPS", 3)
+    got = list(ingest.normalise_in_threads(jobs, 1, processes))
+    assert handed and handed[0][-1] == "b3" and len(handed[0]) < 4
+    for job, batch in zip(jobs, got, strict=True):
+        _assert_same(batch, normalise_otlp_file(job[0], job[2], job[3], "scrub", native=False))
