@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,15 +66,15 @@ def ingest_paths(paths: list[Path]) -> list[dict]:
     for each new one, through the same job and run config as the landing sensor."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from routeiq_assets.telemetry.landing import hash_files
+    from routeiq_assets.telemetry.landing import land_paths
 
     # the files are landed (hashed and copied) while Dagster and the definitions load
     with ThreadPoolExecutor(1, thread_name_prefix="routeiq-land") as pool:
-        landing = pool.submit(hash_files, paths, RouteIQSettings().resolved.raw_dir)
-        return _ingest_landed(paths, landing.result)
+        landing = pool.submit(land_paths, paths, RouteIQSettings().resolved.raw_dir)
+        return _ingest_landed(landing.result)
 
 
-def _ingest_landed(paths: list[Path], landed: Any) -> list[dict]:
+def _ingest_landed(landed: Callable[[], list[tuple[Path, str]]]) -> list[dict]:
     import dagster as dg
 
     from routeiq_assets.definitions import defs
@@ -92,7 +93,7 @@ def _ingest_landed(paths: list[Path], landed: Any) -> list[dict]:
     instance = dg.DagsterInstance.get()
     release_dead_runs(instance, lambda msg: print(msg, file=sys.stderr))
     # landed while hashed: the run's raw_traces step finds the files in the raw store
-    scan = plan_files(paths, ingested_batches(instance), hashed=landed())
+    scan = plan_files(landed(), ingested_batches(instance))
     for path in scan.known:
         print(f"{path}: already ingested (same content), skipped", file=sys.stderr)
     new_keys = [k for k, _ in scan.ready]

@@ -51,35 +51,25 @@ def load_cursor(text: str | None) -> dict:
     return cursor if isinstance(cursor, dict) else {}
 
 
-def hash_files(paths: list[Path], raw_dir: Path | None = None) -> list[tuple[Path, str]]:
-    """The files of these files or folders, each with its SHA-256 (on two threads).
-
-    With ``raw_dir``, the files are landed in the raw store while they are hashed (one read
-    instead of two: ``raw_traces`` then finds them there and copies nothing; a file that
-    changes after this still cannot be stored under another content's key)."""
+def land_paths(paths: list[Path], raw_dir: Path) -> list[tuple[Path, str]]:
+    """The files of these files or folders, each landed in the raw store (on two threads) with
+    the SHA-256 of the bytes landed: one read of each file, and ``raw_traces`` then finds them
+    there and copies nothing; a file that changes after this still cannot be stored under
+    another content's key."""
     found = []
     for given in paths:
         given = Path(given)
         if not given.exists():
             raise FileNotFoundError(f"{given} does not exist")
         found.extend(landing_files(given) if given.is_dir() else [given])
-    if raw_dir is None:
-        hashes = in_threads(file_sha256, found)
-    else:
-        hashes = [raw.sha256 for raw in land_files(found, raw_dir)]
-    return list(zip(found, hashes, strict=True))
+    return [(path, raw.sha256) for path, raw in zip(found, land_files(found, raw_dir), strict=True)]
 
 
-def plan_files(
-    paths: list[Path],
-    known_keys: set[str],
-    raw_dir: Path | None = None,
-    hashed: list[tuple[Path, str]] | None = None,
-) -> LandingScan:
-    """Plan explicit files or folders (``routeiq ingest``): complete by assumption. ``hashed``:
-    what :func:`hash_files` gave for them already (else it is called, with ``raw_dir``)."""
+def plan_files(landed: list[tuple[Path, str]], known_keys: set[str]) -> LandingScan:
+    """Plan explicit files or folders (``routeiq ingest``: complete by assumption) from what
+    :func:`land_paths` gave for them."""
     scan = LandingScan()
-    for path, sha in hash_files(paths, raw_dir) if hashed is None else hashed:
+    for path, sha in landed:
         scan.take(batch_key(sha), path, known_keys)
     return scan
 

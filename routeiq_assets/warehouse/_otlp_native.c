@@ -179,6 +179,18 @@ static int put_str(int id, const char *s, size_t len) {
     return str_close(c);
 }
 
+static size_t unescape(const char *s, size_t len, char *out);
+
+/* A scanned JSON string (its raw bytes between the quotes), its escapes decoded when it has
+ * any (the decoded text is never longer). */
+static int put_json_str(int id, const char *s, size_t len, int esc) {
+    if (!esc) return put_str(id, s, len);
+    Col *c = &cols[id];
+    if (buf_reserve(&c->data, len)) return -1;
+    c->data.len += unescape(s, len, c->data.p + c->data.len);
+    return str_close(c);
+}
+
 static int put_null(int id) {
     Col *c = &cols[id];
     char zero = 0;
@@ -189,14 +201,10 @@ static int put_null(int id) {
         if (buf_put(&c->offs, &end, 4)) return -1;
         break;
     }
-    case K_I64: {
-        int64_t v = 0;
-        if (buf_put(&c->data, &v, 8)) return -1;
-        break;
-    }
+    case K_I64:
     case K_F64: {
-        double v = 0;
-        if (buf_put(&c->data, &v, 8)) return -1;
+        static const char zeros[8];
+        if (buf_put(&c->data, zeros, 8)) return -1;
         break;
     }
     default:
@@ -207,28 +215,22 @@ static int put_null(int id) {
     return 0;
 }
 
-static int put_i64(int id, int64_t v) {
+/* A valid fixed-width value (8 bytes, or 1 for a bool). */
+static inline int put_value(int id, const void *v, size_t width) {
     Col *c = &cols[id];
     char one = 1;
-    if (buf_put(&c->data, &v, 8) || buf_put(&c->valid, &one, 1)) return -1;
+    if (buf_put(&c->data, v, width) || buf_put(&c->valid, &one, 1)) return -1;
     c->n++;
     return 0;
 }
 
-static int put_f64(int id, double v) {
-    Col *c = &cols[id];
-    char one = 1;
-    if (buf_put(&c->data, &v, 8) || buf_put(&c->valid, &one, 1)) return -1;
-    c->n++;
-    return 0;
-}
+static int put_i64(int id, int64_t v) { return put_value(id, &v, 8); }
+
+static int put_f64(int id, double v) { return put_value(id, &v, 8); }
 
 static int put_bool(int id, int v) {
-    Col *c = &cols[id];
-    char one = 1, b = v ? 1 : 0;
-    if (buf_put(&c->data, &b, 1) || buf_put(&c->valid, &one, 1)) return -1;
-    c->n++;
-    return 0;
+    char b = v ? 1 : 0;
+    return put_value(id, &b, 1);
 }
 
 /* The last string of a column (valid or not). */
@@ -614,11 +616,7 @@ static int v_str(Cur *c, int id, int nullable) {
     size_t n;
     int esc;
     if (scan_string(c, &s, &n, &esc)) return FAIL;
-    if (!esc) return put_str(id, s, n);
-    Col *col = &cols[id];
-    if (buf_reserve(&col->data, n)) return FAIL;
-    col->data.len += unescape(s, n, col->data.p + col->data.len);
-    return str_close(col);
+    return put_json_str(id, s, n, esc);
 }
 
 static int v_int(Cur *c, int id) {
@@ -1142,11 +1140,7 @@ typedef struct {
 static int attr_text(const AttrVal *v, int id) {
     if (v->type == T_ABSENT || v->type == T_NONE) return put_null(id);
     if (v->type != T_STR) return FAIL;
-    if (!v->esc) return put_str(id, v->s, v->len);
-    Col *col = &cols[id];
-    if (buf_reserve(&col->data, v->len)) return FAIL;
-    col->data.len += unescape(v->s, v->len, col->data.p + col->data.len);
-    return str_close(col);
+    return put_json_str(id, v->s, v->len, v->esc);
 }
 
 /* The first of two keys that is not None (records.first_value). */
@@ -1313,8 +1307,7 @@ static int parse_span(Cur *c, const char *fname, size_t fnlen, long long line_no
     if (name_null) {
         if (put_null(L_NAME)) return FAIL;
     } else {
-        AttrVal nv = {T_STR, name.esc, name.s, name.len, 0, 0};
-        if (attr_text(&nv, L_NAME)) return FAIL;
+        if (put_json_str(L_NAME, name.s, name.len, name.esc)) return FAIL;
     }
     if (attr_text(first_of(vals, A_PROMPT, A_PROMPT0), L_PROMPT)) return FAIL;
     const AttrVal *req = &vals[A_REQ_MODEL], *resp = &vals[A_RESP_MODEL];

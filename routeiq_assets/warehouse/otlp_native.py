@@ -9,8 +9,8 @@ outside it, it stops, that line goes the Python way, and it carries on after it.
 joined in file order by :func:`~routeiq_assets.warehouse.otlp_fast.merge_parts`, so duplicates
 across them count as in one pass. What the Python side does here is per distinct value, not per
 row: JSON columns (``json.dumps`` of the decoded object), prompt scrubbing and hashing (the
-batch's :class:`~routeiq_assets.warehouse.normalize.TextMemo`); and timestamps per row
-(``datetime.fromisoformat``, as the Python path).
+batch's :class:`~routeiq_assets.warehouse.normalize.TextMemo`); timestamps in one Arrow cast
+when they are plain UTC text, else per row (``datetime.fromisoformat``, as the Python path).
 
 Built by ``pip install`` (``setup.py``) where a C compiler is found; without one, or with
 ``ROUTEIQ_NATIVE_OTLP=0``, everything goes the Python way with identical results.
@@ -188,22 +188,19 @@ def _segment(chunks: list[list[pa.Array]], batch_id: str, memo: TextMemo) -> Col
     candidates = _candidates(cols, batch_id) if len(cols["c.model_name"]) else None
     calls = _calls(cols, batch_id, memo) if n_calls else None
 
-    duplicates = 0
+    duplicates = 0  # repeats: counted and dropped, the first of each key kept
     if decisions is not None and _has_repeats(cols["d.event_id"]):
-        keep = _first_seen(cols["d.event_id"].to_pylist())
-        if not all(keep):
-            duplicates += keep.count(False)
-            mask = pa.array(keep, pa.bool_())
-            decisions = decisions.filter(mask)
-            if candidates is not None:
-                candidates = candidates.filter(pc.take(mask, cols["c.decision"]))
-    call_keys = pc.binary_join_element_wise(cols["l.trace_id"], cols["l.span_id"], "/")
-    if calls is not None and _has_repeats(call_keys):
-        keys = zip(cols["l.trace_id"].to_pylist(), cols["l.span_id"].to_pylist(), strict=True)
-        keep = _first_seen(list(keys))
-        if not all(keep):
-            duplicates += keep.count(False)
-            calls = calls.filter(pa.array(keep, pa.bool_()))
+        keep = pa.array(_first_seen(cols["d.event_id"].to_pylist()), pa.bool_())
+        duplicates += len(keep) - pc.sum(keep).as_py()
+        decisions = decisions.filter(keep)
+        if candidates is not None:
+            candidates = candidates.filter(pc.take(keep, cols["c.decision"]))
+    if calls is not None:
+        call_keys = pc.binary_join_element_wise(cols["l.trace_id"], cols["l.span_id"], "/")
+        if _has_repeats(call_keys):
+            keep = pa.array(_first_seen(call_keys.to_pylist()), pa.bool_())
+            duplicates += len(keep) - pc.sum(keep).as_py()
+            calls = calls.filter(keep)
     tables = {
         "router_decisions": decisions,
         "decision_candidates": candidates if candidates is None or candidates.num_rows else None,
@@ -239,6 +236,10 @@ def _per_distinct(column: pa.ChunkedArray, fn: Callable[[str], Any]) -> tuple[li
     """``fn`` of each distinct non-null value, and each row's index into that list."""
     encoded = pc.dictionary_encode(column).combine_chunks()
     return [fn(v) for v in encoded.dictionary.to_pylist()], encoded.indices
+
+
+def _constant(text: str, n: int) -> pa.Array:
+    return pa.repeat(pa.scalar(text, pa.string()), n)
 
 
 def _take(values: list[Any], indices: pa.Array, kind: pa.DataType) -> pa.Array:
@@ -290,7 +291,7 @@ def _decisions(cols: dict[str, pa.ChunkedArray], batch_id: str) -> pa.Table:
     )
     custom_rows = custom_index.to_pylist()
     derived = {
-        "batch_id": pa.repeat(pa.scalar(batch_id, pa.string()), n),
+        "batch_id": _constant(batch_id, n),
         "timestamp_utc": _timestamps(cols["d.timestamp_utc"], cols["d.timestamp_unix_ms"]),
         "request_metadata": _take(metadata, meta_index, pa.string()),
         "selection_propensity": _take([c[1] for c in customs], custom_index, pa.float64()),
@@ -306,7 +307,7 @@ def _candidates(cols: dict[str, pa.ChunkedArray], batch_id: str) -> pa.Table:
     owner = cols["c.decision"]
     derived = {
         "event_id": pc.take(cols["d.event_id"], owner),
-        "batch_id": pa.repeat(pa.scalar(batch_id, pa.string()), len(owner)),
+        "batch_id": _constant(batch_id, len(owner)),
         "position": cols["c.position"],
         "model_name": cols["c.model_name"],
         "provider": cols["c.provider"],
@@ -324,7 +325,7 @@ def _calls(cols: dict[str, pa.ChunkedArray], batch_id: str, memo: TextMemo) -> p
     )
     completions, completion_index = _per_distinct(cols["l.completion"], memo.stored)
     derived = {
-        "batch_id": pa.repeat(pa.scalar(batch_id, pa.string()), n),
+        "batch_id": _constant(batch_id, n),
         "span_name": _inferred(cols["l.span_name"]),
         "prompt_text": _take([p[0] for p in prompts], prompt_index, pa.string()),
         "prompt_sha256": _take([p[1] for p in prompts], prompt_index, pa.string()),
