@@ -8,6 +8,8 @@ from routeiq_assets.contract.decision import (
     ContractError,
     RouterDecision,
     parse_decision_payload,
+    shown_text,
+    unpaired_surrogate,
 )
 
 __all__ = [
@@ -18,4 +20,6 @@ __all__ = [
     "ContractError",
     "RouterDecision",
     "parse_decision_payload",
+    "shown_text",
+    "unpaired_surrogate",
 ]

@@ -126,6 +126,10 @@ def parse_decision_payload(payload: str | bytes | dict[str, Any]) -> RouterDecis
         except (ValueError, RecursionError) as exc:
             # ValueError: JSONDecodeError, UnicodeDecodeError, an integer of over 4,300 digits
             raise ContractError(f"payload is not JSON: {exc}") from None
+        # json.loads decodes an unpaired \ud83d escape into text no column can hold
+        problem = unpaired_surrogate(payload)
+        if problem:
+            raise ContractError(f"payload is not valid Unicode: {problem}")
     if not isinstance(payload, dict):
         raise ContractError(f"payload is a JSON {type(payload).__name__}, expected an object")
     version = payload.get("contract_version")
@@ -140,3 +144,33 @@ def parse_decision_payload(payload: str | bytes | dict[str, Any]) -> RouterDecis
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()[:5]
         )
         raise ContractError(f"payload violates the contract: {problems}") from None
+
+
+def shown_text(text: str) -> str:
+    """``text`` with anything UTF-8 cannot encode (unpaired surrogates) as backslash escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def unpaired_surrogate(value: Any) -> str | None:
+    """Where decoded JSON holds text with an unpaired UTF-16 surrogate (an escape such as
+    ``"\\ud83d"`` with no low half: valid JSON, but no Unicode text, and no database column
+    takes it), as ``path holds '\\ud83d'``; None when nowhere. Walks without recursion (the
+    value may be nested as deep as the JSON parser allowed)."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            if item.isascii():
+                continue
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                return f"{path or 'the value'} holds {shown_text(item[exc.start])!r}"
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                named = f"{path}.{shown_text(str(key))}" if path else shown_text(str(key))
+                stack.append((f"{named} (its key)", key))
+                stack.append((named, child))
+        elif isinstance(item, list):
+            stack.extend((f"{path}[{i}]", child) for i, child in enumerate(item))
+    return None

@@ -301,12 +301,28 @@ static int hex4(const char *p) {
     return v;
 }
 
-/* A JSON string at the cursor: its raw bytes between the quotes, and whether it has escapes.
- * Refuses control characters, bad escapes and unpaired surrogates. */
-static int scan_string(Cur *c, const char **s, size_t *len, int *esc) {
-    if (c->p >= c->end || *c->p != '"') return FAIL;
-    const char *p = c->p + 1, *e = c->end;
-    int x = 0;
+/* The \u escape at p (p[0] == '\\', p[1] == 'u'), a surrogate pair as one: the bytes it takes
+ * (6 or 12), or FAIL when it is not four hex digits or an unpaired surrogate. */
+static int u_escape(const char *p, const char *e) {
+    if (e - p < 6) return FAIL;
+    int u = hex4(p + 2);
+    if (u < 0 || (u >= 0xDC00 && u <= 0xDFFF)) return FAIL;
+    if (u < 0xD800 || u > 0xDBFF) return 6;
+    if (e - p < 12 || p[6] != '\\' || p[7] != 'u') return FAIL;
+    int l = hex4(p + 8);
+    if (l < 0xDC00 || l > 0xDFFF) return FAIL;
+    return 12;
+}
+
+/* Set at import (module init) where the CPU has them and ROUTEIQ_NATIVE_SIMD is not 0: the AVX2
+ * string scanner, the AVX-512 (VBMI2) unescaper below. Every path gives the same results (the
+ * tests run each, set_simd). simd_supported: 0 none, 1 AVX2, 2 both. */
+static int use_avx2, use_avx512, simd_supported;
+
+/* The string scan from p (inside the string, p[-1] not an escaping backslash): the portable
+ * path, eight bytes at a time between escapes. */
+static int scan_string_rest(Cur *c, const char *p, const char **s, size_t *len, int *esc, int x) {
+    const char *e = c->end;
     while (p < e) {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
         /* eight bytes at a time to the first quote, backslash or control character (the lowest
@@ -340,17 +356,9 @@ static int scan_string(Cur *c, const char **s, size_t *len, int *esc) {
             if (p + 1 >= e) return FAIL;
             char n = p[1];
             if (n == 'u') {
-                if (e - p < 6) return FAIL;
-                int u = hex4(p + 2);
-                if (u < 0 || (u >= 0xDC00 && u <= 0xDFFF)) return FAIL;
-                if (u >= 0xD800 && u <= 0xDBFF) {
-                    if (e - p < 12 || p[6] != '\\' || p[7] != 'u') return FAIL;
-                    int l = hex4(p + 8);
-                    if (l < 0xDC00 || l > 0xDFFF) return FAIL;
-                    p += 12;
-                } else {
-                    p += 6;
-                }
+                int taken = u_escape(p, e);
+                if (taken < 0) return FAIL;
+                p += taken;
                 continue;
             }
             if (n == '"' || n == '\\' || n == '/' || n == 'b' || n == 'f' || n == 'n' ||
@@ -365,8 +373,201 @@ static int scan_string(Cur *c, const char **s, size_t *len, int *esc) {
     return FAIL;
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define HAVE_AVX2_PATH 1
+
+/* The bytes of a block escaped by a backslash (bit i: byte i), from the bitmask of its
+ * backslashes and *carry (1 when the block's first byte is escaped by the one before it), with
+ * no loop over the escapes. A run of backslashes escapes every second byte from its start, and
+ * the byte after it when its length is odd. Adding a run's first bit to the mask carries through
+ * the run and sets the bit after it; XOR with the mask leaves the run and that bit set, and the
+ * escaped ones are those of the other parity than the run's start: runs starting on even bits
+ * and on odd bits are added separately. The second addition's overflow is a run starting on an
+ * odd bit reaching the last one: odd, so it escapes the next block's first byte. (The method of
+ * simdjson: Langdale and Lemire, "Parsing gigabytes of JSON per second", 2019.) */
+#define ESCAPED_BYTES(NAME, T, EVEN)                                                           \
+    static inline T NAME(T b, T *carry) {                                                      \
+        T prev = *carry, odd_sum;                                                              \
+        b &= ~prev; /* an escaped backslash escapes nothing */                                 \
+        T starts = b & ~(T)(b << 1);                                                           \
+        *carry = (T)__builtin_add_overflow(b, starts & (T)~(EVEN), &odd_sum);                  \
+        return (T)(((T)(b + (starts & (EVEN))) ^ b) & (T)~(EVEN)) | ((odd_sum ^ b) & (EVEN)) | \
+               prev;                                                                           \
+    }
+ESCAPED_BYTES(escaped_bytes32, uint32_t, 0x55555555u)
+ESCAPED_BYTES(escaped_bytes64, uint64_t, 0x5555555555555555ULL)
+
+/* The same scan 32 bytes at a time: masks of quotes, backslashes and control characters, the
+ * escaped bytes from the backslashes (escaped_bytes32: decision payloads are escaped JSON, a
+ * backslash every ten bytes or so); the first quote not escaped ends the string. The escaped
+ * bytes before it are checked in the block, a \u escape by u_escape. */
+__attribute__((target("avx2"))) static int scan_string_avx2(Cur *c, const char **s, size_t *len,
+                                                             int *esc) {
+    const char *p = c->p + 1, *e = c->end;
+    const char *checked = p; /* every \u escape starting before this was checked */
+    uint32_t carry = 0;      /* the block's first byte is escaped by the last one before it */
+    int x = 0;
+    const __m256i vq = _mm256_set1_epi8('"'), vb = _mm256_set1_epi8('\\'),
+                  vctl = _mm256_set1_epi8(0x1F), vu = _mm256_set1_epi8('u');
+    while (e - p >= 32) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)p);
+        uint32_t q = (uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(v, vq));
+        uint32_t b = (uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(v, vb));
+        uint32_t ctl =
+            (uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_min_epu8(v, vctl), v));
+        uint32_t escaped = escaped_bytes32(b, &carry);
+        uint32_t end = q & ~escaped;
+        uint32_t before = end ? (end & (0u - end)) - 1 : 0xFFFFFFFFu;
+        if (ctl & before) return FAIL;
+        uint32_t escs = escaped & before;
+        if (escs) {
+            x = 1;
+            __m256i ok = _mm256_or_si256(
+                _mm256_or_si256(_mm256_or_si256(_mm256_cmpeq_epi8(v, vq), _mm256_cmpeq_epi8(v, vb)),
+                                _mm256_or_si256(_mm256_cmpeq_epi8(v, _mm256_set1_epi8('/')),
+                                                _mm256_cmpeq_epi8(v, _mm256_set1_epi8('b')))),
+                _mm256_or_si256(_mm256_or_si256(_mm256_cmpeq_epi8(v, _mm256_set1_epi8('f')),
+                                                _mm256_cmpeq_epi8(v, _mm256_set1_epi8('n'))),
+                                _mm256_or_si256(_mm256_cmpeq_epi8(v, _mm256_set1_epi8('r')),
+                                                _mm256_cmpeq_epi8(v, _mm256_set1_epi8('t')))));
+            uint32_t us = (uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(v, vu)) & escs;
+            if (escs & ~((uint32_t)_mm256_movemask_epi8(ok) | us)) return FAIL;
+            while (us) {
+                const char *bs = p + __builtin_ctz(us) - 1; /* its backslash */
+                us &= us - 1;
+                if (bs < checked) continue; /* the second half of a pair checked with the first */
+                int taken = u_escape(bs, e);
+                if (taken < 0) return FAIL;
+                checked = bs + taken;
+            }
+        }
+        if (end) {
+            *s = c->p + 1;
+            *len = (size_t)(p + __builtin_ctz(end) - (c->p + 1));
+            *esc = x;
+            c->p = p + __builtin_ctz(end) + 1;
+            return 0;
+        }
+        p += 32;
+    }
+    /* the last bytes: from the escaping backslash when one ends the last block, and never from
+     * inside a \u escape already checked */
+    p -= carry;
+    if (p < checked) p = checked;
+    return scan_string_rest(c, p, s, len, esc, x);
+}
+#endif
+
+/* A JSON string at the cursor: its raw bytes between the quotes, and whether it has escapes.
+ * Refuses control characters, bad escapes and unpaired surrogates. */
+static inline int scan_string(Cur *c, const char **s, size_t *len, int *esc) {
+    if (c->p >= c->end || *c->p != '"') return FAIL;
+#ifdef HAVE_AVX2_PATH
+    if (use_avx2) return scan_string_avx2(c, s, len, esc);
+#endif
+    return scan_string_rest(c, c->p + 1, s, len, esc, 0);
+}
+
+/* One escape at *sp (a backslash scan_string accepted) decoded to *op; 0, or FAIL when the bytes
+ * end first (a mapped file can change after its scan). */
+static inline int unescape_one(const char **sp, const char *e, char **op) {
+    const char *s = *sp;
+    char *o = *op;
+    if (e - s < 2) return FAIL;
+    char n = s[1];
+    if (n != 'u') {
+        switch (n) {
+        case 'b': *o++ = '\b'; break;
+        case 'f': *o++ = '\f'; break;
+        case 'n': *o++ = '\n'; break;
+        case 'r': *o++ = '\r'; break;
+        case 't': *o++ = '\t'; break;
+        default: *o++ = n; /* " \ / */
+        }
+        *sp = s + 2;
+        *op = o;
+        return 0;
+    }
+    if (e - s < 6) return FAIL;
+    unsigned int u = (unsigned int)hex4(s + 2) & 0xFFFF;
+    s += 6;
+    if (u >= 0xD800 && u <= 0xDBFF) {
+        if (e - s < 6) return FAIL;
+        unsigned int l = (unsigned int)hex4(s + 2) & 0xFFFF;
+        s += 6;
+        u = 0x10000 + ((u - 0xD800) << 10) + (l - 0xDC00);
+    }
+    if (u < 0x80) {
+        *o++ = (char)u;
+    } else if (u < 0x800) {
+        *o++ = (char)(0xC0 | (u >> 6));
+        *o++ = (char)(0x80 | (u & 0x3F));
+    } else if (u < 0x10000) {
+        *o++ = (char)(0xE0 | (u >> 12));
+        *o++ = (char)(0x80 | ((u >> 6) & 0x3F));
+        *o++ = (char)(0x80 | (u & 0x3F));
+    } else {
+        *o++ = (char)(0xF0 | (u >> 18));
+        *o++ = (char)(0x80 | ((u >> 12) & 0x3F));
+        *o++ = (char)(0x80 | ((u >> 6) & 0x3F));
+        *o++ = (char)(0x80 | (u & 0x3F));
+    }
+    *sp = s;
+    *op = o;
+    return 0;
+}
+
+#ifdef HAVE_AVX2_PATH
+/* unescape 64 bytes at a time where the CPU can compress bytes (AVX-512 VBMI2): the bytes of a
+ * block but its escaping backslashes are packed together in one instruction as long as every
+ * escape is \" \\ or \/ (those of a payload of escaped JSON); at any other escape the block is cut
+ * before it and that escape decoded on its own. The decoded text is never longer than what is
+ * left of the input, so a 64-byte store never passes out + len. */
+__attribute__((target("avx512f,avx512bw,avx512vbmi2,popcnt"))) static size_t
+unescape_avx512(const char *s, size_t len, char *out) {
+    const char *e = s + len;
+    char *o = out;
+    const __m512i vb = _mm512_set1_epi8('\\'), vq = _mm512_set1_epi8('"'),
+                  vs = _mm512_set1_epi8('/');
+    while (e - s >= 64) {
+        __m512i v = _mm512_loadu_si512((const void *)s);
+        uint64_t b = _mm512_cmpeq_epi8_mask(v, vb);
+        if (!b) {
+            _mm512_storeu_si512((void *)o, v);
+            s += 64;
+            o += 64;
+            continue;
+        }
+        uint64_t carry = 0, escaped = escaped_bytes64(b, &carry); /* a block starts outside */
+        uint64_t starts = b & ~escaped; /* the backslashes that escape */
+        uint64_t plain = b | _mm512_cmpeq_epi8_mask(v, vq) | _mm512_cmpeq_epi8_mask(v, vs);
+        /* the backslashes of escapes decoding to something else, and of one running on into
+         * the next block: the block is taken up to the first of them */
+        uint64_t hard = (((starts << 1) & ~plain) >> 1) | (starts & (1ULL << 63));
+        unsigned take = hard ? (unsigned)__builtin_ctzll(hard) : 64;
+        uint64_t keep = (take == 64 ? ~0ULL : (1ULL << take) - 1) & ~starts;
+        _mm512_storeu_si512((void *)o, _mm512_maskz_compress_epi8(keep, v));
+        o += __builtin_popcountll(keep);
+        s += take;
+        if (hard && unescape_one(&s, e, &o)) return (size_t)(o - out);
+    }
+    while (s < e) {
+        if (*s != '\\') {
+            *o++ = *s++;
+            continue;
+        }
+        if (unescape_one(&s, e, &o)) break;
+    }
+    return (size_t)(o - out);
+}
+#endif
+
 /* Decode a scanned string's escapes into out (at most len bytes); returns the length. */
 static size_t unescape(const char *s, size_t len, char *out) {
+#ifdef HAVE_AVX2_PATH
+    if (use_avx512) return unescape_avx512(s, len, out);
+#endif
     const char *e = s + len;
     char *o = out;
     while (s < e) {
@@ -374,45 +575,7 @@ static size_t unescape(const char *s, size_t len, char *out) {
             *o++ = *s++;
             continue;
         }
-        /* bounds again: scan_string checked these bytes, but a mapped file can change */
-        if (e - s < 2) break;
-        char n = s[1];
-        if (n != 'u') {
-            switch (n) {
-            case 'b': *o++ = '\b'; break;
-            case 'f': *o++ = '\f'; break;
-            case 'n': *o++ = '\n'; break;
-            case 'r': *o++ = '\r'; break;
-            case 't': *o++ = '\t'; break;
-            default: *o++ = n; /* " \ / */
-            }
-            s += 2;
-            continue;
-        }
-        if (e - s < 6) break;
-        unsigned int u = (unsigned int)hex4(s + 2) & 0xFFFF;
-        s += 6;
-        if (u >= 0xD800 && u <= 0xDBFF) {
-            if (e - s < 6) break;
-            unsigned int l = (unsigned int)hex4(s + 2) & 0xFFFF;
-            s += 6;
-            u = 0x10000 + ((u - 0xD800) << 10) + (l - 0xDC00);
-        }
-        if (u < 0x80) {
-            *o++ = (char)u;
-        } else if (u < 0x800) {
-            *o++ = (char)(0xC0 | (u >> 6));
-            *o++ = (char)(0x80 | (u & 0x3F));
-        } else if (u < 0x10000) {
-            *o++ = (char)(0xE0 | (u >> 12));
-            *o++ = (char)(0x80 | ((u >> 6) & 0x3F));
-            *o++ = (char)(0x80 | (u & 0x3F));
-        } else {
-            *o++ = (char)(0xF0 | (u >> 18));
-            *o++ = (char)(0x80 | ((u >> 12) & 0x3F));
-            *o++ = (char)(0x80 | ((u >> 6) & 0x3F));
-            *o++ = (char)(0x80 | (u & 0x3F));
-        }
+        if (unescape_one(&s, e, &o)) break;
     }
     return (size_t)(o - out);
 }
@@ -1662,10 +1825,25 @@ static PyObject *py_columns(PyObject *self, PyObject *noargs) {
     return out;
 }
 
+/* set_simd(level) -> previous: 0 the portable scanner, 1 AVX2, 2 AVX2 and AVX-512 (capped at
+ * what the CPU has). For the tests, which compare the paths; not while parse() runs. */
+
+static PyObject *py_set_simd(PyObject *self, PyObject *arg) {
+    (void)self;
+    long level = PyLong_AsLong(arg);
+    if (level == -1 && PyErr_Occurred()) return NULL;
+    long previous = use_avx2 + use_avx512;
+    if (level > simd_supported) level = simd_supported;
+    use_avx2 = level >= 1;
+    use_avx512 = level >= 2;
+    return PyLong_FromLong(previous);
+}
+
 static PyMethodDef METHODS[] = {
     {"parse", py_parse, METH_VARARGS,
      "parse(buffer, start, end, first_line, file_name, max_records) -> "
      "(columns, next_offset, next_line, stopped)"},
+    {"set_simd", py_set_simd, METH_O, "set_simd(level) -> previous level (tests)"},
     {"columns", py_columns, METH_NOARGS, "columns() -> [(name, kind)] in parse()'s order"},
     {NULL, NULL, 0, NULL}};
 
@@ -1680,7 +1858,19 @@ static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "_otlp_native",
 PyMODINIT_FUNC PyInit__otlp_native(void) {
     if (PyType_Ready(&BlockType) < 0) return NULL;
     PyObject *module = PyModule_Create(&MODULE);
-    if (module && PyModule_AddStringConstant(module, "SOURCE_SHA256", SOURCE_SHA256) < 0)
+#ifdef HAVE_AVX2_PATH
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2"))
+        simd_supported = 1 + (__builtin_cpu_supports("avx512bw") &&
+                              __builtin_cpu_supports("avx512vbmi2"));
+    const char *simd = getenv("ROUTEIQ_NATIVE_SIMD");
+    if (!(simd && strcmp(simd, "0") == 0)) {
+        use_avx2 = simd_supported >= 1;
+        use_avx512 = simd_supported >= 2;
+    }
+#endif
+    if (module && (PyModule_AddStringConstant(module, "SOURCE_SHA256", SOURCE_SHA256) < 0 ||
+                   PyModule_AddIntConstant(module, "SIMD", use_avx2 + use_avx512) < 0))
         Py_CLEAR(module);
     return module;
 }

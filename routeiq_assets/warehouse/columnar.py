@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from routeiq_assets.contract import ContractError
+from routeiq_assets.contract import ContractError, shown_text
 from routeiq_assets.telemetry.pii import PromptTextMode
 from routeiq_assets.telemetry.records import TelemetryRecord
 from routeiq_assets.warehouse.normalize import (
@@ -36,6 +36,7 @@ from routeiq_assets.warehouse.normalize import (
     _parse_ts,
     decision_rows,
     llm_call_values,
+    unicode_problem,
 )
 
 FEEDBACK_COLUMNS = ("batch_id", "location", "event_id", "trace_id", "score", "source", "created_at")
@@ -270,6 +271,8 @@ class BatchBuilder:
         """A reader's record, normalised exactly as ``normalise_records`` does."""
         if rec.kind == "bad":
             self._quarantine(rec, rec.reason or "unreadable record")
+        elif problem := unicode_problem(rec):
+            self._quarantine(rec, problem)
         elif rec.kind == "decision":
             try:
                 row, cands = decision_rows(rec, self.batch_id)
@@ -306,7 +309,7 @@ class BatchBuilder:
 
     def _quarantine(self, rec: TelemetryRecord, reason: str) -> None:
         self.add_quarantined(
-            rec.location, reason, rec.raw if rec.raw is not None else _excerpt_of(rec)
+            shown_text(rec.location), reason, rec.raw if rec.raw is not None else _excerpt_of(rec)
         )
 
     def _flush(self) -> None:

@@ -13,7 +13,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from routeiq_assets.contract import ContractError, parse_decision_payload
+from routeiq_assets.contract import (
+    ContractError,
+    parse_decision_payload,
+    shown_text,
+    unpaired_surrogate,
+)
 from routeiq_assets.telemetry.pii import PromptTextMode, prompt_for_warehouse
 from routeiq_assets.telemetry.records import (
     TelemetryRecord,
@@ -345,6 +350,13 @@ def llm_call_row(
     return dict(zip(LLM_CALL_COLUMNS, values, strict=True))
 
 
+def unicode_problem(rec: TelemetryRecord) -> str | None:
+    """Why a record cannot be stored as text (an unpaired surrogate escape in a value, a key or
+    its location), or None."""
+    problem = unpaired_surrogate({"location": rec.location, "data": rec.data})
+    return None if problem is None else f"record is not valid Unicode: {problem}"
+
+
 def normalise_records(
     records: Iterable[TelemetryRecord],
     batch_id: str,
@@ -362,7 +374,7 @@ def normalise_records(
             {
                 "batch_id": batch_id,
                 "source": source,
-                "location": rec.location,
+                "location": shown_text(rec.location),
                 "reason": reason,
                 "raw_excerpt": rec.raw if rec.raw is not None else _excerpt_of(rec),
                 "quarantined_at": now,
@@ -373,6 +385,8 @@ def normalise_records(
         batch.records_in += 1
         if rec.kind == "bad":
             quarantine(rec, rec.reason or "unreadable record")
+        elif problem := unicode_problem(rec):
+            quarantine(rec, problem)
         elif rec.kind == "decision":
             try:
                 row, cands = decision_rows(rec, batch_id)

@@ -620,6 +620,26 @@ MALFORMED = {
     "payload nested 100,000 deep": lambda: _call_line(
         lambda d, c: _set_payload(d, '{"contract_version": "v1", "x": ' + _deep(100_000) + "}")
     ),
+    # valid JSON whose \\ud83d-style escapes decode to no Unicode text (json.dumps writes a lone
+    # surrogate of a Python str as such an escape)
+    **{
+        f"unpaired surrogate in {where}": make
+        for where, make in {
+            "the prompt": lambda: _call_line(
+                lambda d, c: c["attributes"].append(
+                    {"key": "gen_ai.prompt", "value": {"stringValue": "hi \ud83d there"}}
+                )
+            ),
+            "a payload field": lambda: _call_line(
+                lambda d, c: _set_payload(d, {**_payload(d), "selection_reason": "x\udc00"})
+            ),
+            "a payload key": lambda: _call_line(
+                lambda d, c: _set_payload(d, {**_payload(d), "custom_attributes": {"k\ud800": 1}})
+            ),
+            "the span name": lambda: _call_line(lambda d, c: c.update(name="\ud83d")),
+            "the span id": lambda: _call_line(lambda d, c: c.update(spanId="\udbff" * 16)),
+        }.items()
+    },
 }
 
 
@@ -640,6 +660,37 @@ def test_malformed_values_are_quarantined_not_fatal(tmp_path, case):
             for t in ("router_decisions", "llm_calls", "quarantine")
         )
         assert batch.records_in == stored + batch.duplicates_in_batch, case
+
+
+def test_unpaired_surrogates_are_quarantined_with_where_they_are(tmp_path):
+    """In OTLP lines (every path) and in the other formats (the general path), a record holding
+    an unpaired surrogate escape is quarantined, its reason naming the field; the rest stored."""
+    from routeiq_assets.warehouse.columnar import as_columnar
+    from routeiq_assets.warehouse.ingest import normalise_file
+
+    path = tmp_path / "bad.otlp.json"
+    path.write_bytes(MALFORMED["unpaired surrogate in a payload field"]() + b"\n")
+    for batch in (
+        _batch(path, True),
+        _batch(path, False),
+        as_columnar(normalise_file(path, "otlp_json", "b", "src", fast=False)),
+    ):
+        assert batch.tables["llm_calls"].num_rows == 1
+        [reason] = batch.tables["quarantine"]["reason"].to_pylist()
+        assert reason == "payload is not valid Unicode: selection_reason holds '\\\\udc00'"
+    decisions = [
+        _review_payload("e1"),
+        {**_review_payload("e2"), "custom_attributes": {"note": "\ud83d!"}},
+    ]
+    jsonl = tmp_path / "decisions.jsonl"
+    jsonl.write_text("".join(json.dumps(d) + "\n" for d in decisions))
+    batch = as_columnar(normalise_file(jsonl, "decision_jsonl", "b", "src"))
+    assert batch.tables["router_decisions"]["event_id"].to_pylist() == ["e1"]
+    [row] = batch.tables["quarantine"].to_pylist()
+    assert row["location"].endswith(":2")
+    assert row["reason"] == (
+        "record is not valid Unicode: data.payload.custom_attributes.note holds '\\\\ud83d'"
+    )
 
 
 def test_objects_in_parts_are_stored_as_one_pass_stores_them(tmp_path):
@@ -732,3 +783,87 @@ def test_threads_hand_files_the_compiled_path_gives_up_on_to_worker_processes(
     assert handed and handed[0][-1] == "b3" and len(handed[0]) < 4
     for job, batch in zip(jobs, got, strict=True):
         _assert_same(batch, normalise_otlp_file(job[0], job[2], job[3], "scrub", native=False))
+
+
+# Pieces of the text of a JSON string, as written in the file: plain bytes, every escape,
+# backslash runs of every length before a quote, and (BAD) what makes the string invalid.
+STRING_PIECES = [
+    "a",
+    "bc",
+    "é",
+    "✓",
+    " ",
+    '\\"',
+    "\\\\",
+    "\\/",
+    "\\b",
+    "\\f",
+    "\\n",
+    "\\r",
+    "\\t",
+    "\\u00e9",
+    "\\u2713",
+    "\\uD83D\\uDE00",
+    "\\ud83d\\ude00",
+    '\\\\\\"',
+    "\\\\\\\\",
+    "\\\\\\\\\\\\",
+]
+BAD_PIECES = ["\\x", "\\ud83d", "\\ude00", "\\u12G4", "\\uD83Dx", "\x01", "\\", '"', "\\u00"]
+
+
+def _json_string_text(rng, length, bad):
+    pieces = []
+    while sum(map(len, pieces)) < length:
+        pieces.append(rng.choice(STRING_PIECES))
+    if bad:
+        pieces.insert(rng.randrange(len(pieces) + 1), rng.choice(BAD_PIECES))
+    return "".join(pieces)
+
+
+def _escapes_file(path, rng, n, bad_every=None):
+    """Lines of one request each, whose prompt and payload selection_reason are JSON string
+    texts of 0 to 150 bytes from STRING_PIECES (every ``bad_every``-th with a BAD_PIECE)."""
+    lines = []
+    for i, req in enumerate(simulate_requests(n, seed=21)):
+        decision, call = request_spans(req)
+        bad = bad_every is not None and i % bad_every == bad_every - 1
+        prompt = _json_string_text(rng, i % 151, bad and i % 2 == 0)
+        reason = _json_string_text(rng, (i * 7) % 151, bad and i % 2 == 1)
+        for attr in call["attributes"]:
+            if attr["key"] == "gen_ai.prompt":
+                attr["value"] = {"stringValue": "@@PROMPT@@"}
+        p = _payload(decision)
+        if i % 2:  # the payload's last field: its end is in the scanner's last, short block
+            del p["selection_reason"]
+        p["selection_reason"] = "@@REASON@@"
+        _set_payload(decision, json.dumps(p).replace('"@@REASON@@"', f'"{reason}"'))
+        lines.append(_line([decision, call]).replace(b'"@@PROMPT@@"', f'"{prompt}"'.encode()))
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+@pytest.mark.parametrize("simd", [0, 1, 2])
+def test_escapes_at_every_offset_of_the_vector_blocks(tmp_path, simd):
+    """The string scanner and unescaper work on 32- and 64-byte blocks where the CPU has AVX2 /
+    AVX-512: strings of every length from 0 to 150 bytes, made of every escape and backslash run
+    (and of invalid ones), in the prompt (escaped once) and in a payload string (escaped twice,
+    so its backslash runs double), land at every offset of a block and across block ends. Each
+    path (portable, AVX2, AVX-512, as far as this CPU has them) reads every valid line itself,
+    hands each invalid one back, and stores what the Python path stores."""
+    native = otlp_native._native
+    previous = native.set_simd(simd)
+    try:
+        rng = random.Random(simd)
+        valid = _escapes_file(tmp_path / "valid.otlp.json", rng, 300)
+        got, expected = _batch(valid, True), _batch(valid, False)
+        _assert_same(got, expected, f"simd {simd}")
+        assert got.stats["python_lines"] == 0 and got.stats["native_records"] == 600
+        # fewer invalid lines than the compiled path hands back before it gives up on a file
+        mixed = _escapes_file(tmp_path / "mixed.otlp.json", rng, 90, bad_every=6)
+        got, expected = _batch(mixed, True), _batch(mixed, False)
+        _assert_same(got, expected, f"simd {simd}")
+        assert got.stats["python_lines"] == 15
+        assert expected.tables["quarantine"].num_rows == 15
+    finally:
+        native.set_simd(previous)

@@ -68,6 +68,37 @@ def test_landing_many_files_on_threads_keeps_each_under_the_hash_of_its_bytes(tm
         assert not raw.raw_path.stat().st_mode & 0o222  # read-only
 
 
+@pytest.mark.parametrize("refusal", ["at once", "part-way"])
+def test_landing_where_the_kernel_copy_is_refused_copies_by_reads_and_writes(
+    tmp_path, monkeypatch, refusal
+):
+    """copy_file_range is refused on some file systems (across mounts before Linux 5.3, some
+    network and FUSE file systems): the copy starts again with reads and writes."""
+    import errno
+    import hashlib
+    import os
+
+    from routeiq_assets.telemetry.raw_store import COPY_CHUNK, land_file
+
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(bytes(range(256)) * (COPY_CHUNK // 128 + 7))
+    kernel_copy = os.copy_file_range
+    calls = []
+
+    def refusing(src, dst, count, *args):
+        calls.append(count)
+        if refusal == "part-way" and len(calls) == 1:
+            return kernel_copy(src, dst, 12345)  # some bytes copied, then refused
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "copy_file_range", refusing)
+    raw = land_file(source, tmp_path / "raw")
+    assert len(calls) == (2 if refusal == "part-way" else 1)
+    assert raw.raw_path.read_bytes() == source.read_bytes()
+    assert raw.sha256 == hashlib.sha256(source.read_bytes()).hexdigest()
+    assert [p.name for p in (tmp_path / "raw").rglob("*.tmp")] == []
+
+
 def test_rerun_of_a_batch_replaces_it(landed):
     tmp, files = landed
     raw = land_file(files[0], tmp / "raw")
