@@ -77,6 +77,24 @@ def _copy(src: int, dst: int) -> None:
             written += os.write(dst, view[written:size])
 
 
+# A landed file is flushed to disk (and its name in its folder) before land_file returns: a
+# batch is registered in the warehouse only after, so a crash never leaves a registered batch
+# whose raw file is empty or short (ext4 with delayed allocation, XFS). Measured here, 3.5 GB on
+# two threads: landing 4.1 s instead of 1.9 s, but the whole ingest only ~0.5 s longer, since
+# without it the kernel writes the same bytes later and the warehouse's first commits (any
+# fsync on this file system) waited for them instead. ROUTEIQ_RAW_FSYNC=0 skips it, for
+# scratch stores whose loss does not matter.
+DURABLE = os.environ.get("ROUTEIQ_RAW_FSYNC", "1") != "0"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _fd_sha256(fd: int) -> str:
     digest = hashlib.sha256()
     buffer = bytearray(COPY_CHUNK)
@@ -105,6 +123,8 @@ def land_file(source: Path, raw_dir: Path) -> RawFile:
             try:
                 _copy(src.fileno(), fd)
                 sha = _fd_sha256(fd)
+                if DURABLE:
+                    os.fsync(fd)  # on disk before it is named, let alone registered
             finally:
                 os.close(fd)
             suffix = "".join(source.suffixes[-2:]) or ".bin"
@@ -113,6 +133,8 @@ def land_file(source: Path, raw_dir: Path) -> RawFile:
                 target.parent.mkdir(exist_ok=True)
                 tmp.chmod(0o444)
                 tmp.replace(target)
+                if DURABLE:
+                    _fsync_dir(target.parent)
         finally:
             tmp.unlink(missing_ok=True)
     return RawFile(

@@ -473,3 +473,33 @@ def test_rows_of_another_batch_are_refused(tmp_path):
         with pytest.raises(ValueError, match="carry batch_id"):
             write_batches(con, [("mine", rows)])
         assert _count(con, "router_decisions") == 0
+
+
+def test_a_landed_file_is_on_disk_before_it_is_named_and_its_name_after(tmp_path, monkeypatch):
+    """fsync of the copy before the rename that names it, then of its folder (a crash must never
+    leave a registered batch whose raw file is empty or short)."""
+    import os
+    from pathlib import Path
+
+    from routeiq_assets.telemetry.raw_store import land_file
+
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b'{"a": 1}\n' * 1000)
+    events = []
+    fsync, replace = os.fsync, Path.replace
+
+    def recording_fsync(fd):
+        events.append(("fsync", os.path.realpath(f"/proc/self/fd/{fd}")))
+        return fsync(fd)
+
+    def recording_replace(self, target):
+        events.append(("rename", str(target)))
+        return replace(self, target)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    monkeypatch.setattr(Path, "replace", recording_replace)
+    raw = land_file(source, tmp_path / "raw")
+    assert [kind for kind, _ in events] == ["fsync", "rename", "fsync"]
+    assert ".landing." in events[0][1]  # the copy, under its temporary name
+    assert events[1][1] == str(raw.raw_path)
+    assert events[2][1] == str(raw.raw_path.parent)
