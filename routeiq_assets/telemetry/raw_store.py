@@ -161,8 +161,11 @@ def in_threads(fn: Callable[[T], R], items: Iterable[T], threads: int | None = N
 
 
 def land_files(sources: Iterable[Path], raw_dir: Path) -> list[RawFile]:
-    """:func:`land_file` for each file, in order, on two threads."""
-    return in_threads(lambda source: land_file(source, raw_dir), sources)
+    """:func:`land_file` for each file, in order, on two threads a core (at most four): each
+    waits for its file's flush to disk, while the others copy and hash (3.5 GB here: 4.2-4.3 s
+    on four threads, 4.5-5.7 s on two)."""
+    threads = 2 * min(2, os.cpu_count() or 1) if DURABLE else None
+    return in_threads(lambda source: land_file(source, raw_dir), sources, threads)
 
 
 def batch_key(sha256: str) -> str:
