@@ -12,7 +12,8 @@ msgspec fast path, as before it was built), the product's own path (`routeiq ing
 folder: one Dagster run over the range of new batches, CLI start-up included), and floors that
 bound what this design can reach on this machine: the compiled scan alone (lines to column
 buffers, one process), msgspec decoding alone (the Python path's floor), and writing already
-normalised batches (the first four files) into DuckDB.
+normalised batches (the first four files) into DuckDB. And how much of our path is landing the
+files in the raw store (kernel copy, hash, flush to disk).
 """
 
 import json
@@ -39,6 +40,17 @@ with connect(Path(sys.argv[2])) as con:
         register_raw_file(con, raw)
     done = ingest_pending(con)
 print(time.perf_counter() - started, sum(c.decisions for _, c in done))
+"""
+
+# Only landing: copy into a fresh raw store, hash, flush to disk (the first step of OURS).
+LAND = """
+import sys, time
+from pathlib import Path
+from routeiq_assets.telemetry.raw_store import land_files
+files = sorted(Path(sys.argv[1]).glob("*.json"))
+started = time.perf_counter()
+landed = land_files(files, Path(sys.argv[2]))
+print(time.perf_counter() - started, 50_000 * len(landed))
 """
 
 # Only decoding: the envelope and each decision payload into the fast path's msgspec structs.
@@ -237,6 +249,7 @@ def test_normalisation_throughput(tmp_path, machine_load):
     prod_s, prod_n, prod_mb, prod_tree = _measure(
         PRODUCT, str(full), str(home / "dagster"), str(home / "routeiq")
     )
+    land_s, land_n, _, _ = _measure(LAND, str(full), str(tmp_path / "raw_land"))
     scan_s, scan_n, scan_mb, _ = _measure(FLOOR_SCAN, str(full))
     dec_s, dec_n, dec_mb, _ = _measure(FLOOR_DECODE, str(full))
     wr_s, wr_n, _, _ = _measure(FLOOR_WRITE, str(full), str(tmp_path / "floor.duckdb"), "group")
@@ -248,6 +261,7 @@ def test_normalisation_throughput(tmp_path, machine_load):
     rows = [
         ("baseline: per-record json.loads loop", base_s, base_n / base_s, base_mb, base_tree),
         ("ours: validate + normalise + DuckDB write", ours_s, ours_n / ours_s, ours_mb, ours_tree),
+        ("  of which landing (copy, hash, flush)", land_s, land_n / land_s, nan, nan),
         ("ours: +1% new batch after the full run", inc_s, inc_n / inc_s, nan, nan),
         ("ours without the compiled normaliser", py_s, py_n / py_s, py_mb, py_tree),
         ("product: `routeiq ingest` (Dagster runs)", prod_s, prod_n / prod_s, prod_mb, prod_tree),
@@ -259,9 +273,15 @@ def test_normalisation_throughput(tmp_path, machine_load):
     cores = os.cpu_count() or 1
     # with every core busy and nothing but scanning and writing, no overheads at all
     ceiling = cores / (scan_s / scan_n + wr_s / wr_n)
+    from routeiq_assets.telemetry.raw_store import DURABLE
+    from routeiq_assets.warehouse import otlp_native
+
+    simd = getattr(otlp_native._native, "SIMD", None)
     print(
         f"\n{EVENTS} decision events (+ as many LLM-call spans), {size_mb:.0f} MB OTLP JSON; "
-        f"{machine_load}"
+        f"{machine_load}; compiled scanner: "
+        f"{ {None: 'not built', 0: 'portable', 1: 'AVX2', 2: 'AVX2 + AVX-512'}[simd] }; "
+        f"raw files flushed to disk: {DURABLE}"
     )
     print(f"{'path':<44}{'seconds':>9}{'events/s':>11}{'peak RSS MB':>13}{'all processes MB':>18}")
     for name, s, rate, mb, tree_mb in rows:
