@@ -88,6 +88,7 @@ def _ingest_landed(landed: Callable[[], list[tuple[Path, str]]]) -> list[dict]:
         telemetry_batches,
     )
     from routeiq_assets.telemetry.landing import plan_files
+    from routeiq_assets.telemetry.raw_store import display_name
 
     _ensure_dagster_home()
     instance = dg.DagsterInstance.get()
@@ -112,7 +113,10 @@ def _ingest_landed(landed: Callable[[], list[tuple[Path, str]]]) -> list[dict]:
                 partition_key=batch_keys[0],
                 run_config=batch_run_config(ready[batch_keys[0]]),
                 instance=instance,
-                tags={"routeiq/source": ready[batch_keys[0]].name[:200], **in_process_run_tags()},
+                tags={
+                    "routeiq/source": display_name(ready[batch_keys[0]].name)[:200],
+                    **in_process_run_tags(),
+                },
                 raise_on_error=False,
             )
         return job.execute_in_process(

@@ -147,6 +147,34 @@ def test_ingest_of_several_files_is_one_run_over_their_range(routeiq_home, tmp_p
     assert logged == {r["batch"]: r["quarantined"] for r in results}
 
 
+def test_files_whose_names_are_not_utf8_are_ingested(routeiq_home, tmp_path, monkeypatch):
+    """A name with bytes that are not UTF-8 (Python keeps them as lone surrogates) is stored and
+    tagged with those bytes shown as \\xff; it failed the registration and the CLI before."""
+    import os
+
+    from routeiq_assets.cli import ingest_paths
+
+    dagster_home = tmp_path / "dagster_home"
+    dagster_home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
+    made = write_otlp_files(simulate_requests(60, seed=9), tmp_path / "in", "u", 20)
+    files = [
+        f.with_name(os.fsdecode(os.fsencode(f.name).replace(b"-", b"\xff-"))) for f in made[:2]
+    ]
+    for made_file, odd in zip(made, files, strict=False):
+        made_file.rename(odd)
+    alone = ingest_paths([files[0]])  # a run of its own
+    ranged = ingest_paths([files[1], made[2]])  # one run over a range
+    assert all(r["success"] for r in alone + ranged)
+    assert [r["decisions"] for r in alone + ranged] == [20, 20, 20]
+    con = duckdb.connect(str(routeiq_home / "warehouse" / "routeiq.duckdb"), read_only=True)
+    names = sorted(row[0] for row in con.execute("SELECT original_name FROM raw_files").fetchall())
+    con.close()
+    assert names == sorted([f.name.replace("\udcff", "\\xff") for f in files] + [made[2].name])
+    runs = dg.DagsterInstance.get().get_runs()
+    assert any("\\xff" in run.tags.get("routeiq/source", "") for run in runs)
+
+
 def test_batches_that_are_not_neighbours_get_a_run_each(routeiq_home, tmp_path, monkeypatch):
     from routeiq_assets.cli import ingest_paths
 

@@ -12,6 +12,7 @@ from routeiq_assets.defs.resources import RouteIQResource
 from routeiq_assets.defs.telemetry import raw_traces, telemetry_batches, telemetry_tables
 from routeiq_assets.settings import load_settings
 from routeiq_assets.telemetry.landing import LandingScan, load_cursor, scan_landing
+from routeiq_assets.telemetry.raw_store import display_name
 
 INGEST_TAGS = {"routeiq/duckdb": "writer"}
 
@@ -68,7 +69,7 @@ def batch_request(run_key: str, key: str, path: Path | None) -> dg.RunRequest:
         run_key=run_key,
         partition_key=key,
         run_config=batch_run_config(path) if path is not None else {},
-        tags={"routeiq/source": (path.name if path is not None else key)[:200]},
+        tags={"routeiq/source": (display_name(path.name) if path is not None else key)[:200]},
     )
 
 

@@ -25,6 +25,12 @@ class RawFile:
     size_bytes: int
 
 
+def display_name(name: str) -> str:
+    """A file name as text any database or log takes: bytes that are not UTF-8 (which Python
+    keeps as lone surrogates in the str of a path) shown as ``\\xff`` escapes."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
 def file_sha256(path: Path) -> str:
     with Path(path).open("rb", buffering=0) as handle:
         return _fd_sha256(handle.fileno())
@@ -138,7 +144,12 @@ def land_file(source: Path, raw_dir: Path) -> RawFile:
         finally:
             tmp.unlink(missing_ok=True)
     return RawFile(
-        batch_key(sha), sha, source.name, target, sniff_format(target), target.stat().st_size
+        batch_key(sha),
+        sha,
+        display_name(source.name),
+        target,
+        sniff_format(target),
+        target.stat().st_size,
     )
 
 
@@ -180,7 +191,7 @@ def describe_raw_file(raw_path: Path, original_name: str | None = None) -> RawFi
     return RawFile(
         batch_key(sha),
         sha,
-        original_name or raw_path.name,
+        display_name(original_name or raw_path.name),
         raw_path,
         sniff_format(raw_path),
         raw_path.stat().st_size,

@@ -503,3 +503,19 @@ def test_a_landed_file_is_on_disk_before_it_is_named_and_its_name_after(tmp_path
     assert ".landing." in events[0][1]  # the copy, under its temporary name
     assert events[1][1] == str(raw.raw_path)
     assert events[2][1] == str(raw.raw_path.parent)
+
+
+def test_a_file_whose_name_is_not_utf8_lands_and_registers(tmp_path):
+    import os
+
+    from routeiq_assets.telemetry.raw_store import land_file
+
+    source = tmp_path / os.fsdecode(b"caf\xe9.jsonl")  # Latin-1 bytes: not UTF-8
+    source.write_bytes(b'{"a": 1}\n')
+    with connect(tmp_path / "w.duckdb") as con:
+        raw = land_file(source, tmp_path / "raw")
+        assert raw.original_name == "caf\\xe9.jsonl"
+        assert register_raw_file(con, raw)
+        assert con.execute("SELECT original_name FROM raw_files").fetchall() == [
+            (raw.original_name,)
+        ]
