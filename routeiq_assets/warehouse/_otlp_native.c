@@ -314,7 +314,7 @@ static int u_escape(const char *p, const char *e) {
     return 12;
 }
 
-/* Set at import (module init) where the CPU has them and ROUTEIQ_NATIVE_SIMD is not 0: the AVX2
+/* Set at import (module init) where the CPU has them, up to ROUTEIQ_NATIVE_SIMD (0, 1): the AVX2
  * string scanner, the AVX-512 (VBMI2) unescaper below. Every path gives the same results (the
  * tests run each, set_simd). simd_supported: 0 none, 1 AVX2, 2 both. */
 static int use_avx2, use_avx512, simd_supported;
@@ -376,6 +376,10 @@ static int scan_string_rest(Cur *c, const char *p, const char **s, size_t *len, 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define HAVE_AVX2_PATH 1
+/* compilers that know the VBMI2 target and its CPU test (GCC 8, clang 6 and later) */
+#if defined(__clang__) ? __clang_major__ >= 6 : __GNUC__ >= 8
+#define HAVE_AVX512_PATH 1
+#endif
 
 /* The bytes of a block escaped by a backslash (bit i: byte i), from the bitmask of its
  * backslashes and *carry (1 when the block's first byte is escaped by the one before it), with
@@ -518,7 +522,7 @@ static inline int unescape_one(const char **sp, const char *e, char **op) {
     return 0;
 }
 
-#ifdef HAVE_AVX2_PATH
+#ifdef HAVE_AVX512_PATH
 /* unescape 64 bytes at a time where the CPU can compress bytes (AVX-512 VBMI2): the bytes of a
  * block but its escaping backslashes are packed together in one instruction as long as every
  * escape is \" \\ or \/ (those of a payload of escaped JSON); at any other escape the block is cut
@@ -565,7 +569,7 @@ unescape_avx512(const char *s, size_t len, char *out) {
 
 /* Decode a scanned string's escapes into out (at most len bytes); returns the length. */
 static size_t unescape(const char *s, size_t len, char *out) {
-#ifdef HAVE_AVX2_PATH
+#ifdef HAVE_AVX512_PATH
     if (use_avx512) return unescape_avx512(s, len, out);
 #endif
     const char *e = s + len;
@@ -1860,14 +1864,18 @@ PyMODINIT_FUNC PyInit__otlp_native(void) {
     PyObject *module = PyModule_Create(&MODULE);
 #ifdef HAVE_AVX2_PATH
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2"))
-        simd_supported = 1 + (__builtin_cpu_supports("avx512bw") &&
-                              __builtin_cpu_supports("avx512vbmi2"));
+    if (__builtin_cpu_supports("avx2")) simd_supported = 1;
+#ifdef HAVE_AVX512_PATH
+    if (simd_supported && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vbmi2"))
+        simd_supported = 2;
+#endif
+    /* ROUTEIQ_NATIVE_SIMD caps the level: 0 portable, 1 AVX2 only */
     const char *simd = getenv("ROUTEIQ_NATIVE_SIMD");
-    if (!(simd && strcmp(simd, "0") == 0)) {
-        use_avx2 = simd_supported >= 1;
-        use_avx512 = simd_supported >= 2;
-    }
+    int level = simd_supported;
+    if (simd && *simd >= '0' && *simd <= '2' && *simd - '0' < level) level = *simd - '0';
+    use_avx2 = level >= 1;
+    use_avx512 = level >= 2;
 #endif
     if (module && (PyModule_AddStringConstant(module, "SOURCE_SHA256", SOURCE_SHA256) < 0 ||
                    PyModule_AddIntConstant(module, "SIMD", use_avx2 + use_avx512) < 0))

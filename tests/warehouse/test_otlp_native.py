@@ -854,6 +854,8 @@ def test_escapes_at_every_offset_of_the_vector_blocks(tmp_path, simd):
     native = otlp_native._native
     previous = native.set_simd(simd)
     try:
+        if native.set_simd(simd) < simd:  # set_simd caps the level at what this CPU has
+            pytest.skip(f"this CPU has no scanner level {simd}")
         rng = random.Random(simd)
         valid = _escapes_file(tmp_path / "valid.otlp.json", rng, 300)
         got, expected = _batch(valid, True), _batch(valid, False)
