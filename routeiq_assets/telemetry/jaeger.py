@@ -32,6 +32,7 @@ from typing import Any
 from routeiq_assets.contract import DECISION_EVENT_NAME, PAYLOAD_ATTRIBUTE
 from routeiq_assets.telemetry.otlp import normalise_id
 from routeiq_assets.telemetry.records import (
+    BOM,
     TelemetryRecord,
     as_float,
     as_int,
@@ -321,7 +322,8 @@ def read_jaeger_json(
     """
     stats = stats if stats is not None else JaegerStats()
     path = Path(path)
-    doc, text, bad = parse_json_bytes(path.read_bytes(), path.name, "file")
+    data = path.read_bytes()
+    doc, text, bad = parse_json_bytes(data.removeprefix(BOM), path.name, "file")
     if bad is not None:
         stats.bad_records += 1
         yield bad

@@ -26,6 +26,7 @@ from typing import Any
 
 from routeiq_assets.contract import PAYLOAD_ATTRIBUTE
 from routeiq_assets.telemetry.records import (
+    BOM,
     TelemetryRecord,
     bad_record,
     parse_json_bytes,
@@ -37,7 +38,6 @@ WRAPPER_KEYS = (PAYLOAD_ATTRIBUTE, "payload")
 LEGACY_SPAN_NAME = "legacy.llm_call"
 SYNTHETIC_IDS_ATTRIBUTE = "routeiq.synthetic_ids"
 
-_BOM = b"\xef\xbb\xbf"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HEX = re.compile(r"[0-9a-f]+")
 _INT_TEXT = re.compile(r"[+-]?\d+")
@@ -79,9 +79,9 @@ def _json_lines(path: Path) -> Iterator[tuple[str, bytes, Any | TelemetryRecord]
     """
     with path.open("rb") as handle:
         for line_no, raw_line in enumerate(handle, start=1):
-            if line_no == 1 and raw_line.startswith(_BOM):
+            if line_no == 1 and raw_line.startswith(BOM):
                 # Windows editors prepend a byte-order mark that json.loads refuses.
-                raw_line = raw_line[len(_BOM) :]
+                raw_line = raw_line[len(BOM) :]
             if not raw_line.strip():
                 continue
             location = f"{path.name}:{line_no}"
@@ -445,8 +445,8 @@ def sniff_jsonl_kind(path: Path | str) -> str:
     """
     with Path(path).open("rb") as handle:
         head = handle.read(JSONL_SNIFF_BYTES)
-    if head.startswith(_BOM):
-        head = head[len(_BOM) :]
+    if head.startswith(BOM):
+        head = head[len(BOM) :]
     if not head.strip():
         return "empty"
     if b'"resourceSpans"' in head:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from routeiq_assets.contract import DECISION_EVENT_NAME, PAYLOAD_ATTRIBUTE
-from routeiq_assets.telemetry.records import TelemetryRecord, bad_record, parse_json_bytes
+from routeiq_assets.telemetry.records import BOM, TelemetryRecord, bad_record, parse_json_bytes
 
 _HEX_ID = re.compile(r"[0-9a-fA-F]+")
 LLM_CALL_KEYS = ("gen_ai.prompt", "gen_ai.request.model")  # a span with either is an LLM call
@@ -195,5 +195,7 @@ def read_otlp_json(path: Path) -> Iterator[TelemetryRecord]:
     path = Path(path)
     with path.open("rb") as handle:
         for line_no, raw_line in enumerate(handle, start=1):
+            if line_no == 1 and raw_line.startswith(BOM):
+                raw_line = raw_line[len(BOM) :]
             if raw_line.strip():
                 yield from line_records(raw_line, f"{path.name}:{line_no}")

@@ -32,6 +32,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 EXCERPT_CHARS = 2000
+# The UTF-8 byte-order mark some Windows tools write first: json.loads refuses it; every reader
+# drops it from a file's first line.
+BOM = b"\xef\xbb\xbf"
 
 
 @dataclass

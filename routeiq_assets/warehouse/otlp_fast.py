@@ -43,7 +43,7 @@ from routeiq_assets.telemetry.otlp import (
 )
 from routeiq_assets.telemetry.otlp import span_records as general_span_records
 from routeiq_assets.telemetry.pii import PromptTextMode
-from routeiq_assets.telemetry.records import as_float, token_counts
+from routeiq_assets.telemetry.records import BOM, as_float, token_counts
 from routeiq_assets.warehouse import otlp_native
 from routeiq_assets.warehouse.columnar import (
     BatchBuilder,
@@ -445,6 +445,8 @@ def normalise_otlp_file(
         for line_no, raw_line in enumerate(handle, start=first_line):
             if 0 <= end <= offset:
                 break
+            if offset == 0 and raw_line.startswith(BOM):
+                offset, raw_line = len(BOM), raw_line[len(BOM) :]
             offset += len(raw_line)
             if raw_line and not raw_line.isspace():
                 add_line(builder, raw_line, f"{name}:{line_no}", rows)

@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from routeiq_assets.telemetry.pii import PromptTextMode
+from routeiq_assets.telemetry.records import BOM
 from routeiq_assets.warehouse.columnar import BatchBuilder, ColumnarBatch, infer_array
 from routeiq_assets.warehouse.normalize import (
     CANDIDATE_COLUMNS,
@@ -116,6 +117,8 @@ def normalise_native(
     memo = TextMemo(prompt_mode)
     parts: list[ColumnarBatch] = []
     with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        if start == 0 and mm[: len(BOM)] == BOM:
+            start = len(BOM)
         chunks: list[list[pa.Array]] = []
         stops = 0
         while start < stop_at:

@@ -243,12 +243,14 @@ def test_other_spans_are_skipped_and_counted():
 # --- bad input --------------------------------------------------------------------------------
 
 
-def test_file_round_trip(tmp_path):
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
+def test_file_round_trip(tmp_path, bom):
     reqs = list(simulate_requests(5, seed=8))
     path = tmp_path / "dump.json"
-    path.write_text(json.dumps(jaeger_doc([jaeger_trace(r) for r in reqs])))
+    path.write_bytes(bom + json.dumps(jaeger_doc([jaeger_trace(r) for r in reqs])).encode())
     records = list(read_jaeger_json(path))
     assert [r.kind for r in records].count("decision") == 5
+    assert "bad" not in [r.kind for r in records]
     assert records[0].location.startswith("dump.json trace ")
 
 

@@ -869,3 +869,23 @@ def test_escapes_at_every_offset_of_the_vector_blocks(tmp_path, simd):
         assert expected.tables["quarantine"].num_rows == 15
     finally:
         native.set_simd(previous)
+
+
+def test_a_byte_order_mark_before_the_first_line_is_dropped_in_every_path(tmp_path):
+    """Some Windows tools write a UTF-8 BOM first; json.loads refuses it, so the first line (a
+    whole export request) was quarantined before."""
+    from routeiq_assets.warehouse.columnar import as_columnar
+    from routeiq_assets.warehouse.ingest import normalise_file
+
+    clean = _clean_file(tmp_path / "clean.otlp.json", n=100)
+    path = tmp_path / "bom.otlp.json"
+    path.write_bytes(b"\xef\xbb\xbf" + clean.read_bytes())
+    native, python = _batch(path, True), _batch(path, False)
+    general = as_columnar(normalise_file(path, "otlp_json", "b", "src", fast=False))
+    for batch in (native, python, general):
+        assert batch.tables["quarantine"] is None or batch.tables["quarantine"].num_rows == 0
+        assert batch.tables["router_decisions"].num_rows == 100
+    _assert_same(native, python)
+    assert native.stats["python_lines"] == 0
+    parts = [_batch(path, True, part=p) for p in split_lines(path, 2)]
+    _assert_same(merge_parts(parts), python)
