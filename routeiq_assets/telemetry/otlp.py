@@ -190,9 +190,71 @@ def line_records(raw_line: bytes, location: str) -> Iterator[TelemetryRecord]:
         yield from span_records(span, location)
 
 
-def read_otlp_json(path: Path) -> Iterator[TelemetryRecord]:
-    """Yield every record of one OTLP JSON file (one export request per line, or one document)."""
+# A file of pretty-printed export requests is parsed whole: up to this size (a pretty-printed
+# document costs about ten times its size in Python objects; the collector's file exporter
+# writes one request a line, which has no limit).
+DOCUMENT_MAX_BYTES = 256 * 2**20
+
+
+def is_multiline_document(path: Path) -> bool:
+    """Whether an OTLP JSON file looks like pretty-printed export requests (each spread over
+    many lines) rather than one request a line: its first non-blank line, an object's start, is
+    no JSON by itself."""
+    with Path(path).open("rb") as handle:
+        for line_no, raw_line in enumerate(handle, start=1):
+            line = raw_line.removeprefix(BOM) if line_no == 1 else raw_line
+            if not line.strip():
+                continue
+            if not line.lstrip().startswith(b"{"):
+                return False
+            try:
+                json.loads(line)
+            except (ValueError, RecursionError):
+                return True
+            return False
+    return False
+
+
+def otlp_documents(path: Path) -> list[tuple[int, bytes]] | None:
+    """The export requests of a pretty-printed OTLP JSON file, each as its bytes with the number
+    of the line it starts on; None when the file is one request a line, or is not a sequence of
+    JSON documents (bigger than DOCUMENT_MAX_BYTES, not UTF-8, or broken somewhere): it is then
+    read line by line, and its bad lines quarantined one by one."""
     path = Path(path)
+    if path.stat().st_size > DOCUMENT_MAX_BYTES or not is_multiline_document(path):
+        return None
+    try:
+        text = path.read_bytes().removeprefix(BOM).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    decoder = json.JSONDecoder()
+    documents: list[tuple[int, bytes]] = []
+    pos, line_no, counted = 0, 1, 0
+    while True:
+        while pos < len(text) and text[pos] in " \t\r\n":
+            pos += 1
+        if pos == len(text):
+            return documents
+        try:
+            _, end = decoder.raw_decode(text, pos)
+        except (ValueError, RecursionError):
+            return None
+        line_no += text.count("\n", counted, pos)
+        counted = pos
+        documents.append((line_no, text[pos:end].encode("utf-8")))
+        pos = end
+
+
+def read_otlp_json(path: Path) -> Iterator[TelemetryRecord]:
+    """Yield every record of one OTLP JSON file: one export request a line (the collector's
+    file exporter), or pretty-printed requests (:func:`otlp_documents`), located by the line
+    each starts on."""
+    path = Path(path)
+    documents = otlp_documents(path)
+    if documents is not None:
+        for line_no, raw in documents:
+            yield from line_records(raw, f"{path.name}:{line_no}")
+        return
     with path.open("rb") as handle:
         for line_no, raw_line in enumerate(handle, start=1):
             if line_no == 1 and raw_line.startswith(BOM):

@@ -31,10 +31,20 @@ def read_records(path: Path, fmt: str) -> Iterator[TelemetryRecord]:
         yield from reader(Path(path))
         return
     with Path(path).open("rb") as handle:
-        head = handle.read(4000).decode("utf-8", "replace")
-    yield TelemetryRecord(
-        "bad",
-        Path(path).name,
-        raw=excerpt(head),
-        reason=f"unsupported telemetry format {fmt!r}; supported: {', '.join(sorted(READERS))}",
-    )
+        first = handle.read(4000)
+    head = first.decode("utf-8", "replace")
+    reason = f"unsupported telemetry format {fmt!r}; supported: {', '.join(sorted(READERS))}"
+    for magic, what in _NOT_TEXT:
+        if first.startswith(magic):
+            reason = f"{what}; {reason}"
+            break
+    yield TelemetryRecord("bad", Path(path).name, raw=excerpt(head), reason=reason)
+
+
+# What a file that is not UTF-8 JSON text often is instead, by its first bytes.
+_NOT_TEXT = (
+    (b"\x1f\x8b", "the file is gzip-compressed: land it decompressed"),
+    (b"\x28\xb5\x2f\xfd", "the file is zstd-compressed: land it decompressed"),
+    (b"\xff\xfe", "the file is UTF-16 text (little-endian byte-order mark): save it as UTF-8"),
+    (b"\xfe\xff", "the file is UTF-16 text (big-endian byte-order mark): save it as UTF-8"),
+)

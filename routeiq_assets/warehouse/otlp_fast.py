@@ -34,10 +34,13 @@ import msgspec
 from routeiq_assets.contract import DECISION_EVENT_NAME, PAYLOAD_ATTRIBUTE, SUPPORTED_VERSIONS
 from routeiq_assets.contract.decision import INT32_RANGE, INT64_RANGE
 from routeiq_assets.telemetry.otlp import (
+    DOCUMENT_MAX_BYTES,
     LLM_CALL_KEYS,
     any_value,
+    is_multiline_document,
     line_records,
     normalise_id,
+    otlp_documents,
     scope_spans,
     unix_nano,
 )
@@ -424,6 +427,15 @@ def normalise_otlp_file(
     built and not switched off), which hands every line it is unsure of back to this function.
     """
     path = Path(path)
+    if part is None or part == (0, -1, 1):
+        documents = otlp_documents(path)
+        if documents is not None:  # pretty-printed: the compiled path reads lines only
+            builder = BatchBuilder(batch_id, source, prompt_mode)
+            rows = _Rows(builder)
+            with gc_paused():
+                for line_no, raw in documents:
+                    add_line(builder, raw, f"{path.name}:{line_no}", rows)
+            return builder.finish()
     if otlp_native.available() if native is None else native:
 
         def python_part(p: tuple[int, int, int]) -> ColumnarBatch:
@@ -454,9 +466,13 @@ def normalise_otlp_file(
 
 
 def split_lines(path: Path, parts: int) -> list[tuple[int, int, int]]:
-    """About equal byte ranges of whole lines: (start, end, number of the first line)."""
+    """About equal byte ranges of whole lines: (start, end, number of the first line). A file of
+    pretty-printed requests (:func:`~routeiq_assets.telemetry.otlp.otlp_documents`) is one part:
+    its lines are no requests."""
     path = Path(path)
     size = path.stat().st_size
+    if size <= DOCUMENT_MAX_BYTES and is_multiline_document(path):
+        return [(0, -1, 1)]
     bounds = [0]
     with path.open("rb") as handle:
         for k in range(1, parts):

@@ -889,3 +889,81 @@ def test_a_byte_order_mark_before_the_first_line_is_dropped_in_every_path(tmp_pa
     assert native.stats["python_lines"] == 0
     parts = [_batch(path, True, part=p) for p in split_lines(path, 2)]
     _assert_same(merge_parts(parts), python)
+
+
+def test_pretty_printed_export_requests_are_read_whole_in_every_path(tmp_path):
+    """An export request spread over many lines (json.dump with indent, as tools other than the
+    collector write them; two in a row too) is one request, not hundreds of bad lines; its
+    records are located by the line the request starts on."""
+    from routeiq_assets.warehouse.columnar import as_columnar
+    from routeiq_assets.warehouse.ingest import normalise_file
+    from tests.warehouse.test_otlp_fast import _export_request
+
+    reqs = list(simulate_requests(6, seed=12))
+    docs = [
+        json.dumps(
+            _export_request([s for r in reqs[i : i + 3] for s in request_spans(r)]), indent=2
+        )
+        for i in (0, 3)
+    ]
+    path = tmp_path / "pretty.otlp.json"
+    path.write_text(docs[0] + "\n\n" + docs[1] + "\n")
+    assert split_lines(path, 2) == [(0, -1, 1)]  # never cut inside a request
+    native, python = _batch(path, True), _batch(path, False)
+    general = as_columnar(normalise_file(path, "otlp_json", "b", "src", fast=False))
+    for batch in (native, python, general):
+        assert batch.records_in == 12 and batch.tables["quarantine"] is None
+        assert batch.tables["router_decisions"].num_rows == 6
+    _assert_same(native, python)
+    stored = []
+    for fast in (True, False):  # the general path's rows equal in the warehouse
+        with connect(tmp_path / f"{fast}.duckdb") as con:
+            ingest_batch(con, "b", path, "otlp_json", "src", fast=fast)
+            stored.append(_contents(con))
+    assert stored[0] == stored[1]
+    second = docs[0].count("\n") + 3  # the line the second request starts on
+    locations = {
+        loc.split(" span ")[0] for loc in python.tables["llm_calls"]["location"].to_pylist()
+    }
+    assert locations == {"pretty.otlp.json:1", f"pretty.otlp.json:{second}"}
+
+
+def test_a_broken_pretty_printed_file_is_read_line_by_line_and_nothing_lost(tmp_path):
+    from routeiq_assets.warehouse.columnar import as_columnar
+    from routeiq_assets.warehouse.ingest import normalise_file
+    from tests.warehouse.test_otlp_fast import _export_request
+
+    reqs = list(simulate_requests(2, seed=13))
+    text = json.dumps(_export_request([s for r in reqs for s in request_spans(r)]), indent=2)
+    path = tmp_path / "truncated.otlp.json"
+    path.write_text(text[: len(text) // 2])  # cut off mid-request
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    for batch in (
+        _batch(path, True),
+        _batch(path, False),
+        as_columnar(normalise_file(path, "otlp_json", "b", "src", fast=False)),
+    ):
+        assert batch.records_in == batch.tables["quarantine"].num_rows == len(lines)
+
+
+@pytest.mark.parametrize(
+    ("first_bytes", "said"),
+    [
+        (b"\x1f\x8b\x08\x00", "gzip-compressed"),
+        (b"\x28\xb5\x2f\xfd", "zstd-compressed"),
+        ('{"resourceSpans": []}'.encode("utf-16"), "UTF-16"),
+    ],
+)
+def test_compressed_and_utf16_files_are_quarantined_saying_what_they_are(
+    tmp_path, first_bytes, said
+):
+    from routeiq_assets.telemetry.raw_store import sniff_format
+    from routeiq_assets.warehouse.ingest import normalise_file
+
+    path = tmp_path / "telemetry.json"
+    path.write_bytes(first_bytes + bytes(range(256)))
+    fmt = sniff_format(path)
+    batch = normalise_file(path, fmt, "b", "src")
+    assert fmt == "unknown" and batch.records_in == 1
+    [row] = batch.quarantine
+    assert said in row["reason"] and "unsupported telemetry format" in row["reason"]
