@@ -194,24 +194,25 @@ def line_records(raw_line: bytes, location: str) -> Iterator[TelemetryRecord]:
 # document costs about ten times its size in Python objects; the collector's file exporter
 # writes one request a line, which has no limit).
 DOCUMENT_MAX_BYTES = 256 * 2**20
+FIRST_LINE_BYTES = 64 * 2**10
 
 
 def is_multiline_document(path: Path) -> bool:
     """Whether an OTLP JSON file looks like pretty-printed export requests (each spread over
     many lines) rather than one request a line: its first non-blank line, an object's start, is
-    no JSON by itself."""
+    no JSON by itself. Only the first 64 KiB are read: a longer first line is a request a line."""
     with Path(path).open("rb") as handle:
-        for line_no, raw_line in enumerate(handle, start=1):
-            line = raw_line.removeprefix(BOM) if line_no == 1 else raw_line
-            if not line.strip():
-                continue
-            if not line.lstrip().startswith(b"{"):
-                return False
-            try:
-                json.loads(line)
-            except (ValueError, RecursionError):
-                return True
-            return False
+        head = handle.read(FIRST_LINE_BYTES).removeprefix(BOM)
+    for line in head.splitlines(keepends=True):
+        if not line.strip():
+            continue
+        if not line.lstrip().startswith(b"{") or not line.endswith((b"\n", b"\r")):
+            return False  # not an object, or longer than the head: one request a line
+        try:
+            json.loads(line)
+        except (ValueError, RecursionError):
+            return True
+        return False
     return False
 
 
