@@ -52,9 +52,9 @@ def load_cursor(text: str | None) -> dict:
 
 
 def land_paths(paths: list[Path], raw_dir: Path) -> list[tuple[Path, str]]:
-    """The files of these files or folders, each landed in the raw store (on two threads) with
-    the SHA-256 of the bytes landed: one read of each file, and ``raw_traces`` then finds them
-    there and copies nothing; a file that changes after this still cannot be stored under
+    """The files of these files or folders, each landed in the raw store (:func:`land_files`)
+    with the SHA-256 of the bytes landed, which names its partition: ``raw_traces`` then finds
+    them there and copies nothing; a file that changes after this still cannot be stored under
     another content's key."""
     found = []
     for given in paths:
