@@ -1425,8 +1425,14 @@ static int parse_span(Cur *c, const char *fname, size_t fnlen, long long line_no
                     ws(c);
                     if (is_null(c)) status_code = 0;
                     else if (c->p < c->end && *c->p == '"') {
-                        if (scan_string(c, &s, &n, &x)) return FAIL;
-                        status_code = 0; /* a string is no key of the status map: "unset" */
+                        /* protobuf-JSON variants: "2", "STATUS_CODE_ERROR" (status_text in
+                         * normalize.py); any other text is no code: "unset" */
+                        if (scan_string(c, &s, &n, &x) || x) return FAIL;
+                        if (n == 1 && (*s == '1' || *s == '2')) status_code = *s - '0';
+                        else if (n == 14 && memcmp(s, "STATUS_CODE_OK", 14) == 0) status_code = 1;
+                        else if (n == 17 && memcmp(s, "STATUS_CODE_ERROR", 17) == 0)
+                            status_code = 2;
+                        else status_code = 0;
                     } else if (scan_number(c, &s, &n, &x) || !x || parse_int(s, n, &v)) {
                         return FAIL;
                     } else {

@@ -28,10 +28,22 @@ from routeiq_assets.telemetry.records import (
 )
 
 _LLM_STATUS = {0: "unset", 1: "ok", 2: "error"}
+# protobuf-JSON variants of the code: an int as a string, or the enum's name (the default of
+# protobuf's own JSON printers); matched exactly, as the compiled normaliser matches them
+_STATUS_STRINGS = {
+    "0": 0,
+    "1": 1,
+    "2": 2,
+    "STATUS_CODE_UNSET": 0,
+    "STATUS_CODE_OK": 1,
+    "STATUS_CODE_ERROR": 2,
+}
 
 
 def status_text(code: Any) -> str:
     """An OTLP status code as llm_calls stores it; anything that is no code is "unset"."""
+    if isinstance(code, str):
+        code = _STATUS_STRINGS.get(code, 0)
     try:
         return _LLM_STATUS.get(code or 0, "unset")
     except TypeError:  # unhashable (a list, an object)

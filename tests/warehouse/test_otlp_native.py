@@ -258,6 +258,10 @@ SPAN_VALUES = {
         {"code": True},
         "bad",
         {"code": None, "message": "m"},
+        {"code": "2"},
+        {"code": "STATUS_CODE_OK"},
+        {"code": "STATUS_CODE_ERROR"},
+        {"code": " 2"},
     ],
 }
 
@@ -967,3 +971,38 @@ def test_compressed_and_utf16_files_are_quarantined_saying_what_they_are(
     assert fmt == "unknown" and batch.records_in == 1
     [row] = batch.quarantine
     assert said in row["reason"] and "unsupported telemetry format" in row["reason"]
+
+
+def test_status_codes_as_text_are_read_as_protobuf_json_writes_them(tmp_path):
+    """protobuf's JSON printers write the enum's name, and some tools an int as a string: both
+    are the code (an error stays an error); any other text is no code ("unset")."""
+    from routeiq_assets.warehouse.columnar import as_columnar
+    from routeiq_assets.warehouse.ingest import normalise_file
+
+    codes = [2, "2", "STATUS_CODE_ERROR", "1", "STATUS_CODE_OK", "0", "STATUS_CODE_UNSET", "02"]
+    reqs = list(simulate_requests(len(codes), seed=15))
+    lines = []
+    for req, code in zip(reqs, codes, strict=True):
+        decision, call = request_spans(req)
+        call["status"] = {"code": code}
+        lines.append(_line([decision, call]))
+    path = tmp_path / "status.otlp.json"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    expected = ["error", "error", "error", "ok", "ok", "unset", "unset", "unset"]
+    native, python = _batch(path, True), _batch(path, False)
+    general = as_columnar(normalise_file(path, "otlp_json", "b", "src", fast=False))
+    for batch in (native, python, general):
+        by_location = dict(
+            zip(
+                batch.tables["llm_calls"]["location"].to_pylist(),
+                batch.tables["llm_calls"]["status"].to_pylist(),
+                strict=True,
+            )
+        )
+        got = [
+            by_location[loc]
+            for loc in sorted(by_location, key=lambda x: int(x.split(":")[1].split()[0]))
+        ]
+        assert got == expected
+    _assert_same(native, python)
+    assert native.stats["python_lines"] == 0
