@@ -170,11 +170,12 @@ def line_records(raw_line: bytes, location: str) -> Iterator[TelemetryRecord]:
         yield bad
         return
     if not isinstance(document, dict) or "resourceSpans" not in document:
-        yield bad_record(
-            location,
-            "not an OTLP export (no resourceSpans)",
-            text,
-        )
+        reason = "not an OTLP export (no resourceSpans)"
+        if isinstance(document, dict) and "resource_spans" in document:
+            # protobuf's JSON printer with preserving_proto_field_name: the OTLP/JSON
+            # specification allows only the lowerCamelCase keys
+            reason += "; its keys are proto field names (resource_spans): OTLP/JSON wants camelCase"
+        yield bad_record(location, reason, text)
         return
     try:
         spans = [

@@ -38,6 +38,13 @@ def read_records(path: Path, fmt: str) -> Iterator[TelemetryRecord]:
         if first.startswith(magic):
             reason = f"{what}; {reason}"
             break
+    else:
+        if b'"resource_spans"' in first:
+            reason = (
+                "OTLP JSON with proto field names (resource_spans: protobuf's JSON printer with "
+                "preserving_proto_field_name); the OTLP/JSON specification wants lowerCamelCase "
+                f"keys (resourceSpans); {reason}"
+            )
     yield TelemetryRecord("bad", Path(path).name, raw=excerpt(head), reason=reason)
 
 

@@ -1006,3 +1006,25 @@ def test_status_codes_as_text_are_read_as_protobuf_json_writes_them(tmp_path):
         assert got == expected
     _assert_same(native, python)
     assert native.stats["python_lines"] == 0
+
+
+def test_otlp_with_proto_field_names_is_quarantined_saying_so(tmp_path):
+    """snake_case keys are not OTLP/JSON (the specification allows only lowerCamelCase): a file
+    of them, or such a line in an OTLP file, is quarantined with a reason that says what it is."""
+    from routeiq_assets.telemetry.raw_store import sniff_format
+    from routeiq_assets.warehouse.ingest import normalise_file
+    from tests.warehouse.test_otlp_fast import _export_request
+
+    req = next(iter(simulate_requests(1, seed=16)))
+    snake = json.dumps({"resource_spans": _export_request(request_spans(req))["resourceSpans"]})
+    whole = tmp_path / "snake.json"
+    whole.write_text(snake + "\n")
+    assert sniff_format(whole) == "unknown"
+    [row] = normalise_file(whole, "unknown", "b", "src").quarantine
+    assert "proto field names" in row["reason"]
+    mixed = _clean_file(tmp_path / "mixed.otlp.json", n=25)
+    mixed.write_bytes(mixed.read_bytes() + snake.encode() + b"\n")
+    native, python = _batch(mixed, True), _batch(mixed, False)
+    _assert_same(native, python)
+    [reason] = python.tables["quarantine"]["reason"].to_pylist()
+    assert "its keys are proto field names (resource_spans)" in reason
