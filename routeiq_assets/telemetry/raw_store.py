@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import re
+import stat
 import tempfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -63,18 +65,22 @@ _NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, er
 
 
 def _copy(src: int, dst: int) -> None:
-    if _KERNEL_COPY:
+    # only regular files: a pipe (`routeiq ingest <(zcat f.gz)`) is read and written; and a
+    # file some file systems report empty to copy_file_range (procfs...) is too
+    if _KERNEL_COPY and stat.S_ISREG(os.fstat(src).st_mode):
+        copied = 0
         try:
-            while os.copy_file_range(src, dst, 1 << 30):
-                pass
-            return
+            while n := os.copy_file_range(src, dst, 1 << 30):
+                copied += n
+            if copied or not os.fstat(src).st_size:
+                return
         except OSError as exc:
             if exc.errno not in _NO_KERNEL_COPY:
                 raise
-            # nothing or part copied: start again with plain reads and writes
-            os.lseek(src, 0, os.SEEK_SET)
-            os.lseek(dst, 0, os.SEEK_SET)
-            os.ftruncate(dst, 0)
+        # nothing or part copied: start again with plain reads and writes
+        os.lseek(src, 0, os.SEEK_SET)
+        os.lseek(dst, 0, os.SEEK_SET)
+        os.ftruncate(dst, 0)
     buffer = bytearray(COPY_CHUNK)
     view = memoryview(buffer)
     while size := os.readv(src, [buffer]):
@@ -111,6 +117,9 @@ def _fd_sha256(fd: int) -> str:
     return digest.hexdigest()
 
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
 def land_file(source: Path, raw_dir: Path) -> RawFile:
     """Copy a file into the raw store under its hash (idempotent; the copy is read-only).
 
@@ -133,10 +142,15 @@ def land_file(source: Path, raw_dir: Path) -> RawFile:
                     os.fsync(fd)  # on disk before it is named, let alone registered
             finally:
                 os.close(fd)
-            suffix = "".join(source.suffixes[-2:]) or ".bin"
+            # the raw file's name is its hash and the source's suffixes, in plain characters
+            # only (a name's bytes that are not UTF-8 must not reach the warehouse's raw_path)
+            suffix = _UNSAFE.sub("", "".join(source.suffixes[-2:])) or ".bin"
             target = raw_dir / sha[:2] / f"{sha}{suffix}"
             if not target.exists():
-                target.parent.mkdir(exist_ok=True)
+                if not target.parent.exists():
+                    target.parent.mkdir(exist_ok=True)
+                    if DURABLE:
+                        _fsync_dir(raw_dir)  # the new shard folder's own name
                 tmp.chmod(0o444)
                 tmp.replace(target)
                 if DURABLE:

@@ -309,7 +309,9 @@ class BatchBuilder:
 
     def _quarantine(self, rec: TelemetryRecord, reason: str) -> None:
         self.add_quarantined(
-            shown_text(rec.location), reason, rec.raw if rec.raw is not None else _excerpt_of(rec)
+            shown_text(rec.location),
+            shown_text(reason),  # a reason may quote the input (a Jaeger error message)
+            shown_text(rec.raw) if rec.raw is not None else _excerpt_of(rec),
         )
 
     def _flush(self) -> None:

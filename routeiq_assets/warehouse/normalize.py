@@ -387,8 +387,8 @@ def normalise_records(
                 "batch_id": batch_id,
                 "source": source,
                 "location": shown_text(rec.location),
-                "reason": reason,
-                "raw_excerpt": rec.raw if rec.raw is not None else _excerpt_of(rec),
+                "reason": shown_text(reason),
+                "raw_excerpt": shown_text(rec.raw) if rec.raw is not None else _excerpt_of(rec),
                 "quarantined_at": now,
             }
         )

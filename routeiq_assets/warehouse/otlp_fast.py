@@ -394,7 +394,8 @@ def add_line(builder: BatchBuilder, raw_line: bytes, location: str, rows: _Rows)
         return
     try:
         export = _EXPORT.decode(raw_line)
-    except (msgspec.DecodeError, RecursionError):
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+        # UnicodeDecodeError: bytes that are not UTF-8 inside a string (msgspec raises it there)
         builder.add_records(line_records(raw_line, location))
         return
     document = None  # the line as json.loads reads it, for spans that go the general way

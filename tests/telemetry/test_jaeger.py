@@ -621,3 +621,20 @@ def test_write_seed_outputs_prefers_the_parent_decision(tmp_path):
     (row,) = [json.loads(line) for line in (tmp_path / "t.jsonl").read_text().splitlines()]
     assert row["performance"] == 0.0
     assert counts == {"traces": 1, "routing_decisions": 2, "bad": 0}
+
+
+def test_an_error_message_that_is_not_unicode_is_quarantined_shown_escaped(tmp_path):
+    """A Jaeger error message with an unpaired surrogate escape is quoted in the quarantine
+    reason with it escaped (DuckDB refused the batch before; found by review)."""
+    from routeiq_assets.warehouse.columnar import as_columnar
+    from routeiq_assets.warehouse.ingest import normalise_file
+
+    reqs = list(simulate_requests(2, seed=8))
+    doc = jaeger_doc([jaeger_trace(r) for r in reqs])
+    doc["errors"] = [{"code": 500, "msg": "storage \ud83d failed"}]
+    path = tmp_path / "dump.json"
+    path.write_text(json.dumps(doc))
+    batch = as_columnar(normalise_file(path, "jaeger_json", "b", "src"))
+    [reason] = batch.tables["quarantine"]["reason"].to_pylist()
+    assert reason == "Jaeger reported an error for this query: storage \\ud83d failed"
+    assert batch.tables["router_decisions"].num_rows == 2

@@ -644,6 +644,15 @@ MALFORMED = {
             "the span id": lambda: _call_line(lambda d, c: c.update(spanId="\udbff" * 16)),
         }.items()
     },
+    # bytes that are not UTF-8 inside a string (msgspec raised UnicodeDecodeError, from review)
+    "Latin-1 bytes in the prompt": lambda: _call_line(
+        lambda d, c: c["attributes"].append(
+            {"key": "gen_ai.prompt", "value": {"stringValue": "@@LATIN1@@"}}
+        )
+    ).replace(b"@@LATIN1@@", b"caf\xe9"),
+    "a UTF-8-encoded surrogate in a payload": lambda: _call_line(
+        lambda d, c: _set_payload(d, {**_payload(d), "selection_reason": "@@SURR@@"})
+    ).replace(b"@@SURR@@", b"\xed\xa0\xbd"),
 }
 
 

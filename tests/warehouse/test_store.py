@@ -499,10 +499,11 @@ def test_a_landed_file_is_on_disk_before_it_is_named_and_its_name_after(tmp_path
     monkeypatch.setattr(os, "fsync", recording_fsync)
     monkeypatch.setattr(Path, "replace", recording_replace)
     raw = land_file(source, tmp_path / "raw")
-    assert [kind for kind, _ in events] == ["fsync", "rename", "fsync"]
+    assert [kind for kind, _ in events] == ["fsync", "fsync", "rename", "fsync"]
     assert ".landing." in events[0][1]  # the copy, under its temporary name
-    assert events[1][1] == str(raw.raw_path)
-    assert events[2][1] == str(raw.raw_path.parent)
+    assert events[1][1] == str(tmp_path / "raw")  # the new shard folder's name in it
+    assert events[2][1] == str(raw.raw_path)
+    assert events[3][1] == str(raw.raw_path.parent)
 
 
 def test_a_file_whose_name_is_not_utf8_lands_and_registers(tmp_path):
@@ -519,3 +520,30 @@ def test_a_file_whose_name_is_not_utf8_lands_and_registers(tmp_path):
         assert con.execute("SELECT original_name FROM raw_files").fetchall() == [
             (raw.original_name,)
         ]
+
+
+def test_landing_from_a_pipe_and_a_name_whose_suffix_is_not_utf8(tmp_path):
+    """`routeiq ingest <(zcat f.gz)` lands a pipe (no kernel copy, no seeking); a suffix with
+    bytes that are not UTF-8 must not reach the raw file's name (found by review)."""
+    import os
+    import threading
+    from pathlib import Path
+
+    from routeiq_assets.telemetry.raw_store import land_file
+
+    body = b'{"a": 1}\n' * 200_000  # more than a pipe holds at once
+    read_end, write_end = os.pipe()
+    writer = threading.Thread(target=lambda: (os.write(write_end, body), os.close(write_end)))
+    writer.start()
+    try:
+        raw = land_file(Path(f"/dev/fd/{read_end}"), tmp_path / "raw")
+    finally:
+        os.close(read_end)  # a writer still blocked gets EPIPE instead of waiting forever
+        writer.join(timeout=30)
+    assert raw.raw_path.read_bytes() == body
+    odd = tmp_path / os.fsdecode(b"export.caf\xe9.json")
+    odd.write_bytes(b'{"b": 2}\n')
+    with connect(tmp_path / "w.duckdb") as con:
+        raw = land_file(odd, tmp_path / "raw")
+        assert raw.raw_path.name.endswith(".caf.json") and raw.raw_path.name.isascii()
+        assert register_raw_file(con, raw)
