@@ -153,8 +153,9 @@ def land_file(source: Path, raw_dir: Path) -> RawFile:
                         _fsync_dir(raw_dir)  # the new shard folder's own name
                 tmp.chmod(0o444)
                 tmp.replace(target)
-                if DURABLE:
-                    _fsync_dir(target.parent)
+            if DURABLE:
+                # also when another thread or process named it: its flush may not be done yet
+                _fsync_dir(target.parent)
         finally:
             tmp.unlink(missing_ok=True)
     return RawFile(
