@@ -322,8 +322,7 @@ def read_jaeger_json(
     """
     stats = stats if stats is not None else JaegerStats()
     path = Path(path)
-    data = path.read_bytes()
-    doc, text, bad = parse_json_bytes(data.removeprefix(BOM), path.name, "file")
+    doc, text, bad = parse_json_bytes(path.read_bytes().removeprefix(BOM), path.name, "file")
     if bad is not None:
         stats.bad_records += 1
         yield bad

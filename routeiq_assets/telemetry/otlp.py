@@ -199,9 +199,12 @@ FIRST_LINE_BYTES = 64 * 2**10
 
 
 def is_multiline_document(path: Path) -> bool:
-    """Whether an OTLP JSON file looks like pretty-printed export requests (each spread over
-    many lines) rather than one request a line: its first non-blank line, an object's start, is
-    no JSON by itself. Only the first 64 KiB are read: a longer first line is a request a line."""
+    """Whether an OTLP JSON file is read as pretty-printed export requests (each spread over
+    many lines) rather than one request a line: at most DOCUMENT_MAX_BYTES, and its first
+    non-blank line, an object's start, is no JSON by itself. Only the first 64 KiB are read: a
+    longer first line is a request a line."""
+    if Path(path).stat().st_size > DOCUMENT_MAX_BYTES:
+        return False
     with Path(path).open("rb") as handle:
         head = handle.read(FIRST_LINE_BYTES).removeprefix(BOM)
     for line in head.splitlines(keepends=True):
@@ -223,7 +226,7 @@ def otlp_documents(path: Path) -> list[tuple[int, bytes]] | None:
     JSON documents (bigger than DOCUMENT_MAX_BYTES, not UTF-8, or broken somewhere): it is then
     read line by line, and its bad lines quarantined one by one."""
     path = Path(path)
-    if path.stat().st_size > DOCUMENT_MAX_BYTES or not is_multiline_document(path):
+    if not is_multiline_document(path):
         return None
     try:
         text = path.read_bytes().removeprefix(BOM).decode("utf-8")
@@ -259,7 +262,7 @@ def read_otlp_json(path: Path) -> Iterator[TelemetryRecord]:
         return
     with path.open("rb") as handle:
         for line_no, raw_line in enumerate(handle, start=1):
-            if line_no == 1 and raw_line.startswith(BOM):
-                raw_line = raw_line[len(BOM) :]
+            if line_no == 1:
+                raw_line = raw_line.removeprefix(BOM)
             if raw_line.strip():
                 yield from line_records(raw_line, f"{path.name}:{line_no}")

@@ -8,7 +8,7 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,12 +81,10 @@ def _copy(src: int, dst: int) -> None:
         os.lseek(src, 0, os.SEEK_SET)
         os.lseek(dst, 0, os.SEEK_SET)
         os.ftruncate(dst, 0)
-    buffer = bytearray(COPY_CHUNK)
-    view = memoryview(buffer)
-    while size := os.readv(src, [buffer]):
+    for chunk in _chunks(src):
         written = 0
-        while written < size:
-            written += os.write(dst, view[written:size])
+        while written < len(chunk):
+            written += os.write(dst, chunk[written:])
 
 
 # A landed file is flushed to disk (and its name in its folder) before land_file returns: a
@@ -107,13 +105,19 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _fd_sha256(fd: int) -> str:
-    digest = hashlib.sha256()
+def _chunks(fd: int) -> Iterator[memoryview]:
+    """What is left of a file, a buffer of up to COPY_CHUNK bytes at a time (reused)."""
     buffer = bytearray(COPY_CHUNK)
     view = memoryview(buffer)
-    os.lseek(fd, 0, os.SEEK_SET)
     while size := os.readv(fd, [buffer]):
-        digest.update(view[:size])
+        yield view[:size]
+
+
+def _fd_sha256(fd: int) -> str:
+    digest = hashlib.sha256()
+    os.lseek(fd, 0, os.SEEK_SET)
+    for chunk in _chunks(fd):
+        digest.update(chunk)
     return digest.hexdigest()
 
 

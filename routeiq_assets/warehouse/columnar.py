@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from routeiq_assets.contract import ContractError, shown_text
+from routeiq_assets.contract import ContractError
 from routeiq_assets.telemetry.pii import PromptTextMode
 from routeiq_assets.telemetry.records import TelemetryRecord
 from routeiq_assets.warehouse.normalize import (
@@ -32,10 +32,10 @@ from routeiq_assets.warehouse.normalize import (
     QUARANTINE_COLUMNS,
     NormalisedBatch,
     TextMemo,
-    _excerpt_of,
     _parse_ts,
     decision_rows,
     llm_call_values,
+    quarantine_text,
     unicode_problem,
 )
 
@@ -308,11 +308,7 @@ class BatchBuilder:
             self.add_record(rec)
 
     def _quarantine(self, rec: TelemetryRecord, reason: str) -> None:
-        self.add_quarantined(
-            shown_text(rec.location),
-            shown_text(reason),  # a reason may quote the input (a Jaeger error message)
-            shown_text(rec.raw) if rec.raw is not None else _excerpt_of(rec),
-        )
+        self.add_quarantined(*quarantine_text(rec, reason))
 
     def _flush(self) -> None:
         for sink in (self._decisions, self._candidates, self._llm_calls):

@@ -369,6 +369,13 @@ def unicode_problem(rec: TelemetryRecord) -> str | None:
     return None if problem is None else f"record is not valid Unicode: {problem}"
 
 
+def quarantine_text(rec: TelemetryRecord, reason: str) -> tuple[str, str, str]:
+    """A quarantined record's location, reason and excerpt as stored: escaped where they hold
+    what UTF-8 cannot encode (a reason may quote the input, a Jaeger error message)."""
+    excerpt = shown_text(rec.raw) if rec.raw is not None else _excerpt_of(rec)
+    return shown_text(rec.location), shown_text(reason), excerpt
+
+
 def normalise_records(
     records: Iterable[TelemetryRecord],
     batch_id: str,
@@ -382,13 +389,14 @@ def normalise_records(
     seen_calls: set[tuple[str, str]] = set()
 
     def quarantine(rec: TelemetryRecord, reason: str) -> None:
+        location, reason, excerpt = quarantine_text(rec, reason)
         batch.quarantine.append(
             {
                 "batch_id": batch_id,
                 "source": source,
-                "location": shown_text(rec.location),
-                "reason": shown_text(reason),
-                "raw_excerpt": shown_text(rec.raw) if rec.raw is not None else _excerpt_of(rec),
+                "location": location,
+                "reason": reason,
+                "raw_excerpt": excerpt,
                 "quarantined_at": now,
             }
         )

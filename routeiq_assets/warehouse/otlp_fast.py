@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -34,7 +35,6 @@ import msgspec
 from routeiq_assets.contract import DECISION_EVENT_NAME, PAYLOAD_ATTRIBUTE, SUPPORTED_VERSIONS
 from routeiq_assets.contract.decision import INT32_RANGE, INT64_RANGE
 from routeiq_assets.telemetry.otlp import (
-    DOCUMENT_MAX_BYTES,
     LLM_CALL_KEYS,
     any_value,
     is_multiline_document,
@@ -428,16 +428,9 @@ def normalise_otlp_file(
     built and not switched off), which hands every line it is unsure of back to this function.
     """
     path = Path(path)
-    if part is None or part == (0, -1, 1):
-        documents = otlp_documents(path)
-        if documents is not None:  # pretty-printed: the compiled path reads lines only
-            builder = BatchBuilder(batch_id, source, prompt_mode)
-            rows = _Rows(builder)
-            with gc_paused():
-                for line_no, raw in documents:
-                    add_line(builder, raw, f"{path.name}:{line_no}", rows)
-            return builder.finish()
-    if otlp_native.available() if native is None else native:
+    documents = otlp_documents(path) if part is None or part == (0, -1, 1) else None
+    # pretty-printed requests: the compiled path reads lines only
+    if documents is None and (otlp_native.available() if native is None else native):
 
         def python_part(p: tuple[int, int, int]) -> ColumnarBatch:
             return normalise_otlp_file(path, batch_id, source, prompt_mode, p, native=False)
@@ -450,9 +443,18 @@ def normalise_otlp_file(
             pass  # the whole range the Python way
     builder = BatchBuilder(batch_id, source, prompt_mode)
     rows = _Rows(builder)
-    name = path.name
-    start, end, first_line = part or (0, -1, 1)
-    with gc_paused(), path.open("rb", buffering=READ_BUFFER) as handle:
+    with gc_paused():
+        lines = documents if documents is not None else _lines(path, part or (0, -1, 1))
+        for line_no, raw_line in lines:
+            add_line(builder, raw_line, f"{path.name}:{line_no}", rows)
+        return builder.finish()
+
+
+def _lines(path: Path, part: tuple[int, int, int]) -> Iterator[tuple[int, bytes]]:
+    """The non-blank lines of ``part`` of a file, with their numbers (a UTF-8 byte-order mark
+    before the first line dropped)."""
+    start, end, first_line = part
+    with path.open("rb", buffering=READ_BUFFER) as handle:
         handle.seek(start)
         offset = start
         for line_no, raw_line in enumerate(handle, start=first_line):
@@ -462,8 +464,7 @@ def normalise_otlp_file(
                 offset, raw_line = len(BOM), raw_line[len(BOM) :]
             offset += len(raw_line)
             if raw_line and not raw_line.isspace():
-                add_line(builder, raw_line, f"{name}:{line_no}", rows)
-        return builder.finish()
+                yield line_no, raw_line
 
 
 def split_lines(path: Path, parts: int) -> list[tuple[int, int, int]]:
@@ -472,7 +473,7 @@ def split_lines(path: Path, parts: int) -> list[tuple[int, int, int]]:
     its lines are no requests."""
     path = Path(path)
     size = path.stat().st_size
-    if size <= DOCUMENT_MAX_BYTES and is_multiline_document(path):
+    if is_multiline_document(path):
         return [(0, -1, 1)]
     bounds = [0]
     with path.open("rb") as handle:
