@@ -3,7 +3,6 @@
 from contextlib import contextmanager
 
 import dagster as dg
-from dagster_aws.s3 import S3Resource
 
 from routeiq_assets.deployment.store import ArtifactStore, store_from_uri
 from routeiq_assets.settings import RouteIQSettings
@@ -39,4 +38,8 @@ class RouteIQResource(dg.ConfigurableResource):
 
 def s3_client(endpoint_url: str | None = None, max_attempts: int = 3):
     """A boto3 S3 client from dagster-aws's S3Resource (MinIO when ``endpoint_url`` is set)."""
+    # imported here: dagster-aws takes ~0.5 s to import, paid by every process that loads the
+    # definitions (each run, `routeiq ingest`, the daemon) while most never touch S3
+    from dagster_aws.s3 import S3Resource
+
     return S3Resource(endpoint_url=endpoint_url, max_attempts=max_attempts).get_client()
