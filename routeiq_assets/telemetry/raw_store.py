@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import hashlib
 import os
 import re
 import stat
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -97,6 +99,34 @@ def _copy(src: int, dst: int) -> None:
 DURABLE = os.environ.get("ROUTEIQ_RAW_FSYNC", "1") != "0"
 
 
+def _libc_sync_file_range() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+# Linux's sync_file_range(SYNC_FILE_RANGE_WRITE) (not in the os module): the kernel starts
+# writing a copy to disk as soon as it is made, while the landing thread reads it back to hash
+# it, instead of when the fsync after asks. Landing is bound by this disk's writes: 3.5 GB here
+# landed in 3.6-4.2 s instead of 4.8-5.5 s (writing and flushing the same bytes alone: 3.8 s).
+_SYNC_FILE_RANGE = _libc_sync_file_range()
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def _start_writeback(fd: int) -> bool:
+    """Ask the kernel to start writing the file's dirty pages to disk now (a hint: durability is
+    still the fsync's); whether it did."""
+    if _SYNC_FILE_RANGE is None:
+        return False
+    return _SYNC_FILE_RANGE(fd, 0, 0, _SYNC_FILE_RANGE_WRITE) == 0
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -141,6 +171,8 @@ def land_file(source: Path, raw_dir: Path) -> RawFile:
         try:
             try:
                 _copy(src.fileno(), fd)
+                if DURABLE:
+                    _start_writeback(fd)  # the disk writes while this thread hashes
                 sha = _fd_sha256(fd)
                 if DURABLE:
                     os.fsync(fd)  # on disk before it is named, let alone registered
@@ -192,8 +224,8 @@ def in_threads(fn: Callable[[T], R], items: Iterable[T], threads: int | None = N
 
 def land_files(sources: Iterable[Path], raw_dir: Path) -> list[RawFile]:
     """:func:`land_file` for each file, in order, on two threads a core (at most four): each
-    waits for its file's flush to disk, while the others copy and hash (3.5 GB here: 4.2-4.3 s
-    on four threads, 4.5-5.7 s on two)."""
+    waits for its file's flush to disk, while the others copy and hash (3.5 GB here, the
+    writeback started as each copy is made: 4.0-4.2 s on four threads, 4.2-4.8 s on two)."""
     threads = 2 * min(2, os.cpu_count() or 1) if DURABLE else None
     return in_threads(lambda source: land_file(source, raw_dir), sources, threads)
 

@@ -506,6 +506,47 @@ def test_a_landed_file_is_on_disk_before_it_is_named_and_its_name_after(tmp_path
     assert events[3][1] == str(raw.raw_path.parent)
 
 
+def test_landing_starts_the_copys_writeback_before_hashing_and_flushing_it(tmp_path, monkeypatch):
+    """The kernel is asked to write the copy out as soon as it is made (sync_file_range on
+    Linux), then the copy is hashed and flushed; elsewhere nothing is asked."""
+    import os
+    import sys
+
+    import pytest
+
+    from routeiq_assets.telemetry import raw_store
+
+    if raw_store._SYNC_FILE_RANGE is None:
+        assert not sys.platform.startswith("linux")
+        pytest.skip("no sync_file_range on this platform")
+    # the binding itself: accepted on a file with unwritten data, refused on a closed descriptor
+    probe = tmp_path / "probe"
+    fd = os.open(probe, os.O_RDWR | os.O_CREAT)
+    os.write(fd, b"x" * 100_000)
+    assert raw_store._start_writeback(fd)
+    os.close(fd)
+    assert not raw_store._start_writeback(fd)
+
+    events = []
+    libc_call, fsync, sha = raw_store._SYNC_FILE_RANGE, os.fsync, raw_store._fd_sha256
+
+    def recording(name, fn):
+        def call(fd, *args):
+            events.append((name, os.path.realpath(f"/proc/self/fd/{fd}")))
+            return fn(fd, *args)
+
+        return call
+
+    monkeypatch.setattr(raw_store, "_SYNC_FILE_RANGE", recording("writeback", libc_call))
+    monkeypatch.setattr(raw_store, "_fd_sha256", recording("hash", sha))
+    monkeypatch.setattr(os, "fsync", recording("fsync", fsync))
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b'{"a": 1}\n' * 1000)
+    raw_store.land_file(source, tmp_path / "raw")
+    assert [kind for kind, _ in events[:3]] == ["writeback", "hash", "fsync"]
+    assert len({path for _, path in events[:3]}) == 1 and ".landing." in events[0][1]
+
+
 def test_a_file_whose_name_is_not_utf8_lands_and_registers(tmp_path):
     import os
 
