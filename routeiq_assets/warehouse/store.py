@@ -83,34 +83,20 @@ def transaction(
 # in memory, and 1 GB took 300 MB more peak RSS (256 MB: +34 MB). The log's replay after a crash
 # grows with it too; transactions are unchanged.
 BULK_CHECKPOINT_THRESHOLD = "256MB"
-# And rows of one INSERT may be stored in any order: DuckDB then appends the scanned chunks on
-# every thread as they come. No query here depends on storage order (the rows kept, deduplicated
-# in Arrow before the insert and by anti-join against stored rows, are the same). Measured on
-# three groups of four 50,000-event OTLP batches: 3.9 s / 5.1 CPU-s instead of 4.2 s / 5.4.
-BULK_SETTINGS = {
-    "checkpoint_threshold": f"'{BULK_CHECKPOINT_THRESHOLD}'",
-    "preserve_insertion_order": "false",
-}
 
 
 @contextmanager
 def bulk_load(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Defer checkpoints while the block writes many batches, and let each insert store its
-    rows in any order (:data:`BULK_SETTINGS`); checkpoint once at its end."""
-    before = {
-        name: con.execute(f"SELECT current_setting('{name}')").fetchall()[0][0]
-        for name in BULK_SETTINGS
-    }
-    for name, value in BULK_SETTINGS.items():
-        con.execute(f"SET {name} = {value}").fetchall()
+    """Defer checkpoints while the block writes many batches; checkpoint once at its end."""
+    before = con.execute("SELECT current_setting('checkpoint_threshold')").fetchall()[0][0]
+    con.execute(f"SET checkpoint_threshold = '{BULK_CHECKPOINT_THRESHOLD}'").fetchall()
     try:
         yield con
     finally:
         # neither may hide the block's own error, nor fail writes that are committed already:
-        # the settings end with the connection, and DuckDB checkpoints when it closes anyway
+        # the setting ends with the connection, and DuckDB checkpoints when it closes anyway
         try:
-            for name, value in before.items():
-                con.execute(f"SET {name} = ?", [value]).fetchall()
+            con.execute(f"SET checkpoint_threshold = '{before}'").fetchall()
             con.execute("CHECKPOINT").fetchall()
         except duckdb.Error as exc:
             log.warning("after a bulk load: %s (the written batches are committed)", exc)
