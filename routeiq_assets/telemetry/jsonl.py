@@ -79,9 +79,9 @@ def _json_lines(path: Path) -> Iterator[tuple[str, bytes, Any | TelemetryRecord]
     """
     with path.open("rb") as handle:
         for line_no, raw_line in enumerate(handle, start=1):
-            if line_no == 1 and raw_line.startswith(BOM):
+            if line_no == 1:
                 # Windows editors prepend a byte-order mark that json.loads refuses.
-                raw_line = raw_line[len(BOM) :]
+                raw_line = raw_line.removeprefix(BOM)
             if not raw_line.strip():
                 continue
             location = f"{path.name}:{line_no}"
@@ -444,9 +444,7 @@ def sniff_jsonl_kind(path: Path | str) -> str:
     line does not hide the format.
     """
     with Path(path).open("rb") as handle:
-        head = handle.read(JSONL_SNIFF_BYTES)
-    if head.startswith(BOM):
-        head = head[len(BOM) :]
+        head = handle.read(JSONL_SNIFF_BYTES).removeprefix(BOM)
     if not head.strip():
         return "empty"
     if b'"resourceSpans"' in head:

@@ -1835,18 +1835,23 @@ static PyObject *py_columns(PyObject *self, PyObject *noargs) {
     return out;
 }
 
-/* set_simd(level) -> previous: 0 the portable scanner, 1 AVX2, 2 AVX2 and AVX-512 (capped at
- * what the CPU has). For the tests, which compare the paths; not while parse() runs. */
-
-static PyObject *py_set_simd(PyObject *self, PyObject *arg) {
-    (void)self;
-    long level = PyLong_AsLong(arg);
-    if (level == -1 && PyErr_Occurred()) return NULL;
+/* Use the scanners up to this level (0 portable, 1 AVX2, 2 AVX2 and AVX-512), capped at what
+ * the CPU has; returns the level in use before. */
+static long set_level(long level) {
     long previous = use_avx2 + use_avx512;
     if (level > simd_supported) level = simd_supported;
     use_avx2 = level >= 1;
     use_avx512 = level >= 2;
-    return PyLong_FromLong(previous);
+    return previous;
+}
+
+/* set_simd(level) -> previous: set_level, for the tests, which compare the paths; not while
+ * parse() runs. */
+static PyObject *py_set_simd(PyObject *self, PyObject *arg) {
+    (void)self;
+    long level = PyLong_AsLong(arg);
+    if (level == -1 && PyErr_Occurred()) return NULL;
+    return PyLong_FromLong(set_level(level));
 }
 
 static PyMethodDef METHODS[] = {
@@ -1878,10 +1883,7 @@ PyMODINIT_FUNC PyInit__otlp_native(void) {
 #endif
     /* ROUTEIQ_NATIVE_SIMD caps the level: 0 portable, 1 AVX2 only */
     const char *simd = getenv("ROUTEIQ_NATIVE_SIMD");
-    int level = simd_supported;
-    if (simd && *simd >= '0' && *simd <= '2' && *simd - '0' < level) level = *simd - '0';
-    use_avx2 = level >= 1;
-    use_avx512 = level >= 2;
+    set_level(simd && *simd >= '0' && *simd <= '2' ? *simd - '0' : simd_supported);
 #endif
     if (module && (PyModule_AddStringConstant(module, "SOURCE_SHA256", SOURCE_SHA256) < 0 ||
                    PyModule_AddIntConstant(module, "SIMD", use_avx2 + use_avx512) < 0))

@@ -31,6 +31,15 @@ def _batch(path, native, mode="scrub", part=None, batch_id="b"):
     return normalise_otlp_file(path, batch_id, "src", mode, part, native=native)
 
 
+def _every_path(path):
+    """An OTLP file's batch from the compiled path, the msgspec path and the general path."""
+    from routeiq_assets.warehouse.columnar import as_columnar
+    from routeiq_assets.warehouse.ingest import normalise_file
+
+    general = as_columnar(normalise_file(path, "otlp_json", "b", "src", fast=False))
+    return _batch(path, True), _batch(path, False), general
+
+
 def _assert_same(native, python, label=""):
     assert (native.records_in, native.duplicates_in_batch) == (
         python.records_in,
@@ -658,14 +667,11 @@ MALFORMED = {
 
 @pytest.mark.parametrize("case", list(MALFORMED))
 def test_malformed_values_are_quarantined_not_fatal(tmp_path, case):
-    from routeiq_assets.warehouse.columnar import as_columnar
-    from routeiq_assets.warehouse.ingest import normalise_file
 
     path = tmp_path / "bad.otlp.json"
     path.write_bytes(MALFORMED[case]() + b"\n")
-    native, python = _batch(path, True), _batch(path, False)
+    native, python, general = _every_path(path)
     _assert_same(native, python, case)
-    general = as_columnar(normalise_file(path, "otlp_json", "b", "src", fast=False))
     for batch in (python, general):  # every record accounted for, none raised
         tables = batch.tables
         stored = sum(
@@ -683,11 +689,7 @@ def test_unpaired_surrogates_are_quarantined_with_where_they_are(tmp_path):
 
     path = tmp_path / "bad.otlp.json"
     path.write_bytes(MALFORMED["unpaired surrogate in a payload field"]() + b"\n")
-    for batch in (
-        _batch(path, True),
-        _batch(path, False),
-        as_columnar(normalise_file(path, "otlp_json", "b", "src", fast=False)),
-    ):
+    for batch in _every_path(path):
         assert batch.tables["llm_calls"].num_rows == 1
         [reason] = batch.tables["quarantine"]["reason"].to_pylist()
         assert reason == "payload is not valid Unicode: selection_reason holds '\\\\udc00'"
@@ -887,14 +889,11 @@ def test_escapes_at_every_offset_of_the_vector_blocks(tmp_path, simd):
 def test_a_byte_order_mark_before_the_first_line_is_dropped_in_every_path(tmp_path):
     """Some Windows tools write a UTF-8 BOM first; json.loads refuses it, so the first line (a
     whole export request) was quarantined before."""
-    from routeiq_assets.warehouse.columnar import as_columnar
-    from routeiq_assets.warehouse.ingest import normalise_file
 
     clean = _clean_file(tmp_path / "clean.otlp.json", n=100)
     path = tmp_path / "bom.otlp.json"
     path.write_bytes(b"\xef\xbb\xbf" + clean.read_bytes())
-    native, python = _batch(path, True), _batch(path, False)
-    general = as_columnar(normalise_file(path, "otlp_json", "b", "src", fast=False))
+    native, python, general = _every_path(path)
     for batch in (native, python, general):
         assert batch.tables["quarantine"] is None or batch.tables["quarantine"].num_rows == 0
         assert batch.tables["router_decisions"].num_rows == 100
@@ -908,8 +907,6 @@ def test_pretty_printed_export_requests_are_read_whole_in_every_path(tmp_path):
     """An export request spread over many lines (json.dump with indent, as tools other than the
     collector write them; two in a row too) is one request, not hundreds of bad lines; its
     records are located by the line the request starts on."""
-    from routeiq_assets.warehouse.columnar import as_columnar
-    from routeiq_assets.warehouse.ingest import normalise_file
     from tests.warehouse.test_otlp_fast import _export_request
 
     reqs = list(simulate_requests(6, seed=12))
@@ -922,8 +919,7 @@ def test_pretty_printed_export_requests_are_read_whole_in_every_path(tmp_path):
     path = tmp_path / "pretty.otlp.json"
     path.write_text(docs[0] + "\n\n" + docs[1] + "\n")
     assert split_lines(path, 2) == [(0, -1, 1)]  # never cut inside a request
-    native, python = _batch(path, True), _batch(path, False)
-    general = as_columnar(normalise_file(path, "otlp_json", "b", "src", fast=False))
+    native, python, general = _every_path(path)
     for batch in (native, python, general):
         assert batch.records_in == 12 and batch.tables["quarantine"] is None
         assert batch.tables["router_decisions"].num_rows == 6
@@ -942,8 +938,6 @@ def test_pretty_printed_export_requests_are_read_whole_in_every_path(tmp_path):
 
 
 def test_a_broken_pretty_printed_file_is_read_line_by_line_and_nothing_lost(tmp_path):
-    from routeiq_assets.warehouse.columnar import as_columnar
-    from routeiq_assets.warehouse.ingest import normalise_file
     from tests.warehouse.test_otlp_fast import _export_request
 
     reqs = list(simulate_requests(2, seed=13))
@@ -951,11 +945,7 @@ def test_a_broken_pretty_printed_file_is_read_line_by_line_and_nothing_lost(tmp_
     path = tmp_path / "truncated.otlp.json"
     path.write_text(text[: len(text) // 2])  # cut off mid-request
     lines = [line for line in path.read_text().splitlines() if line.strip()]
-    for batch in (
-        _batch(path, True),
-        _batch(path, False),
-        as_columnar(normalise_file(path, "otlp_json", "b", "src", fast=False)),
-    ):
+    for batch in _every_path(path):
         assert batch.records_in == batch.tables["quarantine"].num_rows == len(lines)
 
 
@@ -985,8 +975,6 @@ def test_compressed_and_utf16_files_are_quarantined_saying_what_they_are(
 def test_status_codes_as_text_are_read_as_protobuf_json_writes_them(tmp_path):
     """protobuf's JSON printers write the enum's name, and some tools an int as a string: both
     are the code (an error stays an error); any other text is no code ("unset")."""
-    from routeiq_assets.warehouse.columnar import as_columnar
-    from routeiq_assets.warehouse.ingest import normalise_file
 
     codes = [2, "2", "STATUS_CODE_ERROR", "1", "STATUS_CODE_OK", "0", "STATUS_CODE_UNSET", "02"]
     reqs = list(simulate_requests(len(codes), seed=15))
@@ -998,8 +986,7 @@ def test_status_codes_as_text_are_read_as_protobuf_json_writes_them(tmp_path):
     path = tmp_path / "status.otlp.json"
     path.write_bytes(b"\n".join(lines) + b"\n")
     expected = ["error", "error", "error", "ok", "ok", "unset", "unset", "unset"]
-    native, python = _batch(path, True), _batch(path, False)
-    general = as_columnar(normalise_file(path, "otlp_json", "b", "src", fast=False))
+    native, python, general = _every_path(path)
     for batch in (native, python, general):
         by_location = dict(
             zip(

@@ -475,6 +475,17 @@ def test_rows_of_another_batch_are_refused(tmp_path):
         assert _count(con, "router_decisions") == 0
 
 
+def _recording(events, name, fn):
+    """``fn`` of a file descriptor, appending (name, the path it is open on) to ``events``."""
+    import os
+
+    def call(fd, *args):
+        events.append((name, os.path.realpath(f"/proc/self/fd/{fd}")))
+        return fn(fd, *args)
+
+    return call
+
+
 def test_a_landed_file_is_on_disk_before_it_is_named_and_its_name_after(tmp_path, monkeypatch):
     """fsync of the copy before the rename that names it, then of its folder (a crash must never
     leave a registered batch whose raw file is empty or short)."""
@@ -486,17 +497,13 @@ def test_a_landed_file_is_on_disk_before_it_is_named_and_its_name_after(tmp_path
     source = tmp_path / "in.jsonl"
     source.write_bytes(b'{"a": 1}\n' * 1000)
     events = []
-    fsync, replace = os.fsync, Path.replace
-
-    def recording_fsync(fd):
-        events.append(("fsync", os.path.realpath(f"/proc/self/fd/{fd}")))
-        return fsync(fd)
+    replace = Path.replace
 
     def recording_replace(self, target):
         events.append(("rename", str(target)))
         return replace(self, target)
 
-    monkeypatch.setattr(os, "fsync", recording_fsync)
+    monkeypatch.setattr(os, "fsync", _recording(events, "fsync", os.fsync))
     monkeypatch.setattr(Path, "replace", recording_replace)
     raw = land_file(source, tmp_path / "raw")
     assert [kind for kind, _ in events] == ["fsync", "fsync", "rename", "fsync"]
@@ -512,8 +519,6 @@ def test_landing_starts_the_copys_writeback_before_hashing_and_flushing_it(tmp_p
     import os
     import sys
 
-    import pytest
-
     from routeiq_assets.telemetry import raw_store
 
     if raw_store._SYNC_FILE_RANGE is None:
@@ -528,18 +533,10 @@ def test_landing_starts_the_copys_writeback_before_hashing_and_flushing_it(tmp_p
     assert not raw_store._start_writeback(fd)
 
     events = []
-    libc_call, fsync, sha = raw_store._SYNC_FILE_RANGE, os.fsync, raw_store._fd_sha256
-
-    def recording(name, fn):
-        def call(fd, *args):
-            events.append((name, os.path.realpath(f"/proc/self/fd/{fd}")))
-            return fn(fd, *args)
-
-        return call
-
-    monkeypatch.setattr(raw_store, "_SYNC_FILE_RANGE", recording("writeback", libc_call))
-    monkeypatch.setattr(raw_store, "_fd_sha256", recording("hash", sha))
-    monkeypatch.setattr(os, "fsync", recording("fsync", fsync))
+    writeback = _recording(events, "writeback", raw_store._SYNC_FILE_RANGE)
+    monkeypatch.setattr(raw_store, "_SYNC_FILE_RANGE", writeback)
+    monkeypatch.setattr(raw_store, "_fd_sha256", _recording(events, "hash", raw_store._fd_sha256))
+    monkeypatch.setattr(os, "fsync", _recording(events, "fsync", os.fsync))
     source = tmp_path / "in.jsonl"
     source.write_bytes(b'{"a": 1}\n' * 1000)
     raw_store.land_file(source, tmp_path / "raw")
