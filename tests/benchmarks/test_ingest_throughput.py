@@ -16,6 +16,12 @@ buffers, one process), msgspec decoding alone (the Python path's floor), and wri
 normalised batches (the first four files) into DuckDB, and writing as many bytes as the files
 hold to this disk and flushing them (landing's floor). And how much of our path is landing the
 files in the raw store (kernel copy, hash, flush to disk).
+
+Each measurement also gives the CPU time of its timed part (all its threads and the processes it
+waited for), as CPU-seconds a million events. The sum of landing's, the compiled scan's and the
+DuckDB writes' CPU is what any path that lands durably, parses with the compiled scanner and
+stores in DuckDB spends at least: the benchmark prints how fast that could go with every core
+busy and nothing else, and how many cores our path kept busy.
 """
 
 import json
@@ -23,11 +29,28 @@ import os
 import shutil
 import subprocess
 import sys
+from typing import NamedTuple
 
 from tests.conftest import REPO_ROOT
 
 EVENTS = int(os.environ.get("ROUTEIQ_BENCH_EVENTS", "200000"))
 PER_FILE = 50_000
+
+# Put before each measured script: its clock reads wall time and CPU time (every thread of the
+# script and the processes it has waited for: worker processes, `routeiq ingest`); it prints
+# "seconds events cpu_seconds" for the timed part only.
+CLOCK = """
+import os as _os, time as _time
+def _cpu():
+    t = _os.times()
+    return t.user + t.system + t.children_user + t.children_system
+def start():
+    return _time.perf_counter(), _cpu()
+def stop(started):
+    return _time.perf_counter() - started[0], _cpu() - started[1]
+def report(took, events):
+    print(took[0], events, took[1])
+"""
 
 OURS = """
 import sys, time
@@ -36,12 +59,12 @@ from routeiq_assets.telemetry.raw_store import land_files
 from routeiq_assets.warehouse.ingest import ingest_pending, register_raw_file
 from routeiq_assets.warehouse.store import connect
 files = sorted(Path(sys.argv[1]).glob("*.json"))
-started = time.perf_counter()
+started = start()
 with connect(Path(sys.argv[2])) as con:
     for raw in land_files(files, Path(sys.argv[3])):
         register_raw_file(con, raw)
     done = ingest_pending(con)
-print(time.perf_counter() - started, sum(c.decisions for _, c in done))
+report(stop(started), sum(c.decisions for _, c in done))
 """
 
 # Only landing: copy into a fresh raw store, hash, flush to disk (the first step of OURS).
@@ -50,9 +73,9 @@ import sys, time
 from pathlib import Path
 from routeiq_assets.telemetry.raw_store import land_files
 files = sorted(Path(sys.argv[1]).glob("*.json"))
-started = time.perf_counter()
+started = start()
 landed = land_files(files, Path(sys.argv[2]))
-print(time.perf_counter() - started, 50_000 * len(landed))
+report(stop(started), 50_000 * len(landed))
 """
 
 # Only the disk: as many bytes as the files hold written to one new file and flushed, the least
@@ -62,16 +85,16 @@ import os, sys, time
 from pathlib import Path
 total = sum(f.stat().st_size for f in Path(sys.argv[1]).glob("*.json"))
 block = os.urandom(1 << 24)  # not zeros: a virtual disk may store those for free
-started = time.perf_counter()
+started = start()
 fd = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
 written = 0
 while written < total:
     written += os.write(fd, block[: min(len(block), total - written)])
 os.fsync(fd)
 os.close(fd)
-elapsed = time.perf_counter() - started
+took = stop(started)
 os.unlink(sys.argv[2])
-print(elapsed, 50_000 * len(list(Path(sys.argv[1]).glob("*.json"))))
+report(took, 50_000 * len(list(Path(sys.argv[1]).glob("*.json"))))
 """
 
 # Only decoding: the envelope and each decision payload into the fast path's msgspec structs.
@@ -79,7 +102,7 @@ FLOOR_DECODE = """
 import sys, time
 from pathlib import Path
 from routeiq_assets.warehouse.otlp_fast import _DECISION, _EXPORT
-started = time.perf_counter()
+started = start()
 events = 0
 for f in sorted(Path(sys.argv[1]).glob("*.json")):
     for line in open(f, "rb"):
@@ -89,7 +112,7 @@ for f in sorted(Path(sys.argv[1]).glob("*.json")):
                     for event in span.events or ():
                         _DECISION.decode(event.attributes[0].value.stringValue)
                         events += 1
-print(time.perf_counter() - started, events)
+report(stop(started), events)
 """
 
 # Only the compiled scan: every line of every file into column buffers, nothing after.
@@ -97,7 +120,7 @@ FLOOR_SCAN = """
 import mmap, sys, time
 from pathlib import Path
 from routeiq_assets.warehouse import _otlp_native as native
-started = time.perf_counter()
+started = start()
 events = 0
 for f in sorted(Path(sys.argv[1]).glob("*.json")):
     with f.open("rb") as h, mmap.mmap(h.fileno(), 0, access=mmap.ACCESS_READ) as mm:
@@ -106,7 +129,7 @@ for f in sorted(Path(sys.argv[1]).glob("*.json")):
             cols, start, line, stopped = native.parse(mm, start, len(mm), line, b"f", 16384)
             assert not stopped
             events += cols[names.index("d.event_id")][0]
-print(time.perf_counter() - started, events)
+report(stop(started), events)
 """
 
 # Only writing: normalised batches (built before the clock starts) into a fresh warehouse, as
@@ -121,11 +144,11 @@ files = sorted(Path(sys.argv[1]).glob("*.json"))[:4]
 batches = [(f"b{i}", normalise_file(f, "otlp_json", f"b{i}", f.name)) for i, f in enumerate(files)]
 groups = [batches] if sys.argv[3] == "group" else [[b] for b in batches]
 with connect(Path(sys.argv[2])) as con:
-    started = time.perf_counter()
+    started = start()
     with bulk_load(con):
         done = [c for g in groups for c in write_batches(con, g)]
-    elapsed = time.perf_counter() - started
-print(elapsed, sum(c.decisions for c in done))
+    took = stop(started)
+report(took, sum(c.decisions for c in done))
 """
 
 # The product's path: `routeiq ingest DIR` (fresh DAGSTER_HOME and ROUTEIQ_HOME in argv).
@@ -133,16 +156,16 @@ PRODUCT = """
 import json, os, subprocess, sys, time
 env = dict(os.environ, DAGSTER_HOME=sys.argv[2], ROUTEIQ_HOME=sys.argv[3])
 os.makedirs(sys.argv[2], exist_ok=True)
-started = time.perf_counter()
+started = start()
 out = subprocess.run([sys.executable, "-m", "routeiq_assets.cli", "ingest", sys.argv[1]],
                      env=env, check=True, capture_output=True, text=True).stdout
-print(time.perf_counter() - started, json.loads(out)["decisions"])
+report(stop(started), json.loads(out)["decisions"])
 """
 
 BASELINE = """
 import json, sys, time
 from pathlib import Path
-started = time.perf_counter()
+started = start()
 rows, events = [], 0
 for f in sorted(Path(sys.argv[1]).glob("*.json")):
     for line in open(f, encoding="utf-8"):
@@ -165,7 +188,7 @@ for f in sorted(Path(sys.argv[1]).glob("*.json")):
                     if "gen_ai.prompt" in attrs:
                         rows.append({"trace_id": span["traceId"], "prompt": attrs["gen_ai.prompt"],
                                      "model": attrs.get("gen_ai.request.model")})
-print(time.perf_counter() - started, events)
+report(stop(started), events)
 """
 
 # Runs the measured script and reports its output, the largest single process's peak RSS
@@ -209,7 +232,7 @@ def _measure(code, *args, env=None):
     # into the raw store): otherwise that writeback lands in the next measurement's fsyncs
     os.sync()
     out = subprocess.run(
-        [sys.executable, "-c", WRAPPER, sys.executable, "-c", code, *args],
+        [sys.executable, "-c", WRAPPER, sys.executable, "-c", CLOCK + code, *args],
         check=True,
         capture_output=True,
         text=True,
@@ -217,9 +240,19 @@ def _measure(code, *args, env=None):
         env=None if env is None else {**os.environ, **env},
     ).stdout
     fields = out.strip().splitlines()[-1].split()  # DuckDB may draw progress bars above it
-    assert len(fields) == 4, f"unexpected output from the measured script: {out!r}"
-    seconds, events, rss_kb, tree_kb = fields
-    return float(seconds), int(events), int(rss_kb) / 1024, int(tree_kb) / 1024
+    assert len(fields) == 5, f"unexpected output from the measured script: {out!r}"
+    seconds, events, cpu, rss_kb, tree_kb = fields
+    return Measured(
+        float(seconds), int(events), int(rss_kb) / 1024, int(tree_kb) / 1024, float(cpu)
+    )
+
+
+class Measured(NamedTuple):
+    seconds: float
+    events: int
+    rss_mb: float  # the largest single process's peak
+    tree_mb: float  # the peak of all its processes together
+    cpu: float  # CPU-seconds of the timed part
 
 
 # Disk the run fills, an event: the OTLP JSON (~3.7 KB), four raw-store copies of it (ours, ours
@@ -256,11 +289,11 @@ def test_normalisation_throughput(tmp_path, machine_load):
     size_mb = sum(f.stat().st_size for f in full.glob("*.json")) / 2**20
     db, raw = tmp_path / "w.duckdb", tmp_path / "raw"
 
-    base_s, base_n, base_mb, base_tree = _measure(BASELINE, str(full))
-    ours_s, ours_n, ours_mb, ours_tree = _measure(OURS, str(full), str(db), str(raw))
-    inc_s, inc_n, _, _ = _measure(OURS, str(extra), str(db), str(raw))
-    assert base_n == ours_n == EVENTS and inc_n == max(EVENTS // 100, 1)
-    py_s, py_n, py_mb, py_tree = _measure(
+    base = _measure(BASELINE, str(full))
+    ours = _measure(OURS, str(full), str(db), str(raw))
+    inc = _measure(OURS, str(extra), str(db), str(raw))
+    assert base.events == ours.events == EVENTS and inc.events == max(EVENTS // 100, 1)
+    py = _measure(
         OURS,
         str(full),
         str(tmp_path / "py.duckdb"),
@@ -268,47 +301,44 @@ def test_normalisation_throughput(tmp_path, machine_load):
         env={"ROUTEIQ_NATIVE_OTLP": "0"},
     )
     home = tmp_path / "product"
-    prod_s, prod_n, prod_mb, prod_tree = _measure(
-        PRODUCT, str(full), str(home / "dagster"), str(home / "routeiq")
-    )
+    prod = _measure(PRODUCT, str(full), str(home / "dagster"), str(home / "routeiq"))
     # the product's +1%: a second `routeiq ingest` of the new batch in the same homes (its
     # start-up, Dagster's run bookkeeping and the warehouse-wide pairing counts included)
-    prod_inc_s, prod_inc_n, _, _ = _measure(
-        PRODUCT, str(extra), str(home / "dagster"), str(home / "routeiq")
-    )
-    land_s, land_n, _, _ = _measure(LAND, str(full), str(tmp_path / "raw_land"))
-    disk_s, disk_n, _, _ = _measure(FLOOR_DISK, str(full), str(tmp_path / "disk.bin"))
-    scan_s, scan_n, scan_mb, _ = _measure(FLOOR_SCAN, str(full))
-    dec_s, dec_n, dec_mb, _ = _measure(FLOOR_DECODE, str(full))
-    wr_s, wr_n, _, _ = _measure(FLOOR_WRITE, str(full), str(tmp_path / "floor.duckdb"), "group")
-    each_s, each_n, _, _ = _measure(FLOOR_WRITE, str(full), str(tmp_path / "each.duckdb"), "each")
-    assert prod_n == dec_n == scan_n == py_n == EVENTS and prod_inc_n == inc_n
-    assert wr_n == each_n == min(EVENTS, 4 * PER_FILE)
+    prod_inc = _measure(PRODUCT, str(extra), str(home / "dagster"), str(home / "routeiq"))
+    land = _measure(LAND, str(full), str(tmp_path / "raw_land"))
+    disk = _measure(FLOOR_DISK, str(full), str(tmp_path / "disk.bin"))
+    scan = _measure(FLOOR_SCAN, str(full))
+    dec = _measure(FLOOR_DECODE, str(full))
+    wr = _measure(FLOOR_WRITE, str(full), str(tmp_path / "floor.duckdb"), "group")
+    each = _measure(FLOOR_WRITE, str(full), str(tmp_path / "each.duckdb"), "each")
+    assert prod.events == dec.events == scan.events == py.events == EVENTS
+    assert prod_inc.events == inc.events
+    assert wr.events == each.events == min(EVENTS, 4 * PER_FILE)
 
-    nan = float("nan")
     rows = [
-        ("baseline: per-record json.loads loop", base_s, base_n / base_s, base_mb, base_tree),
-        ("ours: validate + normalise + DuckDB write", ours_s, ours_n / ours_s, ours_mb, ours_tree),
-        ("  of which landing (copy, hash, flush)", land_s, land_n / land_s, nan, nan),
-        ("ours: +1% new batch after the full run", inc_s, inc_n / inc_s, nan, nan),
-        ("ours without the compiled normaliser", py_s, py_n / py_s, py_mb, py_tree),
-        ("product: `routeiq ingest` (Dagster runs)", prod_s, prod_n / prod_s, prod_mb, prod_tree),
-        (
-            "product: +1% new batch after its full run",
-            prod_inc_s,
-            prod_inc_n / prod_inc_s,
-            nan,
-            nan,
-        ),
-        ("floor: the files' bytes written + flushed", disk_s, disk_n / disk_s, nan, nan),
-        ("floor: compiled scan only (1 process)", scan_s, scan_n / scan_s, scan_mb, nan),
-        ("floor: msgspec decode only (1 process)", dec_s, dec_n / dec_s, dec_mb, nan),
-        ("floor: DuckDB write only (4 batches, 1 tx)", wr_s, wr_n / wr_s, nan, nan),
-        ("  (the same, one transaction a batch)", each_s, each_n / each_s, nan, nan),
+        ("baseline: per-record json.loads loop", base, True),
+        ("ours: validate + normalise + DuckDB write", ours, True),
+        ("  of which landing (copy, hash, flush)", land, False),
+        ("ours: +1% new batch after the full run", inc, False),
+        ("ours without the compiled normaliser", py, True),
+        ("product: `routeiq ingest` (Dagster runs)", prod, True),
+        ("product: +1% new batch after its full run", prod_inc, False),
+        ("floor: the files' bytes written + flushed", disk, False),
+        ("floor: compiled scan only (1 process)", scan, True),
+        ("floor: msgspec decode only (1 process)", dec, True),
+        ("floor: DuckDB write only (4 batches, 1 tx)", wr, False),
+        ("  (the same, one transaction a batch)", each, False),
     ]
     cores = os.cpu_count() or 1
+    base_rate = base.events / base.seconds
     # with every core busy and nothing but scanning and writing, no overheads at all
-    ceiling = cores / (scan_s / scan_n + wr_s / wr_n)
+    ceiling = cores / (scan.seconds / scan.events + wr.seconds / wr.events)
+    # CPU-seconds an event that landing (copy, hash, flush), the compiled scan and DuckDB's
+    # inserts take, each measured alone: what any path that lands durably, parses with the
+    # compiled scanner and stores in DuckDB must spend; with every core busy and nothing else,
+    # no such path goes faster than cores / that
+    cpu_floor = land.cpu / land.events + scan.cpu / scan.events + wr.cpu / wr.events
+    cpu_ceiling = cores / cpu_floor
     from routeiq_assets.telemetry.raw_store import DURABLE
     from routeiq_assets.warehouse import otlp_native
 
@@ -319,30 +349,49 @@ def test_normalisation_throughput(tmp_path, machine_load):
         f"{ {None: 'not built', 0: 'portable', 1: 'AVX2', 2: 'AVX2 + AVX-512'}[simd] }; "
         f"raw files flushed to disk: {DURABLE}"
     )
-    print(f"{'path':<44}{'seconds':>9}{'events/s':>11}{'peak RSS MB':>13}{'all processes MB':>18}")
-    for name, s, rate, mb, tree_mb in rows:
-        print(f"{name:<44}{s:>9.1f}{rate:>11.0f}{mb:>13.0f}{tree_mb:>18.0f}")
+    print(
+        f"{'path':<44}{'seconds':>9}{'events/s':>11}{'CPU s/M':>9}"
+        f"{'peak RSS MB':>13}{'all processes MB':>18}"
+    )
+    for name, m, rss in rows:
+        mb, tree = (f"{m.rss_mb:>13.0f}", f"{m.tree_mb:>18.0f}") if rss else ("", "")
+        cpu_per_million = m.cpu / m.events * 1e6
+        print(
+            f"{name:<44}{m.seconds:>9.1f}{m.events / m.seconds:>11.0f}{cpu_per_million:>9.1f}"
+            f"{mb}{tree}"
+        )
     print(
         f"ceiling for the compiled scan + DuckDB writes on {cores} cores, nothing else: "
-        f"{ceiling:,.0f} events/s = {ceiling / (base_n / base_s):.1f}x the baseline"
+        f"{ceiling:,.0f} events/s = {ceiling / base_rate:.1f}x the baseline"
     )
     # landing is flushed before its batches are registered and normalised: its disk time adds
-    landed_ceiling = 1 / (disk_s / disk_n + 1 / ceiling)
+    landed_ceiling = 1 / (disk.seconds / disk.events + 1 / ceiling)
     print(
         f"the same after landing durably (the disk floor first): {landed_ceiling:,.0f} "
-        f"events/s = {landed_ceiling / (base_n / base_s):.1f}x the baseline"
+        f"events/s = {landed_ceiling / base_rate:.1f}x the baseline"
+    )
+    print(
+        f"CPU of landing + compiled scan + DuckDB writes, each alone: {cpu_floor * 1e6:.1f} "
+        f"CPU-s a million events; with {cores} cores all busy and nothing else: "
+        f"{cpu_ceiling:,.0f} events/s = {cpu_ceiling / base_rate:.1f}x the baseline "
+        f"(ours spent {ours.cpu / ours.events * 1e6:.1f} CPU-s a million, "
+        f"{ours.cpu / ours.seconds:.2f} of {cores} cores busy)"
     )
     print(
         json.dumps(
             {
-                "ours_vs_baseline_speed": round(base_s / ours_s, 3),
-                "product_vs_baseline_speed": round(base_s / prod_s, 3),
-                "without_compiled_normaliser_vs_baseline_speed": round(base_s / py_s, 3),
-                "incremental_cost_vs_full": round(inc_s / ours_s, 4),
-                "product_incremental_cost_vs_full": round(prod_inc_s / prod_s, 4),
-                "ours_peak_rss_all_processes_mb": round(ours_tree),
-                "ceiling_vs_baseline_speed": round(ceiling / (base_n / base_s), 3),
-                "landed_ceiling_vs_baseline_speed": round(landed_ceiling / (base_n / base_s), 3),
+                "ours_vs_baseline_speed": round(base.seconds / ours.seconds, 3),
+                "product_vs_baseline_speed": round(base.seconds / prod.seconds, 3),
+                "without_compiled_normaliser_vs_baseline_speed": round(
+                    base.seconds / py.seconds, 3
+                ),
+                "incremental_cost_vs_full": round(inc.seconds / ours.seconds, 4),
+                "product_incremental_cost_vs_full": round(prod_inc.seconds / prod.seconds, 4),
+                "ours_peak_rss_all_processes_mb": round(ours.tree_mb),
+                "ours_cpu_seconds_per_million": round(ours.cpu / ours.events * 1e6, 2),
+                "ceiling_vs_baseline_speed": round(ceiling / base_rate, 3),
+                "landed_ceiling_vs_baseline_speed": round(landed_ceiling / base_rate, 3),
+                "cpu_ceiling_vs_baseline_speed": round(cpu_ceiling / base_rate, 3),
             }
         )
     )
