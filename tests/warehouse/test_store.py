@@ -256,18 +256,85 @@ def test_out_of_order_and_empty_files_are_fine(tmp_path):
         assert len(stamps) == 50 and stamps == sorted(r.timestamp for r in requests)
 
 
-def test_bulk_load_defers_checkpoints_and_restores_the_setting(tmp_path):
-    def threshold(con):
-        return con.execute("SELECT current_setting('checkpoint_threshold')").fetchall()[0][0]
+def _settings(con):
+    return con.execute(
+        "SELECT current_setting('checkpoint_threshold'), current_setting('memory_limit')"
+    ).fetchall()[0]
 
+
+def test_bulk_load_defers_checkpoints_caps_memory_and_restores_the_settings(tmp_path):
     with connect(tmp_path / "w.duckdb") as con:
-        before = threshold(con)
+        before = _settings(con)
         with bulk_load(con):
-            assert threshold(con) != before and threshold(con).startswith("244")  # 256 MB in MiB
-        assert threshold(con) == before
+            # 256 MB and 768 MB as DuckDB shows them, in MiB
+            assert _settings(con) == ("244.1 MiB", "732.4 MiB") != before
+        assert _settings(con) == before
         with pytest.raises(RuntimeError, match="inside"), bulk_load(con):
             raise RuntimeError("inside")
-        assert threshold(con) == before
+        assert _settings(con) == before
+        con.execute("SET memory_limit = '3GB'").fetchall()
+        with bulk_load(con):  # a limit of the connection's own is kept
+            assert _settings(con) == ("244.1 MiB", "2.7 GiB")
+        assert _settings(con) == (before[0], "2.7 GiB")
+
+
+def test_a_bad_memory_cap_is_refused_by_name(tmp_path, monkeypatch):
+    from routeiq_assets.warehouse import store
+
+    monkeypatch.setattr(store, "BULK_MEMORY_LIMIT", "lots")
+    with connect(tmp_path / "w.duckdb") as con:
+        before = _settings(con)
+        refused = pytest.raises(ValueError, match="ROUTEIQ_INGEST_DUCKDB_MEMORY='lots'")
+        with refused, bulk_load(con):
+            pytest.fail("the block must not run")
+        assert _settings(con) == before
+
+
+@pytest.fixture(scope="module")
+def four_files(tmp_path_factory):
+    """20,000 requests in four OTLP files: more than DuckDB's pool holds while writing them
+    uncapped (~48 MB here)."""
+    tmp = tmp_path_factory.mktemp("cap")
+    return write_otlp_files(
+        simulate_requests(20_000, seed=3), tmp / "landing", "x", requests_per_file=5000
+    )
+
+
+def _ingest_under(tmp, files, monkeypatch, cap):
+    """Ingest the files under this memory cap; DuckDB's pool after each batch is written."""
+    from routeiq_assets.warehouse import store
+
+    monkeypatch.setattr(store, "BULK_MEMORY_LIMIT", cap)
+    pool = []
+    with connect(tmp / f"{cap}.duckdb") as con:
+        for f in files:
+            register_raw_file(con, land_file(f, tmp / "raw"))
+
+        def log(msg):
+            if msg.startswith("["):
+                query = "SELECT sum(memory_usage_bytes) FROM duckdb_memory()"
+                pool.append(con.execute(query).fetchall()[0][0])
+
+        done = ingest_pending(con, log=log)
+        return done, pool, _contents(con)
+
+
+def test_a_bulk_load_holds_duckdb_to_its_memory_cap(tmp_path, four_files, monkeypatch):
+    done, pool, contents = _ingest_under(tmp_path, four_files, monkeypatch, "1GB")
+    assert len(pool) == 4 and max(pool) > 40 * 2**20  # uncapped it would hold more
+    capped, capped_pool, capped_contents = _ingest_under(tmp_path, four_files, monkeypatch, "32MB")
+    assert capped_pool and max(capped_pool) <= 32 * 2**20
+    assert [c for _, c in capped] == [c for _, c in done] and all(c.balanced for _, c in done)
+    assert sum(c.decisions for _, c in done) == 20_000
+    assert capped_contents == contents
+
+
+def test_running_out_of_the_memory_cap_says_which_setting(tmp_path, four_files, monkeypatch):
+    with pytest.raises(duckdb.OutOfMemoryException) as raised:
+        _ingest_under(tmp_path, four_files, monkeypatch, "4MB")
+    # the insert's own error, not the aborted transaction's refusal to drop its input view
+    assert "Out of Memory" in str(raised.value)
+    assert "ROUTEIQ_INGEST_DUCKDB_MEMORY=4MB" in "".join(raised.value.__notes__)
 
 
 def _group_files(tmp):
