@@ -68,12 +68,18 @@ def transaction(
         try:
             yield con
             con.execute("COMMIT").fetchall()
-        except BaseException:
-            con.execute("ROLLBACK").fetchall()
+        except BaseException as error:
+            # a ROLLBACK that fails too (the connection or database gone, no transaction left
+            # after a failed COMMIT) must not hide why the block failed
+            try:
+                con.execute("ROLLBACK").fetchall()
+            except duckdb.Error as also:
+                error.add_note(f"and the ROLLBACK after it failed: {also}")
             raise
     finally:
         for name in registered:
-            con.unregister(name)
+            with suppress(duckdb.Error):  # gone with a closed connection
+                con.unregister(name)
 
 
 # While many batches are written in a row, DuckDB checkpoints only when the write-ahead log

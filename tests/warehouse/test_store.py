@@ -1,4 +1,5 @@
 import duckdb
+import pyarrow as pa
 import pytest
 
 from routeiq_assets.telemetry.raw_store import land_file
@@ -652,3 +653,19 @@ def test_landing_from_a_pipe_and_a_name_whose_suffix_is_not_utf8(tmp_path):
         raw = land_file(odd, tmp_path / "raw")
         assert raw.raw_path.name.endswith(".caf.json") and raw.raw_path.name.isascii()
         assert register_raw_file(con, raw)
+
+
+def test_a_failed_rollback_does_not_hide_why_the_transaction_failed():
+    from routeiq_assets.warehouse.store import transaction
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (a INTEGER PRIMARY KEY)").fetchall()
+    with pytest.raises(duckdb.ConstraintException), transaction(con):
+        con.execute("INSERT INTO t VALUES (1)").fetchall()
+        con.execute("INSERT INTO t VALUES (1)").fetchall()
+    assert con.execute("SELECT count(*) FROM t").fetchall() == [(0,)]  # rolled back
+    con.register("rows", pa.table({"a": [1]}))
+    with pytest.raises(ValueError, match="the block's own") as raised, transaction(con, "rows"):
+        con.close()  # the connection is gone: ROLLBACK and unregister fail too
+        raise ValueError("the block's own error")
+    assert "ROLLBACK after it failed" in "".join(raised.value.__notes__)
