@@ -1,0 +1,132 @@
+"""Prompt-text scrubbing: what is replaced, and that the quick pre-tests never change it."""
+
+import json
+import random
+
+import pytest
+
+from routeiq_assets.telemetry import pii
+from routeiq_assets.telemetry.pii import prompt_for_warehouse, scrub_text
+
+
+def reference_scrub(text: str) -> str:
+    """The three patterns on every text, as scrub_text did before its pre-tests: the oracle."""
+    text = pii._EMAIL.sub("<EMAIL>", text)
+    text = pii._API_KEY.sub("<API_KEY>", text)
+    return pii._PHONE.sub(pii._phone, text)
+
+
+@pytest.mark.parametrize(
+    ("text", "scrubbed"),
+    [
+        ("mail ann.lee+x@mail.example.com now", "mail <EMAIL> now"),
+        ("key sk-abcdefghijklmnop here", "key <API_KEY> here"),
+        ("AKIAABCDEFGHIJKLMNOP and ghp_0123456789abcdef", "<API_KEY> and <API_KEY>"),
+        ("xoxb-1234567890-abcdefghij", "<API_KEY>"),
+        ("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.abcdefghijKLM end", "jwt <API_KEY> end"),
+        ("Authorization: Bearer abcdefghijklmnop.qrs", "Authorization: <API_KEY>"),
+        ("AUTH: BEARER abcdefghijklmnopqr", "AUTH: <API_KEY>"),
+        ("call +44 20 7946 0958 today", "call <PHONE> today"),
+        ("or (555) 123-4567 x", "or (<PHONE> x"),  # a number starts at a digit
+        ("digits 0123456789", "digits <PHONE>"),
+        ("Arabic-Indic ٠١٢٣٤٥٦٧٨٩ digits", "Arabic-Indic <PHONE> digits"),
+        ("a separator\x1cin 123\x1c456\x1c789", "a separator\x1cin <PHONE>"),
+        ("on 2026-11-27 at 10.30", "on 2026-11-27 at 10.30"),  # a date, a time
+        ("order 12345678 of 1.5 kg", "order 12345678 of 1.5 kg"),  # eight digits
+        ("characteristically transportation", "characteristically transportation"),
+        ("skeletons and pk-12", "skeletons and pk-12"),  # prefixes without 12 more
+        ("ask the desk", "ask the desk"),
+        ("", ""),
+    ],
+)
+def test_what_is_replaced_and_what_is_kept(text, scrubbed):
+    assert scrub_text(text) == scrubbed == reference_scrub(text)
+
+
+def test_modes():
+    text = "ann@example.com asked"
+    assert prompt_for_warehouse(text, "scrub") == "<EMAIL> asked"
+    assert prompt_for_warehouse(text, "keep") == text
+    assert prompt_for_warehouse(text, "hash") is None
+    assert prompt_for_warehouse(None, "scrub") is None
+
+
+# Pieces that sit on the edges of the pre-tests: runs of key characters of 12 to 22 (around the
+# run of 14 and the JWT's 20), every key prefix, dots, "bearer" in any case, digits and phone
+# separators around nine digits, characters outside ASCII next to keys and digits (they break a
+# key run, but are digits or spaces to \d and \s), e-mail shapes.
+_PIECES = [
+    "a",
+    "the",
+    " ",
+    "  ",
+    "\n",
+    "\t",
+    "\x1c",
+    "\u00a0",
+    "\u2003",
+    ".",
+    "..",
+    "-",
+    "_",
+    "(",
+    ")",
+    "+",
+    "@",
+    "/",
+    "=",
+    "é",
+    "ß",
+    "漢",
+    "٣",
+    "७",
+    "²",
+    "bearer",
+    "Bearer ",
+    "BEARER\t",
+    "bEaReR  ",
+    "mail.example.com",
+    "ann@",
+    "x.y@z.io",
+    "2026-11-27",
+    "10.30",
+    "+44",
+]
+_PIECES += ["sk", "pk", "rk", "sess", "ghp", "gho", "github_pat", "xoxa", "xoxb", "xoxp"]
+_PIECES += ["xoxr", "AKIA", "ASIA", "AIza", "xoxc"]
+_KEY_ALPHABET = "abcXYZ019_-"
+_DIGIT_ALPHABET = "0123456789 ().-"
+
+
+def _random_text(rng: random.Random) -> str:
+    parts = []
+    for _ in range(rng.randint(1, 14)):
+        kind = rng.random()
+        if kind < 0.45:
+            parts.append(rng.choice(_PIECES))
+        elif kind < 0.75:
+            parts.append("".join(rng.choices(_KEY_ALPHABET, k=rng.randint(8, 24))))
+        else:
+            parts.append("".join(rng.choices(_DIGIT_ALPHABET, k=rng.randint(3, 16))))
+    return "".join(parts)
+
+
+def test_the_pre_tests_never_change_what_is_scrubbed_on_generated_texts():
+    rng = random.Random(20261127)
+    texts = [_random_text(rng) for _ in range(40_000)]
+    changed = 0
+    for text in texts:
+        expected = reference_scrub(text)
+        assert scrub_text(text) == expected, repr(text)
+        changed += expected != text
+    # the texts exercise every pattern, and the texts they leave alone
+    assert 0.2 * len(texts) < changed < 0.9 * len(texts)
+    for placeholder in ("<EMAIL>", "<API_KEY>", "<PHONE>"):
+        assert sum(placeholder in reference_scrub(t) for t in texts) > 500, placeholder
+
+
+def test_the_pre_tests_never_change_what_is_scrubbed_on_real_prompts(benchmark_table):
+    table, _ = benchmark_table
+    texts = sorted({row["question"] for row in json.loads(table.read_text())})
+    assert len(texts) > 5000
+    assert [scrub_text(t) for t in texts] == [reference_scrub(t) for t in texts]
