@@ -9,6 +9,7 @@ waiting its turn costs disk, not memory.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -88,11 +89,17 @@ def normalise_in_workers(jobs: Sequence[tuple[Any, ...]], workers: int) -> Itera
                 "prompt_mode": prompt_mode,
                 "out": str(tmp / str(i)),
             }
-            stdin = procs[i % len(procs)].stdin
-            assert stdin is not None
-            stdin.write(json.dumps(job) + "\n")
-            stdin.flush()
+            proc = procs[i % len(procs)]
+            assert proc.stdin is not None
+            try:
+                proc.stdin.write(json.dumps(job) + "\n")
+                proc.stdin.flush()
+            except OSError as exc:  # a broken pipe: the worker died (killed, out of memory)
+                raise RuntimeError(
+                    f"normalising worker exited ({proc.wait()}) before it was given {path}"
+                ) from exc
 
+    finished = False
     try:
         for i in range(len(procs) * JOBS_PER_WORKER):
             submit(i)
@@ -110,17 +117,26 @@ def normalise_in_workers(jobs: Sequence[tuple[Any, ...]], workers: int) -> Itera
             submit(i + len(procs) * JOBS_PER_WORKER)
             yield _read(answer, tmp / str(i))
             shutil.rmtree(tmp / str(i), ignore_errors=True)
+        finished = True
     finally:
-        for proc in procs:
-            if proc.stdin is not None:
-                proc.stdin.close()
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        shutil.rmtree(tmp, ignore_errors=True)
+        # nothing here may hide the error that ended the loop, or skip the rest: a dead
+        # worker's pipe refuses the close (its unsent job), and after an error (or when the
+        # caller stops early) the workers' queued jobs are of no use: they are killed
+        try:
+            for proc in procs:
+                if proc.stdin is not None:
+                    with contextlib.suppress(OSError):
+                        proc.stdin.close()
+            for proc in procs:
+                if not finished:
+                    proc.kill()
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> None:

@@ -6,7 +6,12 @@ import json
 import pytest
 
 from routeiq_assets.telemetry.raw_store import land_file
-from routeiq_assets.telemetry.simulator import _export_request, request_spans, simulate_requests
+from routeiq_assets.telemetry.simulator import (
+    _export_request,
+    request_spans,
+    simulate_requests,
+    write_otlp_files,
+)
 from routeiq_assets.warehouse.ingest import ingest_batch, ingest_pending, register_raw_file
 from routeiq_assets.warehouse.otlp_fast import merge_parts, normalise_otlp_file, split_lines
 from routeiq_assets.warehouse.store import TELEMETRY_TABLES, connect, write_batch
@@ -261,3 +266,36 @@ def test_a_worker_failure_names_the_file(tmp_path):
     with pytest.raises(RuntimeError, match="gone.otlp.json") as failure:
         list(normalise_in_workers(jobs, workers=1))
     assert "FileNotFoundError" in str(failure.value)
+
+
+def test_a_killed_worker_is_reported_and_nothing_is_left_behind(tmp_path, monkeypatch):
+    import gc
+    import os
+    import signal
+    import subprocess
+    import tempfile
+    import time
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "scratch"))
+    (tmp_path / "scratch").mkdir()
+    files = write_otlp_files(
+        simulate_requests(400, seed=1), tmp_path / "in", "x", requests_per_file=20
+    )
+    jobs = [(p, "otlp_json", f"b{i}", p.name, "scrub", None) for i, p in enumerate(files)]
+    batches = normalise_in_workers(jobs, 2)
+    next(batches)  # both workers started, each with its queue of jobs
+    workers = [
+        o
+        for o in gc.get_objects()
+        if isinstance(o, subprocess.Popen) and "routeiq_assets.warehouse.workers" in o.args
+    ]
+    assert len(workers) == 2
+    time.sleep(2)  # the first worker answers its queued jobs before it dies
+    os.kill(workers[0].pid, signal.SIGKILL)
+    with pytest.raises(RuntimeError, match=r"normalising worker exited \(-9\)") as failure:
+        list(batches)
+    # the error names a file (not a bare broken pipe from the cleanup), the other worker is
+    # stopped, and the batches' Arrow files are gone
+    assert "x-000" in str(failure.value)
+    assert all(w.poll() is not None for w in workers)
+    assert list((tmp_path / "scratch").iterdir()) == []
