@@ -531,8 +531,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"routeiq {args.command}: error: {exc}", file=sys.stderr)
+    except (ValueError, OSError) as exc:  # OSError: a file missing or unreadable, a refused port
+        notes = "".join(f" ({note})" for note in getattr(exc, "__notes__", ()))
+        print(f"routeiq {args.command}: error: {exc}{notes}", file=sys.stderr)
         return 2
 
 

@@ -135,3 +135,15 @@ def test_hourly_jaeger_pull_lands_a_file_the_sensor_path_ingests(
         [jaeger_pull], partition_key=other_hour, resources={"routeiq": RouteIQResource()}
     )
     assert empty.asset_materializations_for_node("jaeger_pull")[0].metadata["traces"].value == 0
+
+
+def test_ingest_of_an_unreadable_file_names_it_without_a_traceback(cli_env, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.jsonl").write_text('{"event_id": "e1"}\n')
+    (folder / "b.jsonl").symlink_to("/proc/self/mem")  # every read fails with an I/O error
+    done = _cli("ingest", str(folder), env=cli_env)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "routeiq ingest: error: [Errno 5] Input/output error" in done.stderr
+    assert f"while landing {folder / 'b.jsonl'}" in done.stderr

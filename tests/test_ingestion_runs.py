@@ -340,3 +340,25 @@ def test_a_backlog_range_that_no_longer_matches_its_files_is_refused_and_split(
     # nothing left: the splitter has nothing to say (None, so the daemon reads on)
     again = run_failure_context(instance, refused.run_id, "ingest_range_splitter")
     assert ingest_range_splitter(again) is None
+
+
+def test_an_unreadable_landing_file_does_not_hold_back_the_others(routeiq_home, monkeypatch, capfd):
+    monkeypatch.setenv("ROUTEIQ_LANDING_SETTLE_SECONDS", "0")
+    landing = routeiq_home / "landing"
+    files = write_otlp_files(simulate_requests(40, seed=2), landing, "a", requests_per_file=20)
+    # a file every read of which fails with an I/O error, for root too
+    (landing / "b.otlp.json").symlink_to("/proc/self/mem")
+    instance = dg.DagsterInstance.ephemeral()
+    first = _tick(instance, routeiq_home, None)
+    logged = capfd.readouterr().err  # the sensor's log
+    assert len(first.run_requests) == len(files) == 2
+    assert "b.otlp.json" not in json.loads(first.cursor)["files"]  # read again next tick
+    assert "1 landing files cannot be read" in logged
+    assert "b.otlp.json: OSError: Input/output error" in logged
+    # once readable, it is taken
+    (landing / "b.otlp.json").unlink()
+    (landing / "b.otlp.json").write_text(files[0].read_text() + "\n")  # new content
+    second = _tick(instance, routeiq_home, first.cursor)
+    assert [
+        r.run_config["ops"]["raw_traces"]["config"]["source_path"] for r in second.run_requests
+    ] == [str(landing / "b.otlp.json")]

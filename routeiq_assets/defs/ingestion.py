@@ -166,6 +166,11 @@ def landing_sensor(context: dg.SensorEvaluationContext, routeiq: RouteIQResource
     )
     if scan.waiting:
         context.log.info(f"{len(scan.waiting)} files still being written; next tick")
+    if scan.unreadable:
+        context.log.warning(
+            f"{len(scan.unreadable)} landing files cannot be read, tried again next tick: "
+            + "; ".join(f"{path}: {reason}" for path, reason in scan.unreadable[:10])
+        )
     keys = [key for key, _ in scan.ready]
     return dg.SensorResult(
         run_requests=run_requests(scan, settings.landing_range_min_files),

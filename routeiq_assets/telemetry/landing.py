@@ -28,6 +28,8 @@ class LandingScan:
     ready: list[tuple[str, Path]] = field(default_factory=list)  # (batch key, path), new only
     waiting: list[Path] = field(default_factory=list)  # still being written
     known: list[Path] = field(default_factory=list)  # content already ingested (or planned)
+    # complete but unreadable (permissions, I/O errors): tried again next scan, with the reason
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)
     cursor: dict = field(default_factory=dict)
     planned: set[str] = field(default_factory=set)  # the keys of `ready`
 
@@ -74,6 +76,13 @@ def plan_files(landed: list[tuple[Path, str]], known_keys: set[str]) -> LandingS
     return scan
 
 
+def _sha256_or_error(path: Path) -> str | OSError:
+    try:
+        return file_sha256(path)
+    except OSError as exc:
+        return exc
+
+
 def scan_landing(
     landing_dir: Path,
     cursor: dict,
@@ -102,10 +111,16 @@ def scan_landing(
             scan.waiting.append(path)
             continue
         complete.append((rel, path, size, mtime_ns, before[2] if unchanged else None))
-    # hashes the cursor does not hold yet, on two threads (a backlog of large files)
-    hashed = iter(in_threads(file_sha256, [c[1] for c in complete if not c[4]]))
+    # hashes the cursor does not hold yet, on two threads (a backlog of large files); a file
+    # that cannot be read must not hold back the others
+    hashed = iter(in_threads(_sha256_or_error, [c[1] for c in complete if not c[4]]))
     for rel, path, size, mtime_ns, cached in complete:
         sha = cached or next(hashed)
+        if isinstance(sha, FileNotFoundError):
+            continue  # removed since it was listed
+        if isinstance(sha, OSError):
+            scan.unreadable.append((path, f"{type(sha).__name__}: {sha.strerror or sha}"))
+            continue  # not in the cursor: read again next scan
         files[rel] = [size, mtime_ns, sha]
         scan.take(batch_key(sha), path, known_keys)
     scan.cursor = {"files": files}

@@ -158,9 +158,17 @@ def land_file(source: Path, raw_dir: Path) -> RawFile:
     """Copy a file into the raw store under its hash (idempotent; the copy is read-only).
 
     The hash is of the copy, read back after copying (it is read from the page cache): a file
-    that changes while it is landed can never be stored under the hash of other content.
+    that changes while it is landed can never be stored under the hash of other content. An
+    error says which file it was landing (a failed read or write names none of its own).
     """
-    source = Path(source)
+    try:
+        return _land_file(Path(source), Path(raw_dir))
+    except OSError as exc:
+        exc.add_note(f"while landing {source} in {raw_dir}")
+        raise
+
+
+def _land_file(source: Path, raw_dir: Path) -> RawFile:
     raw_dir = Path(raw_dir)
     raw_dir.mkdir(parents=True, exist_ok=True)
     with source.open("rb", buffering=0) as src:
