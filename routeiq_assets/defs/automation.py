@@ -172,10 +172,15 @@ def s3_landing_sensor(context: dg.SensorEvaluationContext, routeiq: RouteIQResou
         load_s3_cursor(context.cursor),
     )
     context.update_cursor(result.cursor_json())
+    for _key, reason in result.failed[:10]:
+        context.log.warning(f"{reason} (tried again next tick)")
+    failed = f"; {len(result.failed)} could not be mirrored" if result.failed else ""
     if not result.downloaded:
-        return dg.SkipReason(f"no new objects ({result.skipped} already mirrored)")
+        return dg.SkipReason(f"no new objects ({result.skipped} already mirrored){failed}")
     context.log.info(f"mirrored {len(result.downloaded)} new objects into the landing folder")
-    return dg.SkipReason(f"mirrored {len(result.downloaded)} objects; the landing sensor ingests")
+    return dg.SkipReason(
+        f"mirrored {len(result.downloaded)} objects; the landing sensor ingests{failed}"
+    )
 
 
 def failure_kind(message: str) -> str:

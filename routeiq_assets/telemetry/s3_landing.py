@@ -8,6 +8,7 @@ second key, or mirrored again after a lost cursor, never becomes a second batch.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from urllib.parse import urlparse
 
 
 class S3LandingError(RuntimeError):
-    """The prefix could not be listed or an object could not be read; the message says which."""
+    """The prefix could not be listed; the message says which."""
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -32,6 +33,9 @@ class MirrorResult:
     downloaded: list[Path] = field(default_factory=list)
     seen: dict[str, str] = field(default_factory=dict)  # key -> ETag, the next cursor
     skipped: int = 0  # already mirrored
+    # objects that could not be downloaded, with the reason: not in `seen`, so tried again next
+    # tick, while the objects after them are mirrored
+    failed: list[tuple[str, str]] = field(default_factory=list)
 
     def cursor_json(self) -> str:
         return json.dumps({"objects": self.seen}, sort_keys=True)
@@ -50,7 +54,8 @@ def mirror_prefix(
     client: Any, uri: str, landing_dir: Path, seen: dict[str, str], max_objects: int = 1000
 ) -> MirrorResult:
     """Download objects under ``uri`` whose (key, ETag) is not in ``seen`` into
-    ``landing_dir/s3/<bucket>/<key>``; at most ``max_objects`` a call (the rest next tick)."""
+    ``landing_dir/s3/<bucket>/<key>``; at most ``max_objects`` a call (the rest next tick). An
+    object that cannot be downloaded is reported in ``failed`` and does not stop the others."""
     bucket, prefix = parse_s3_uri(uri)
     result = MirrorResult(seen=dict(seen))
     target_root = Path(landing_dir) / "s3" / bucket
@@ -69,14 +74,16 @@ def mirror_prefix(
         if len(result.downloaded) >= max_objects:
             break
         target = target_root / key
-        target.parent.mkdir(parents=True, exist_ok=True)
         part = target.with_name(f"{target.name}.{os.getpid()}.part")
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
             client.download_file(bucket, key, str(part))
-        except Exception as exc:
-            part.unlink(missing_ok=True)
-            raise S3LandingError(f"could not read s3://{bucket}/{key}: {exc}") from exc
-        part.replace(target)
+            part.replace(target)
+        except Exception as exc:  # access denied, a key this file system cannot name, ...
+            with contextlib.suppress(OSError):
+                part.unlink(missing_ok=True)
+            result.failed.append((key, f"could not mirror s3://{bucket}/{key}: {exc}"))
+            continue
         result.downloaded.append(target)
         result.seen[key] = etag
     return result

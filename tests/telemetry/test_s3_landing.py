@@ -89,3 +89,23 @@ def test_unreachable_endpoint_is_a_clear_error(tmp_path):
         mirror_prefix(client, "s3://telemetry/in", tmp_path, {})
     with pytest.raises(ValueError, match="expected s3://bucket/prefix"):
         mirror_prefix(client, "/not/s3", tmp_path, {})
+
+
+def test_an_object_that_cannot_be_mirrored_does_not_hold_back_the_others(
+    routeiq_home, s3_server, bucket, monkeypatch
+):
+    s3 = boto3.client("s3", endpoint_url=s3_server["endpoint"])
+    # a key whose last part is longer than a file name may be here: its download fails
+    bad = f"telemetry/{'x' * 300}.jsonl"
+    for key in ("telemetry/a.jsonl", bad, "telemetry/z.jsonl"):
+        s3.put_object(Bucket=bucket, Key=key, Body=key.encode()[-20:] + b"\n")
+    monkeypatch.setenv("ROUTEIQ_LANDING_S3_URI", f"s3://{bucket}/telemetry/")
+    monkeypatch.setenv("ROUTEIQ_S3_ENDPOINT_URL", s3_server["endpoint"])
+    result, cursor = _tick(routeiq_home, None)
+    assert "mirrored 2 objects" in result.skip_message
+    assert "1 could not be mirrored" in result.skip_message
+    assert set(json.loads(cursor)["objects"]) == {"telemetry/a.jsonl", "telemetry/z.jsonl"}
+    landing = routeiq_home / "landing" / "s3" / bucket / "telemetry"
+    assert sorted(p.name for p in landing.iterdir()) == ["a.jsonl", "z.jsonl"]  # no .part left
+    again, _ = _tick(routeiq_home, cursor)  # tried again, and reported again
+    assert "no new objects (2 already mirrored); 1 could not be mirrored" in again.skip_message
