@@ -32,7 +32,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from routeiq_assets.telemetry.pii import PromptTextMode
+from routeiq_assets.telemetry.pii import PromptTextMode, scrub_array
 from routeiq_assets.telemetry.records import BOM
 from routeiq_assets.warehouse.columnar import BatchBuilder, ColumnarBatch, infer_array
 from routeiq_assets.warehouse.normalize import (
@@ -321,20 +321,31 @@ def _candidates(cols: dict[str, pa.ChunkedArray], batch_id: str) -> pa.Table:
     return pa.Table.from_arrays([derived[c] for c in CANDIDATE_COLUMNS], CANDIDATE_COLUMNS)
 
 
+def _stored(texts: pa.ChunkedArray, memo: TextMemo) -> pa.Array:
+    """What the warehouse stores of each text (``memo.stored``), worked out once per distinct
+    text and, when scrubbing, over the column at once (``scrub_array``)."""
+    encoded = pc.dictionary_encode(texts).combine_chunks()
+    distinct = encoded.dictionary
+    if memo.prompt_mode == "hash":
+        stored = pa.nulls(len(distinct), pa.string())
+    elif memo.prompt_mode == "scrub":
+        stored = scrub_array(distinct)
+    else:
+        stored = distinct
+    return stored.take(encoded.indices)
+
+
 def _calls(cols: dict[str, pa.ChunkedArray], batch_id: str, memo: TextMemo) -> pa.Table:
     n = len(cols["l.trace_id"])
-    prompts, prompt_index = _per_distinct(
-        cols["l.prompt"], lambda text: (memo.stored(text), memo.sha256(text))
-    )
-    completions, completion_index = _per_distinct(cols["l.completion"], memo.stored)
+    hashes, prompt_index = _per_distinct(cols["l.prompt"], memo.sha256)
     derived = {
         "batch_id": _constant(batch_id, n),
         "span_name": _inferred(cols["l.span_name"]),
-        "prompt_text": _take([p[0] for p in prompts], prompt_index, pa.string()),
-        "prompt_sha256": _take([p[1] for p in prompts], prompt_index, pa.string()),
+        "prompt_text": _stored(cols["l.prompt"], memo),
+        "prompt_sha256": _take(hashes, prompt_index, pa.string()),
         "request_model": _inferred(cols["l.request_model"]),
         "response_model": _inferred(cols["l.response_model"]),
-        "completion": _take(completions, completion_index, pa.string()),
+        "completion": _stored(cols["l.completion"], memo),
         "task": _inferred(cols["l.task"]),
     }
     arrays = [derived[c] if c in derived else cols[f"l.{c}"] for c in LLM_CALL_COLUMNS]

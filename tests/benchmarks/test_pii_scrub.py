@@ -12,7 +12,9 @@ cost a million distinct prompts of that length.
 import json
 import time
 
-from routeiq_assets.telemetry.pii import scrub_text
+import pyarrow as pa
+
+from routeiq_assets.telemetry.pii import scrub_array, scrub_text
 from tests.telemetry.test_pii import reference_scrub
 
 ROUNDS = 5
@@ -37,9 +39,59 @@ def test_scrub_throughput(benchmark_table, machine_load):
     mean = sum(map(len, texts)) / len(texts)
     base = _rate(reference_scrub, texts)
     ours = _rate(scrub_text, texts)
+    column = pa.array(texts)
+    assert scrub_array(column).to_pylist() == [reference_scrub(t) for t in texts]
+    started = time.perf_counter()
+    for _ in range(ROUNDS):
+        scrub_array(column)
+    whole = sum(map(len, texts)) * ROUNDS / (time.perf_counter() - started)
     print(f"\n{len(texts)} distinct real prompts, {mean:.0f} characters on average; {machine_load}")
-    for name, rate in (("baseline: the three patterns", base), ("scrub_text", ours)):
+    rows = (
+        ("baseline: the three patterns", base),
+        ("scrub_text, a text at a time", ours),
+        ("scrub_array, the column at once", whole),
+    )
+    for name, rate in rows:
         print(
             f"{name:<30}{rate / 1e6:8.1f} M chars/s{1e6 * mean / rate:8.1f} CPU-s a million prompts"
         )
-    print(json.dumps({"scrub_speed_vs_patterns": round(ours / base, 2)}))
+    print(
+        json.dumps(
+            {
+                "scrub_speed_vs_patterns": round(ours / base, 2),
+                "column_scrub_speed_vs_patterns": round(whole / base, 2),
+            }
+        )
+    )
+
+
+def test_normalising_distinct_prompts(tmp_path, machine_load):
+    """A 50,000-event OTLP file normalised (the compiled path when built) with its simulated,
+    repeated prompts and with every prompt made distinct, as a gateway's are; each in the
+    ``keep`` mode (no scrubbing: the baseline) and the default ``scrub`` mode."""
+    from dataclasses import replace
+
+    from routeiq_assets.telemetry.simulator import simulate_requests, write_otlp_files
+    from routeiq_assets.warehouse.ingest import normalise_file
+
+    requests = list(simulate_requests(50_000, seed=3))
+    distinct = [replace(r, query=f"{r.query} (request {i})") for i, r in enumerate(requests)]
+    files = {
+        name: write_otlp_files(iter(reqs), tmp_path / name, name, requests_per_file=50_000)[0]
+        for name, reqs in (("repeated", requests), ("distinct", distinct))
+    }
+    print(f"\n50,000 events a file; {machine_load}")
+    for name, path in files.items():
+        seconds = {}
+        for mode in ("keep", "scrub"):
+            best = float("inf")
+            for _ in range(ROUNDS):
+                started = time.perf_counter()
+                batch = normalise_file(path, "otlp_json", "b", path.name, mode)
+                best = min(best, time.perf_counter() - started)
+            assert batch.records_in == 100_000
+            seconds[mode] = best
+        print(
+            f"{name} prompts: keep {seconds['keep']:.3f} s, scrub {seconds['scrub']:.3f} s "
+            f"= {seconds['scrub'] / seconds['keep']:.2f}x keep"
+        )

@@ -3,10 +3,11 @@
 import json
 import random
 
+import pyarrow as pa
 import pytest
 
 from routeiq_assets.telemetry import pii
-from routeiq_assets.telemetry.pii import prompt_for_warehouse, scrub_text
+from routeiq_assets.telemetry.pii import prompt_for_warehouse, scrub_array, scrub_text
 
 
 def reference_scrub(text: str) -> str:
@@ -24,6 +25,8 @@ def reference_scrub(text: str) -> str:
         ("AKIAABCDEFGHIJKLMNOP and ghp_0123456789abcdef", "<API_KEY> and <API_KEY>"),
         ("xoxb-1234567890-abcdefghij", "<API_KEY>"),
         ("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.abcdefghijKLM end", "jwt <API_KEY> end"),
+        ("abcdefghijklmnopqrst.abcdefghij.abcdefghij", "<API_KEY>"),  # the shortest JWT
+        ("sk-abcdefghijkl", "<API_KEY>"),  # the shortest prefixed key
         ("Authorization: Bearer abcdefghijklmnop.qrs", "Authorization: <API_KEY>"),
         ("AUTH: BEARER abcdefghijklmnopqr", "AUTH: <API_KEY>"),
         ("call +44 20 7946 0958 today", "call <PHONE> today"),
@@ -41,6 +44,7 @@ def reference_scrub(text: str) -> str:
 )
 def test_what_is_replaced_and_what_is_kept(text, scrubbed):
     assert scrub_text(text) == scrubbed == reference_scrub(text)
+    assert scrub_array(pa.array([text, None])).to_pylist() == [scrubbed, None]
 
 
 def test_modes():
@@ -129,4 +133,15 @@ def test_the_pre_tests_never_change_what_is_scrubbed_on_real_prompts(benchmark_t
     table, _ = benchmark_table
     texts = sorted({row["question"] for row in json.loads(table.read_text())})
     assert len(texts) > 5000
-    assert [scrub_text(t) for t in texts] == [reference_scrub(t) for t in texts]
+    expected = [reference_scrub(t) for t in texts]
+    assert [scrub_text(t) for t in texts] == expected
+    assert scrub_array(pa.array(texts)).to_pylist() == expected
+
+
+def test_a_column_is_scrubbed_as_each_of_its_values_is():
+    rng = random.Random(7)
+    texts = [None if rng.random() < 0.05 else _random_text(rng) for _ in range(40_000)]
+    expected = [None if t is None else reference_scrub(t) for t in texts]
+    assert scrub_array(pa.array(texts, pa.string())).to_pylist() == expected
+    clean = pa.array(["plain words", None, "and 12345678 digits"])
+    assert scrub_array(clean) is clean  # nothing that could match: no Python at all
