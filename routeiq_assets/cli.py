@@ -156,6 +156,8 @@ def _ingest_landed(landed: Callable[[], list[tuple[Path, str]]]) -> list[dict]:
                     "success": each.success,
                     **per_batch.get(key, {}),
                 }
+                if key in retry:  # its range run failed first: say so even when this one did not
+                    results[key]["failed_range_run_id"] = run.run_id
                 print(f"[{len(results)}/{len(ready)}] " + json.dumps(results[key]), file=sys.stderr)
     return [results[key] for key, _ in scan.ready]
 
@@ -188,7 +190,13 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     results = ingest_paths([Path(p) for p in args.paths])
     totals = {k: sum(r.get(k, 0) for r in results) for k in INGEST_COUNTS}
     failed = [r["file"] for r in results if not r["success"]]
-    print(json.dumps({"batches": len(results), **totals, "failed": failed}, indent=2))
+    # a range run that failed and whose batches then went through one run each: all ingested,
+    # but what failed it (a setting that breaks only runs of several batches) must show here
+    range_failed = sorted({r["failed_range_run_id"] for r in results if "failed_range_run_id" in r})
+    summary = {"batches": len(results), **totals, "failed": failed}
+    if range_failed:
+        summary["failed_range_runs"] = range_failed
+    print(json.dumps(summary, indent=2))
     return 1 if failed else 0
 
 

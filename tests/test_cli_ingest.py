@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import duckdb
 import pytest
 
-from routeiq_assets.telemetry.simulator import DEFAULT_START, simulate_requests
+from routeiq_assets.telemetry.simulator import DEFAULT_START, simulate_requests, write_otlp_files
 from tests.conftest import REPO_ROOT
 from tests.telemetry.test_jaeger import jaeger, jaeger_trace  # noqa: F401 - fixture
 
@@ -147,3 +147,18 @@ def test_ingest_of_an_unreadable_file_names_it_without_a_traceback(cli_env, tmp_
     assert "Traceback" not in done.stderr
     assert "routeiq ingest: error: [Errno 5] Input/output error" in done.stderr
     assert f"while landing {folder / 'b.jsonl'}" in done.stderr
+
+
+def test_a_range_run_that_failed_is_in_the_summary_even_when_its_files_went_through(
+    cli_env, tmp_path
+):
+    write_otlp_files(simulate_requests(40, seed=4), tmp_path / "in", "f", requests_per_file=20)
+    # a setting that only runs of several batches use (DuckDB's memory in bulk loads)
+    done = _cli(
+        "ingest", str(tmp_path / "in"), env={**cli_env, "ROUTEIQ_INGEST_DUCKDB_MEMORY": "lots"}
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["batches"] == 2 and summary["decisions"] == 40 and summary["failed"] == []
+    assert len(summary["failed_range_runs"]) == 1
+    assert "ROUTEIQ_INGEST_DUCKDB_MEMORY='lots' is not a DuckDB memory size" in done.stderr
