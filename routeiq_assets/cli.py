@@ -33,6 +33,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         load_table,
         replay_table,
         simulate_requests,
+        with_distinct_prompts,
         write_otlp_files,
     )
 
@@ -47,6 +48,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     else:
         requests = simulate_requests(args.requests, args.seed, epsilon=args.epsilon)
         prefix = f"sim-s{args.seed}"
+    if args.distinct_prompts:
+        requests = with_distinct_prompts(requests)
     files = write_otlp_files(requests, Path(args.out), prefix, args.requests_per_file)
     print(json.dumps({"files": [str(f) for f in files], "out": str(args.out)}, indent=2))
     return 0
@@ -441,6 +444,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--prices", help="llm_candidates.json with per-model prices (for --from-table)"
     )
     sim.add_argument("--requests-per-file", type=int, default=5000)
+    sim.add_argument(
+        "--distinct-prompts",
+        action="store_true",
+        help="make every prompt distinct, as a gateway's mostly are (the generator repeats some)",
+    )
     sim.set_defaults(func=_cmd_simulate)
 
     ing = sub.add_parser("ingest", help="land telemetry files or folders and normalise them")

@@ -20,8 +20,8 @@ import json
 import math
 import random
 import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -135,6 +135,14 @@ def simulate_requests(
         yield _request_from_outcome(
             rng, query, catalog, available, model, propensity, incumbent, start, i
         )
+
+
+def with_distinct_prompts(requests: Iterable[SimulatedRequest]) -> Iterator[SimulatedRequest]:
+    """Each request's prompt made its own (" (request N)" appended): a gateway's prompts are
+    mostly distinct, while the query generator repeats a few thousand; per-text work (scrubbing,
+    hashing) is then done for every call, as in production."""
+    for i, request in enumerate(requests):
+        yield replace(request, query=f"{request.query} (request {i})")
 
 
 def _request_from_outcome(

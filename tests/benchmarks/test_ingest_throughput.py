@@ -8,7 +8,10 @@ ingest`). Each measurement runs in a fresh process (peak
 RSS is its own). Volume: ROUTEIQ_BENCH_EVENTS decision events (default 200,000; the issue's
 figure is 1,000,000).
 
-Also in the same run: our path without the compiled normaliser (ROUTEIQ_NATIVE_OTLP=0: the
+Also in the same run: our path on the same events with every prompt distinct (`routeiq simulate
+--distinct-prompts`: the generator repeats a few thousand prompts, a gateway's mostly differ, and
+scrubbing and hashing run once per distinct text), our path without the compiled normaliser
+(ROUTEIQ_NATIVE_OTLP=0: the
 msgspec fast path, as before it was built), the product's own path (`routeiq ingest` on the
 folder: one Dagster run over the range of new batches, CLI start-up included), and floors that
 bound what this design can reach on this machine: the compiled scan alone (lines to column
@@ -256,9 +259,9 @@ class Measured(NamedTuple):
 
 
 # Disk the run fills, an event: the OTLP JSON (~3.7 KB), four raw-store copies of it (ours, ours
-# without the compiled normaliser, the product, landing alone), the disk floor's file and the
-# warehouses. 1,000,000 events: ~22 GB.
-DISK_PER_EVENT = 22_000
+# without the compiled normaliser, the product, landing alone), the disk floor's file, the
+# distinct-prompt files and their raw copy, and the warehouses. 1,000,000 events: ~30 GB.
+DISK_PER_EVENT = 30_000
 
 
 def test_normalisation_throughput(tmp_path, machine_load):
@@ -286,6 +289,15 @@ def test_normalisation_throughput(tmp_path, machine_load):
         check=True,
         capture_output=True,
     )
+    # the same events with every prompt distinct, as a gateway's mostly are (the generator
+    # repeats a few thousand: scrubbing and hashing, once per distinct text, hardly run above)
+    distinct = tmp_path / "distinct"
+    subprocess.run(
+        [*sim, "--out", str(distinct), "--requests", str(EVENTS), "--seed", "1"]
+        + ["--distinct-prompts"],
+        check=True,
+        capture_output=True,
+    )
     size_mb = sum(f.stat().st_size for f in full.glob("*.json")) / 2**20
     db, raw = tmp_path / "w.duckdb", tmp_path / "raw"
 
@@ -300,6 +312,9 @@ def test_normalisation_throughput(tmp_path, machine_load):
         str(tmp_path / "raw_py"),
         env={"ROUTEIQ_NATIVE_OTLP": "0"},
     )
+    uniq = _measure(OURS, str(distinct), str(tmp_path / "d.duckdb"), str(tmp_path / "raw_d"))
+    for done_with in (distinct, tmp_path / "raw_d"):  # their disk, for what follows
+        shutil.rmtree(done_with)
     home = tmp_path / "product"
     prod = _measure(PRODUCT, str(full), str(home / "dagster"), str(home / "routeiq"))
     # the product's +1%: a second `routeiq ingest` of the new batch in the same homes (its
@@ -311,7 +326,7 @@ def test_normalisation_throughput(tmp_path, machine_load):
     dec = _measure(FLOOR_DECODE, str(full))
     wr = _measure(FLOOR_WRITE, str(full), str(tmp_path / "floor.duckdb"), "group")
     each = _measure(FLOOR_WRITE, str(full), str(tmp_path / "each.duckdb"), "each")
-    assert prod.events == dec.events == scan.events == py.events == EVENTS
+    assert prod.events == dec.events == scan.events == py.events == uniq.events == EVENTS
     assert prod_inc.events == inc.events
     assert wr.events == each.events == min(EVENTS, 4 * PER_FILE)
 
@@ -320,6 +335,7 @@ def test_normalisation_throughput(tmp_path, machine_load):
         ("ours: validate + normalise + DuckDB write", ours, True),
         ("  of which landing (copy, hash, flush)", land, False),
         ("ours: +1% new batch after the full run", inc, False),
+        ("ours, every prompt distinct", uniq, True),
         ("ours without the compiled normaliser", py, True),
         ("product: `routeiq ingest` (Dagster runs)", prod, True),
         ("product: +1% new batch after its full run", prod_inc, False),
@@ -389,6 +405,7 @@ def test_normalisation_throughput(tmp_path, machine_load):
                 "product_incremental_cost_vs_full": round(prod_inc.seconds / prod.seconds, 4),
                 "ours_peak_rss_all_processes_mb": round(ours.tree_mb),
                 "ours_cpu_seconds_per_million": round(ours.cpu / ours.events * 1e6, 2),
+                "distinct_prompts_vs_baseline_speed": round(base.seconds / uniq.seconds, 3),
                 "ceiling_vs_baseline_speed": round(ceiling / base_rate, 3),
                 "landed_ceiling_vs_baseline_speed": round(landed_ceiling / base_rate, 3),
                 "cpu_ceiling_vs_baseline_speed": round(cpu_ceiling / base_rate, 3),

@@ -1,5 +1,9 @@
 import json
+import subprocess
+import sys
 from collections import Counter
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -8,6 +12,7 @@ from routeiq_assets.telemetry.simulator import (
     load_table,
     replay_table,
     simulate_requests,
+    with_distinct_prompts,
     write_otlp_files,
 )
 
@@ -69,3 +74,21 @@ def test_table_replay_outcome_is_the_logged_models_score(benchmark_table):
         assert req.query == rec["question"]
         assert req.quality == rec["scores"][req.selected.name]
         assert 0 < req.propensity <= 1
+
+
+def test_distinct_prompts_differ_only_in_their_text(tmp_path):
+    plain = list(simulate_requests(300, seed=5))
+    distinct = list(with_distinct_prompts(simulate_requests(300, seed=5)))
+    assert len({r.query for r in plain}) < 300 == len({r.query for r in distinct})
+    for a, b in zip(plain, distinct, strict=True):
+        assert b.query.startswith(a.query) and replace(b, query=a.query) == a
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "routeiq_assets.cli", "simulate", "--out", str(out)]
+        + ["--requests", "50", "--distinct-prompts"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    [path] = json.loads(done.stdout)["files"]
+    assert Path(path).read_text().count("(request 49)") == 1
