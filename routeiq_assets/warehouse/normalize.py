@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import json.encoder
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -170,10 +171,39 @@ LLM_CALL_COLUMNS = (
 QUARANTINE_COLUMNS = ("batch_id", "source", "location", "reason", "raw_excerpt", "quarantined_at")
 
 
+# json.dumps(value) with its default settings, through one C encoder made once: json.dumps makes
+# a new one each call, which is most of its time on the small objects a decision carries (2.2 us
+# against 1.3 here). The same C function with the same settings gives the same text; without
+# the C accelerator (not CPython), json.dumps itself. Decoded JSON cannot be circular, so the
+# encoder keeps no markers.
+_ENCODER = (
+    json.encoder.c_make_encoder(
+        None,
+        json.JSONEncoder().default,
+        json.encoder.encode_basestring_ascii,
+        None,
+        ": ",
+        ", ",
+        False,
+        False,
+        True,
+    )
+    if json.encoder.c_make_encoder is not None
+    else None
+)
+
+
+def json_text(value: Any) -> str:
+    """``json.dumps(value)``, faster (see _ENCODER)."""
+    if _ENCODER is None:
+        return json.dumps(value)
+    return "".join(_ENCODER(value, 0))
+
+
 def custom_fields(custom: dict[str, Any]) -> tuple[str, float | None, Any, float | None]:
     """custom_attributes as (JSON, selection_propensity, logging_policy, quality_score)."""
     return (
-        json.dumps(custom),
+        json_text(custom),
         as_float(custom.get("selection_propensity")),
         custom.get("logging_policy"),
         as_float(custom.get("quality_score")),
@@ -184,7 +214,7 @@ def decision_values(
     decision: Any,
     location: str,
     batch_id: str,
-    metadata_json: Callable[[Any], str] = json.dumps,
+    metadata_json: Callable[[Any], str] = json_text,
     custom: Callable[[Any], tuple[str, float | None, Any, float | None]] = custom_fields,
 ) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
     """A validated decision as a row (``DECISION_COLUMNS``) and candidate rows

@@ -58,6 +58,7 @@ from routeiq_assets.warehouse.columnar import (
 from routeiq_assets.warehouse.normalize import (
     custom_fields,
     decision_values,
+    json_text,
     status_text,
 )
 
@@ -261,7 +262,7 @@ class _Rows:
         if found is None:
             if len(self._metadata) > _MEMO_LIMIT:
                 self._metadata.clear()
-            found = self._metadata[key] = json.dumps(_object(key))
+            found = self._metadata[key] = json_text(_object(key))
         return found
 
     def custom(self, raw: msgspec.Raw) -> tuple[str, float | None, Any, float | None]:

@@ -20,7 +20,6 @@ Built by ``pip install`` (``setup.py``) where a C compiler is found; without one
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import mmap
 import os
@@ -42,6 +41,7 @@ from routeiq_assets.warehouse.normalize import (
     TextMemo,
     _parse_ts,
     custom_fields,
+    json_text,
 )
 
 try:  # built by setup.py where a C compiler was found
@@ -287,7 +287,7 @@ def _timestamps(texts: pa.ChunkedArray, unix_ms: pa.ChunkedArray) -> pa.Array | 
 def _decisions(cols: dict[str, pa.ChunkedArray], batch_id: str) -> pa.Table:
     n = len(cols["d.event_id"])
     metadata, meta_index = _per_distinct(
-        cols["d.request_metadata"], lambda raw: json.dumps(_object(raw))
+        cols["d.request_metadata"], lambda raw: json_text(_object(raw))
     )
     customs, custom_index = _per_distinct(
         cols["d.custom_attributes"], lambda raw: custom_fields(_object(raw))
