@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -107,16 +108,27 @@ BULK_MEMORY_LIMIT = os.environ.get("ROUTEIQ_INGEST_DUCKDB_MEMORY", "768MB")
 def bulk_load(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
     """Defer checkpoints and cap DuckDB's memory while the block writes many batches;
     checkpoint once at its end, and restore both settings."""
+    cap = _size_bytes(BULK_MEMORY_LIMIT)
+    if cap is None:
+        raise ValueError(
+            f"ROUTEIQ_INGEST_DUCKDB_MEMORY={BULK_MEMORY_LIMIT!r} is not a DuckDB memory size "
+            "(such as 768MB or 2GB)"
+        )
     before = con.execute(
         "SELECT current_setting('checkpoint_threshold'), current_setting('memory_limit')"
     ).fetchall()[0]
-    # a limit the connection was given is kept (DuckDB shows limits rounded: one could not be
-    # set back exactly); the default one is capped, and RESET after
-    capped = before[1] == _default_memory_limit()
+    # only DuckDB's default limit is capped (RESET after), and only lowered: a limit the
+    # connection was given is kept (DuckDB shows limits rounded, so one could not be set back
+    # exactly), and on a machine with less memory than the cap the default is smaller already
+    limit = _size_bytes(before[1])
+    capped = before[1] == _default_memory_limit() and limit is not None and cap < limit
     con.execute(f"SET checkpoint_threshold = '{BULK_CHECKPOINT_THRESHOLD}'").fetchall()
     if capped:
         try:
             con.execute(f"SET memory_limit = '{BULK_MEMORY_LIMIT}'").fetchall()
+        except duckdb.OutOfMemoryException as exc:  # it holds more already: go on without
+            log.warning("bulk load without ROUTEIQ_INGEST_DUCKDB_MEMORY's cap: %s", exc)
+            capped = False
         except duckdb.Error as exc:
             con.execute(f"SET checkpoint_threshold = '{before[0]}'").fetchall()
             raise ValueError(
@@ -143,6 +155,19 @@ def bulk_load(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnect
             con.execute("CHECKPOINT").fetchall()
         except duckdb.Error as exc:
             log.warning("after a bulk load: %s (the written batches are committed)", exc)
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "bytes": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+_SIZE_UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def _size_bytes(text: str) -> float | None:
+    """A DuckDB memory size ("768MB", "18.8 GiB", as it is set or shown) in bytes; None when it
+    is not one."""
+    found = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", text)
+    if found is None or found.group(2).lower() not in _SIZE_UNITS:
+        return None
+    return float(found.group(1)) * _SIZE_UNITS[found.group(2).lower()]
 
 
 def _default_memory_limit() -> str:

@@ -279,6 +279,32 @@ def test_bulk_load_defers_checkpoints_caps_memory_and_restores_the_settings(tmp_
         assert _settings(con) == (before[0], "2.7 GiB")
 
 
+def test_the_cap_never_raises_the_limit(tmp_path, monkeypatch):
+    from routeiq_assets.warehouse import store
+
+    # more than this machine's default (80% of its memory): a small box keeps its smaller one
+    monkeypatch.setattr(store, "BULK_MEMORY_LIMIT", "100TB")
+    with connect(tmp_path / "w.duckdb") as con:
+        before = _settings(con)
+        with bulk_load(con):
+            assert _settings(con) == ("244.1 MiB", before[1])
+        assert _settings(con) == before
+
+
+def test_a_cap_that_cannot_be_set_now_is_skipped_with_a_warning(monkeypatch, caplog):
+    from routeiq_assets.warehouse import store
+
+    monkeypatch.setattr(store, "BULK_MEMORY_LIMIT", "64MB")
+    con = duckdb.connect()  # in memory, with nowhere to spill: what it holds cannot go
+    con.execute("SET temp_directory = ''").fetchall()
+    con.execute("CREATE TABLE big AS SELECT range i, repeat('x', 100) s FROM range(2000000)")
+    before = _settings(con)
+    with caplog.at_level("WARNING", logger="routeiq_assets.warehouse.store"), bulk_load(con):
+        assert _settings(con) == ("244.1 MiB", before[1])  # the write goes on, uncapped
+    assert "without ROUTEIQ_INGEST_DUCKDB_MEMORY's cap" in caplog.text
+    assert _settings(con) == before
+
+
 def test_a_bad_memory_cap_is_refused_by_name(tmp_path, monkeypatch):
     from routeiq_assets.warehouse import store
 
