@@ -170,6 +170,7 @@ def s3_landing_sensor(context: dg.SensorEvaluationContext, routeiq: RouteIQResou
         settings.landing_s3_uri,
         settings.resolved.landing_dir,
         load_s3_cursor(context.cursor),
+        failed_before=load_s3_cursor(context.cursor, "failed"),
     )
     context.update_cursor(result.cursor_json())
     for _key, reason in result.failed[:10]:

@@ -3,6 +3,7 @@ into the landing folder once, a changed object again, a copy under another key b
 batch, and an unreachable endpoint is a clear error."""
 
 import json
+from pathlib import Path
 
 import boto3
 import dagster as dg
@@ -109,3 +110,49 @@ def test_an_object_that_cannot_be_mirrored_does_not_hold_back_the_others(
     assert sorted(p.name for p in landing.iterdir()) == ["a.jsonl", "z.jsonl"]  # no .part left
     again, _ = _tick(routeiq_home, cursor)  # tried again, and reported again
     assert "no new objects (2 already mirrored); 1 could not be mirrored" in again.skip_message
+
+
+def test_keys_that_leave_the_landing_folder_are_refused(tmp_path):
+    # boto3 against moto collapses ".." in a key's URL, so such keys cannot be stored there;
+    # S3 itself keeps them. A client with S3's listing and download calls serves them here.
+    keys = ["in/ok.jsonl", "in/../../../escaped.jsonl", "in/a/../../b.jsonl", "/in/abs.jsonl"]
+
+    class Bucket:
+        def get_paginator(self, _name):
+            return self
+
+        def paginate(self, **_kwargs):
+            return [{"Contents": [{"Key": k, "ETag": '"e"'} for k in keys]}]
+
+        def download_file(self, _bucket, _key, path):
+            Path(path).write_bytes(b'{"event_id": "e"}\n')
+
+    landing = tmp_path / "deep" / "landing"
+    result = mirror_prefix(Bucket(), "s3://b/", landing, {})
+    assert [p.name for p in result.downloaded] == ["ok.jsonl"]
+    # ".." parts start with a dot: skipped as hidden names; a leading "/" is refused
+    assert [k for k, _ in result.failed] == ["/in/abs.jsonl"]
+    assert "outside the landing folder" in result.failed[0][1]
+    assert [p.name for p in tmp_path.rglob("*.jsonl")] == ["ok.jsonl"]
+
+
+def test_objects_that_keep_failing_are_tried_after_new_ones_within_the_budget(
+    tmp_path, s3_server, bucket
+):
+    s3 = boto3.client("s3", endpoint_url=s3_server["endpoint"])
+    bad = [f"in/{c}{'x' * 300}.jsonl" for c in "abc"]  # names no file system here takes
+    for key in bad:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"x\n")
+    first = mirror_prefix(s3, f"s3://{bucket}/in/", tmp_path, {}, max_objects=2)
+    assert [k for k, _ in first.failed] == bad[:2]  # two tries, the budget
+    cursor = json.loads(first.cursor_json())
+    assert set(cursor["failed"]) == set(bad[:2])
+
+    s3.put_object(Bucket=bucket, Key="in/zz-new.jsonl", Body=b'{"event_id": "n"}\n')
+    second = mirror_prefix(
+        s3, f"s3://{bucket}/in/", tmp_path, first.seen, max_objects=2, failed_before=first.retry
+    )
+    # the new objects first (c was never tried, z is new), then what failed before, in budget
+    assert [p.name for p in second.downloaded] == ["zz-new.jsonl"]
+    assert [k for k, _ in second.failed] == [bad[2]]
+    assert set(second.retry) == set(bad)  # a and b wait their turn, c failed now
