@@ -109,9 +109,24 @@ def test_daemon_runs_the_loop_by_itself(loop_env, tmp_path):
         first, second = sorted(ingest, key=lambda r: r.start_time)
         assert first.end_time <= second.start_time
 
-        automation = [
-            r for r in _runs(instance) if r.dagster_run.tags.get("routeiq/origin") == "automation"
-        ]
+        def automation_runs():
+            return [
+                r
+                for r in _runs(instance)
+                if r.dagster_run.tags.get("routeiq/origin") == "automation"
+            ]
+
+        # the last asset is stored a moment before its run's end is: wait for the runs to end
+        automation = _wait(
+            lambda: (
+                (runs := automation_runs())
+                and all(r.dagster_run.is_finished for r in runs)
+                and runs
+            ),
+            60,
+            "the automation runs to finish",
+            log_path,
+        )
         assert automation and all(
             r.dagster_run.status == dg.DagsterRunStatus.SUCCESS for r in automation
         )
