@@ -147,3 +147,12 @@ def prompt_for_warehouse(text: str | None, mode: PromptTextMode) -> str | None:
     if text is None or mode == "hash":
         return None
     return scrub_text(text) if mode == "scrub" else text
+
+
+def array_for_warehouse(texts: Any, mode: PromptTextMode) -> Any:
+    """:func:`prompt_for_warehouse` of each value of an Arrow string array."""
+    if mode == "hash":
+        import pyarrow as pa
+
+        return pa.nulls(len(texts), pa.string())
+    return scrub_array(texts) if mode == "scrub" else texts

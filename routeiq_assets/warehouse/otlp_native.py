@@ -31,7 +31,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from routeiq_assets.telemetry.pii import PromptTextMode, scrub_array
+from routeiq_assets.telemetry.pii import PromptTextMode, array_for_warehouse
 from routeiq_assets.telemetry.records import BOM
 from routeiq_assets.warehouse.columnar import BatchBuilder, ColumnarBatch, infer_array
 from routeiq_assets.warehouse.normalize import (
@@ -235,9 +235,14 @@ def _first_seen(keys: list[Any]) -> list[bool]:
     return keep
 
 
+def _encode(column: pa.ChunkedArray) -> pa.DictionaryArray:
+    """The column's distinct non-null values and each row's index into them."""
+    return pc.dictionary_encode(column).combine_chunks()
+
+
 def _per_distinct(column: pa.ChunkedArray, fn: Callable[[str], Any]) -> tuple[list[Any], pa.Array]:
     """``fn`` of each distinct non-null value, and each row's index into that list."""
-    encoded = pc.dictionary_encode(column).combine_chunks()
+    encoded = _encode(column)
     return [fn(v) for v in encoded.dictionary.to_pylist()], encoded.indices
 
 
@@ -321,31 +326,24 @@ def _candidates(cols: dict[str, pa.ChunkedArray], batch_id: str) -> pa.Table:
     return pa.Table.from_arrays([derived[c] for c in CANDIDATE_COLUMNS], CANDIDATE_COLUMNS)
 
 
-def _stored(texts: pa.ChunkedArray, memo: TextMemo) -> pa.Array:
-    """What the warehouse stores of each text (``memo.stored``), worked out once per distinct
-    text and, when scrubbing, over the column at once (``scrub_array``)."""
-    encoded = pc.dictionary_encode(texts).combine_chunks()
-    distinct = encoded.dictionary
-    if memo.prompt_mode == "hash":
-        stored = pa.nulls(len(distinct), pa.string())
-    elif memo.prompt_mode == "scrub":
-        stored = scrub_array(distinct)
-    else:
-        stored = distinct
-    return stored.take(encoded.indices)
+def _stored(encoded: pa.DictionaryArray, prompt_mode: PromptTextMode) -> pa.Array:
+    """What the warehouse stores of each text of a dictionary-encoded column, worked out once
+    per distinct text (``array_for_warehouse``: when scrubbing, over the column at once)."""
+    return array_for_warehouse(encoded.dictionary, prompt_mode).take(encoded.indices)
 
 
 def _calls(cols: dict[str, pa.ChunkedArray], batch_id: str, memo: TextMemo) -> pa.Table:
     n = len(cols["l.trace_id"])
-    hashes, prompt_index = _per_distinct(cols["l.prompt"], memo.sha256)
+    prompts = _encode(cols["l.prompt"])  # once, for the text and its hash
+    hashes = [memo.sha256(text) for text in prompts.dictionary.to_pylist()]
     derived = {
         "batch_id": _constant(batch_id, n),
         "span_name": _inferred(cols["l.span_name"]),
-        "prompt_text": _stored(cols["l.prompt"], memo),
-        "prompt_sha256": _take(hashes, prompt_index, pa.string()),
+        "prompt_text": _stored(prompts, memo.prompt_mode),
+        "prompt_sha256": _take(hashes, prompts.indices, pa.string()),
         "request_model": _inferred(cols["l.request_model"]),
         "response_model": _inferred(cols["l.response_model"]),
-        "completion": _stored(cols["l.completion"], memo),
+        "completion": _stored(_encode(cols["l.completion"]), memo.prompt_mode),
         "task": _inferred(cols["l.task"]),
     }
     arrays = [derived[c] if c in derived else cols[f"l.{c}"] for c in LLM_CALL_COLUMNS]

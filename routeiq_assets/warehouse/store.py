@@ -3,6 +3,7 @@ is lost."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -108,12 +109,13 @@ BULK_MEMORY_LIMIT = os.environ.get("ROUTEIQ_INGEST_DUCKDB_MEMORY", "768MB")
 def bulk_load(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
     """Defer checkpoints and cap DuckDB's memory while the block writes many batches;
     checkpoint once at its end, and restore both settings."""
+    bad_cap = (
+        f"ROUTEIQ_INGEST_DUCKDB_MEMORY={BULK_MEMORY_LIMIT!r} is not a DuckDB memory size "
+        "(such as 768MB or 2GB)"
+    )
     cap = _size_bytes(BULK_MEMORY_LIMIT)
     if cap is None:
-        raise ValueError(
-            f"ROUTEIQ_INGEST_DUCKDB_MEMORY={BULK_MEMORY_LIMIT!r} is not a DuckDB memory size "
-            "(such as 768MB or 2GB)"
-        )
+        raise ValueError(bad_cap)
     before = con.execute(
         "SELECT current_setting('checkpoint_threshold'), current_setting('memory_limit')"
     ).fetchall()[0]
@@ -131,10 +133,7 @@ def bulk_load(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnect
             capped = False
         except duckdb.Error as exc:
             con.execute(f"SET checkpoint_threshold = '{before[0]}'").fetchall()
-            raise ValueError(
-                f"ROUTEIQ_INGEST_DUCKDB_MEMORY={BULK_MEMORY_LIMIT!r} is not a DuckDB memory "
-                f"size (such as 768MB or 2GB): {exc}"
-            ) from exc
+            raise ValueError(f"{bad_cap}: {exc}") from exc
     try:
         yield con
     except duckdb.OutOfMemoryException as exc:
@@ -170,8 +169,9 @@ def _size_bytes(text: str) -> float | None:
     return float(found.group(1)) * _SIZE_UNITS[found.group(2).lower()]
 
 
+@functools.cache
 def _default_memory_limit() -> str:
-    """DuckDB's default memory limit on this machine, as it shows it."""
+    """DuckDB's default memory limit on this machine, as it shows it (asked once a process)."""
     with duckdb.connect() as scratch:
         return scratch.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
 
