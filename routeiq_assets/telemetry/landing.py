@@ -10,6 +10,10 @@ so unchanged files are not re-read every tick.
 from __future__ import annotations
 
 import json
+import logging
+import os
+import stat
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +21,13 @@ from pathlib import Path
 from routeiq_assets.telemetry.raw_store import (
     batch_key,
     file_sha256,
+    find_raw_file,
     in_threads,
     land_files,
     landing_files,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -53,18 +60,146 @@ def load_cursor(text: str | None) -> dict:
     return cursor if isinstance(cursor, dict) else {}
 
 
-def land_paths(paths: list[Path], raw_dir: Path) -> list[tuple[Path, str]]:
+def land_paths(
+    paths: list[Path], raw_dir: Path, settle_seconds: float | None = None
+) -> list[tuple[Path, str]]:
     """The files of these files or folders, each landed in the raw store (:func:`land_files`)
     with the SHA-256 of the bytes landed, which names its partition: ``raw_traces`` then finds
     them there and copies nothing; a file that changes after this still cannot be stored under
-    another content's key."""
+    another content's key.
+
+    A file landed before and unchanged since (the raw store's :class:`SourceIndex`) is neither
+    read nor copied again: `routeiq ingest` run every day on a folder that keeps growing costs
+    what is new, not the whole folder (``settle_seconds``: see :class:`SourceIndex`)."""
     found = []
     for given in paths:
         given = Path(given)
         if not given.exists():
             raise FileNotFoundError(f"{given} does not exist")
         found.extend(landing_files(given) if given.is_dir() else [given])
-    return [(path, raw.sha256) for path, raw in zip(found, land_files(found, raw_dir), strict=True)]
+    index = SourceIndex(Path(raw_dir), settle_seconds)
+    shas = [index.known(path) for path in found]
+    new = [path for path, sha in zip(found, shas, strict=True) if sha is None]
+    # each file's state before it is read: remembered only if the landing did not change it
+    before = [index.stat(path) for path in new]
+    landed = land_files(new, raw_dir)
+    for path, was, raw in zip(new, before, landed, strict=True):
+        index.remember(path, was, raw.sha256)
+    index.save()
+    fresh = iter(raw.sha256 for raw in landed)
+    return [
+        (path, next(fresh) if sha is None else sha) for path, sha in zip(found, shas, strict=True)
+    ]
+
+
+# Where the raw store remembers the files it landed (hidden: no reader of the store lists it).
+SOURCE_INDEX = ".sources.json"
+SOURCE_INDEX_ENTRIES = 100_000  # the most recently landed files are kept (about 10 MB)
+# A file is remembered only when it last changed (content or metadata) at least this long
+# before it was read: a file changed again within the clock's granularity (a few milliseconds
+# on Linux) could otherwise keep its times, git's "racy" case.
+SOURCE_SETTLE_SECONDS = 2.0
+
+
+class SourceIndex:
+    """The content hash of each file the raw store landed, under its identity and state: its
+    device and inode, size, modification and change times (st_ctime moves on every write and
+    every metadata change, and no tool sets it back). A file found in the same state holds the
+    same bytes, as git's index and rsync's quick check assume, and is not read again while its
+    raw file is still in the store. Only a cache: a missing, unreadable or damaged index means
+    files are landed again (found in the store, nothing changes) and it is rewritten."""
+
+    def __init__(self, raw_dir: Path, settle_seconds: float | None = None) -> None:
+        self.path = Path(raw_dir) / SOURCE_INDEX
+        self.raw_dir = Path(raw_dir)
+        self.settle_ns = int(
+            (SOURCE_SETTLE_SECONDS if settle_seconds is None else settle_seconds) * 1e9
+        )
+        self.entries: dict[str, list] = self._load()
+        self.changed = False
+
+    def _load(self) -> dict[str, list]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring the raw store's source index %s: %s", self.path, exc)
+            return {}
+        entries = data.get("files") if isinstance(data, dict) else None
+        if not isinstance(entries, dict):
+            log.warning("ignoring the raw store's source index %s: not an index", self.path)
+            return {}
+        return {
+            k: v
+            for k, v in entries.items()
+            if isinstance(v, list) and len(v) == 4 and isinstance(v[3], str)
+        }
+
+    @staticmethod
+    def stat(path: Path) -> os.stat_result | None:
+        try:
+            return os.stat(path)
+        except OSError:
+            return None
+
+    @staticmethod
+    def _key(st: os.stat_result) -> str:
+        return f"{st.st_dev}:{st.st_ino}"
+
+    @staticmethod
+    def _state(st: os.stat_result) -> list[int]:
+        return [st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+    def known(self, path: Path) -> str | None:
+        """The SHA-256 of this file when it is in the state it was landed in and its raw file
+        is still in the store; else None."""
+        st = self.stat(path)
+        if st is None or not stat.S_ISREG(st.st_mode):
+            return None
+        entry = self.entries.get(self._key(st))
+        if entry is None or entry[:3] != self._state(st):
+            return None
+        sha = entry[3]
+        raw = find_raw_file(self.raw_dir, batch_key(sha))
+        if raw is None or not raw.name.startswith(sha):
+            return None
+        return sha
+
+    def remember(self, path: Path, before: os.stat_result | None, sha: str) -> None:
+        """That this file, found in state ``before`` just before it was landed, holds ``sha``:
+        only when it is a regular file still in that state, last changed long enough ago."""
+        after = self.stat(path)
+        if before is None or after is None or not stat.S_ISREG(before.st_mode):
+            return
+        if self._key(after) != self._key(before) or self._state(after) != self._state(before):
+            return  # changed while it was landed: the copy's hash may be of neither state
+        if time.time_ns() - max(before.st_mtime_ns, before.st_ctime_ns) < self.settle_ns:
+            return
+        key = self._key(before)
+        self.entries.pop(key, None)  # to the end: the most recent are kept
+        self.entries[key] = [*self._state(before), sha]
+        self.changed = True
+
+    def save(self) -> None:
+        """Write the index (atomically: a reader sees the old or the new one); a failure is
+        only logged, since the files are landed already."""
+        if not self.changed:
+            return
+        entries = dict(list(self.entries.items())[-SOURCE_INDEX_ENTRIES:])
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.raw_dir, prefix=".sources.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as out:
+                    json.dump({"version": 1, "files": entries}, out)
+                os.replace(tmp, self.path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            log.warning("could not write the raw store's source index %s: %s", self.path, exc)
+            return
+        self.changed = False
 
 
 def plan_files(landed: list[tuple[Path, str]], known_keys: set[str]) -> LandingScan:

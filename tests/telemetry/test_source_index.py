@@ -1,0 +1,117 @@
+"""The raw store's source index: `routeiq ingest` of a folder that keeps growing reads only
+what is new (landing.land_paths, SourceIndex). Whether a file was read is seen from the
+process's own I/O counters (/proc/self/io: every byte read by a read call, all threads)."""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from routeiq_assets.telemetry.landing import SOURCE_INDEX, SourceIndex, land_paths
+from routeiq_assets.telemetry.raw_store import find_raw_file
+
+SIZE = 4 * 2**20
+
+pytestmark = pytest.mark.skipif(
+    not Path("/proc/self/io").exists(), reason="needs Linux's per-process I/O counters"
+)
+
+
+def _bytes_read() -> int:
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/self/io")
+
+
+def _jsonl(path: Path, tag: str) -> str:
+    """A JSONL file of decision payloads of SIZE bytes; its SHA-256."""
+    line = json.dumps({"event_id": tag, "pad": "x" * 200}).encode() + b"\n"
+    data = (line * (SIZE // len(line) + 1))[:SIZE]
+    path.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def _land(paths, raw_dir, **kw):
+    before = _bytes_read()
+    landed = land_paths(paths, raw_dir, **kw)
+    return landed, _bytes_read() - before
+
+
+def test_a_file_landed_before_and_unchanged_is_not_read_again(tmp_path):
+    folder, raw = tmp_path / "exports", tmp_path / "raw"
+    folder.mkdir()
+    first = _jsonl(folder / "day1.jsonl", "a")
+    landed, one_file = _land([folder], raw, settle_seconds=0)  # copied and hashed: >= 2x
+    assert landed == [(folder / "day1.jsonl", first)] and one_file >= SIZE
+    second = _jsonl(folder / "day2.jsonl", "b")  # the folder grows
+    landed, read = _land([folder], raw, settle_seconds=0)
+    assert landed == [(folder / "day1.jsonl", first), (folder / "day2.jsonl", second)]
+    assert SIZE <= read < one_file + SIZE // 4  # day2 landed; day1 not even opened
+    landed, read = _land([folder], raw, settle_seconds=0)
+    assert [sha for _, sha in landed] == [first, second] and read < SIZE // 4
+    index = json.loads((raw / SOURCE_INDEX).read_text())
+    assert sorted(e[3] for e in index["files"].values()) == sorted([first, second])
+
+
+def test_a_changed_file_is_landed_again_even_with_its_times_put_back(tmp_path):
+    raw, path = tmp_path / "raw", tmp_path / "calls.jsonl"
+    old = _jsonl(path, "a")
+    times = os.stat(path)
+    land_paths([path], raw, settle_seconds=0)
+    new = _jsonl(path, "b")  # the same size, other bytes, and the old times set back
+    os.utime(path, ns=(times.st_atime_ns, times.st_mtime_ns))
+    assert os.stat(path).st_mtime_ns == times.st_mtime_ns
+    landed, read = _land([path], raw, settle_seconds=0)
+    assert landed == [(path, new)] and new != old and read >= SIZE  # its change time moved
+    assert find_raw_file(raw, new[:16]) is not None
+
+
+def test_a_file_changed_moments_before_it_was_landed_is_read_again(tmp_path):
+    raw, path = tmp_path / "raw", tmp_path / "calls.jsonl"
+    sha = _jsonl(path, "a")
+    land_paths([path], raw)  # written just now: its times may not tell a next change apart
+    landed, read = _land([path], raw)
+    assert landed == [(path, sha)] and read >= SIZE
+    assert not (raw / SOURCE_INDEX).exists()
+
+
+def test_a_file_whose_raw_copy_is_gone_is_landed_again(tmp_path):
+    raw, path = tmp_path / "raw", tmp_path / "calls.jsonl"
+    sha = _jsonl(path, "a")
+    land_paths([path], raw, settle_seconds=0)
+    find_raw_file(raw, sha[:16]).unlink()
+    landed, read = _land([path], raw, settle_seconds=0)
+    assert landed == [(path, sha)] and read >= SIZE
+    assert find_raw_file(raw, sha[:16]).read_bytes() == path.read_bytes()
+
+
+@pytest.mark.parametrize("damage", [b"{not json", b"[1, 2]", b'{"files": {"1:2": "x"}}'])
+def test_a_damaged_index_is_ignored_and_rewritten(tmp_path, caplog, damage):
+    raw, path = tmp_path / "raw", tmp_path / "calls.jsonl"
+    sha = _jsonl(path, "a")
+    raw.mkdir()
+    (raw / SOURCE_INDEX).write_bytes(damage)
+    with caplog.at_level("WARNING", logger="routeiq_assets.telemetry.landing"):
+        assert land_paths([path], raw, settle_seconds=0) == [(path, sha)]
+    if damage != b'{"files": {"1:2": "x"}}':  # a well-formed index with a bad entry: dropped
+        assert "ignoring the raw store's source index" in caplog.text
+    index = json.loads((raw / SOURCE_INDEX).read_text())
+    assert [e[3] for e in index["files"].values()] == [sha]
+    _, read = _land([path], raw, settle_seconds=0)
+    assert read < SIZE // 4
+
+
+def test_a_file_that_changed_while_it_was_landed_is_not_remembered(tmp_path):
+    raw, path = tmp_path / "raw", tmp_path / "calls.jsonl"
+    _jsonl(path, "a")
+    before = os.stat(path)
+    (raw := SourceIndex(raw, settle_seconds=0)).remember(path, before, "0" * 64)
+    assert raw.changed  # unchanged since `before`: remembered
+    index = SourceIndex(tmp_path / "raw2", settle_seconds=0)
+    with path.open("ab") as more:  # written to between its stat and the end of its landing
+        more.write(b"\n")
+    index.remember(path, before, "0" * 64)
+    assert not index.changed and index.entries == {}
