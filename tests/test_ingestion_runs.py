@@ -362,3 +362,30 @@ def test_an_unreadable_landing_file_does_not_hold_back_the_others(routeiq_home, 
     assert [
         r.run_config["ops"]["raw_traces"]["config"]["source_path"] for r in second.run_requests
     ] == [str(landing / "b.otlp.json")]
+
+
+def test_a_backlog_larger_than_a_ticks_budget_is_taken_over_several_ticks(
+    routeiq_home, monkeypatch, capfd
+):
+    monkeypatch.setenv("ROUTEIQ_LANDING_SETTLE_SECONDS", "0")
+    landing = routeiq_home / "landing"
+    files = write_otlp_files(simulate_requests(100, seed=3), landing, "a", requests_per_file=20)
+    sizes = [f.stat().st_size for f in files]
+    # room for the first two files a tick (a tick hashes at least one, whatever its size)
+    monkeypatch.setenv("ROUTEIQ_LANDING_TICK_MAX_BYTES", str(sizes[0] + sizes[1]))
+    instance = dg.DagsterInstance.ephemeral()
+    taken, cursor, ticks = [], None, 0
+    while len(taken) < len(files):
+        result = _tick(instance, routeiq_home, cursor)
+        cursor, ticks = result.cursor, ticks + 1
+        paths = [
+            r.run_config["ops"]["raw_traces"]["config"]["source_path"] for r in result.run_requests
+        ]
+        assert 1 <= len(paths) <= 2  # within the budget, never nothing
+        taken += paths
+        assert ticks <= len(files)
+    assert taken == [str(f) for f in files]  # in name order, each once
+    assert "new files left for the next ticks" in capfd.readouterr().err
+    assert _tick(instance, routeiq_home, cursor).run_requests == []
+    keys = {file_sha256(f)[:16] for f in files}
+    assert set(instance.get_dynamic_partitions("telemetry_batches")) == keys

@@ -163,9 +163,15 @@ def landing_sensor(context: dg.SensorEvaluationContext, routeiq: RouteIQResource
         load_cursor(context.cursor),
         known_batches(context.instance),
         settings.landing_settle_seconds,
+        max_bytes=settings.landing_tick_max_bytes,
     )
     if scan.waiting:
         context.log.info(f"{len(scan.waiting)} files still being written; next tick")
+    if scan.deferred:
+        context.log.info(
+            f"{len(scan.deferred)} new files left for the next ticks (more than "
+            f"ROUTEIQ_LANDING_TICK_MAX_BYTES={settings.landing_tick_max_bytes} bytes to hash)"
+        )
     if scan.unreadable:
         context.log.warning(
             f"{len(scan.unreadable)} landing files cannot be read, tried again next tick: "

@@ -37,6 +37,8 @@ class LandingScan:
     known: list[Path] = field(default_factory=list)  # content already ingested (or planned)
     # complete but unreadable (permissions, I/O errors): tried again next scan, with the reason
     unreadable: list[tuple[Path, str]] = field(default_factory=list)
+    # complete, left for the next scan: more new bytes than one scan may hash (max_bytes)
+    deferred: list[Path] = field(default_factory=list)
     cursor: dict = field(default_factory=dict)
     planned: set[str] = field(default_factory=set)  # the keys of `ready`
 
@@ -224,8 +226,14 @@ def scan_landing(
     known_keys: set[str],
     settle_seconds: float = 5.0,
     now: float | None = None,
+    max_bytes: int | None = None,
 ) -> LandingScan:
-    """Plan which landing files become new batches; return them with the next cursor."""
+    """Plan which landing files become new batches; return them with the next cursor.
+
+    Files whose hash the cursor does not hold are hashed in name order up to ``max_bytes`` (at
+    least one file): the rest are ``deferred`` to the next scan, so a backlog of any size is
+    taken over several sensor ticks, each within Dagster's sensor timeout (60 s), instead of
+    every tick timing out while it hashes the whole backlog and never saving its cursor."""
     now = time.time() if now is None else now
     previous: dict[str, list] = cursor.get("files", {})
     files: dict[str, list] = {}
@@ -246,11 +254,26 @@ def scan_landing(
             scan.waiting.append(path)
             continue
         complete.append((rel, path, size, mtime_ns, before[2] if unchanged else None))
+    to_hash: list[Path] = []
+    used, full = 0, False
+    for rel, path, size, mtime_ns, cached in complete:
+        if cached:
+            continue
+        # in name order: once one file does not fit, the ones after it wait too
+        full = full or (max_bytes is not None and bool(to_hash) and used + size > max_bytes)
+        if full:
+            files[rel] = [size, mtime_ns, None]  # complete: hashed by the next scan
+            scan.deferred.append(path)
+            continue
+        to_hash.append(path)
+        used += size
     # hashes the cursor does not hold yet, on two threads (a backlog of large files); a file
     # that cannot be read must not hold back the others
-    hashed = iter(in_threads(_sha256_or_error, [c[1] for c in complete if not c[4]]))
+    hashed = dict(zip(to_hash, in_threads(_sha256_or_error, to_hash), strict=True))
     for rel, path, size, mtime_ns, cached in complete:
-        sha = cached or next(hashed)
+        if not cached and path not in hashed:
+            continue  # deferred
+        sha = cached or hashed[path]
         if isinstance(sha, FileNotFoundError):
             continue  # removed since it was listed
         if isinstance(sha, OSError):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from routeiq_assets.telemetry.landing import SOURCE_INDEX, SourceIndex, land_paths
+from routeiq_assets.telemetry.landing import SOURCE_INDEX, SourceIndex, land_paths, scan_landing
 from routeiq_assets.telemetry.raw_store import find_raw_file
 
 SIZE = 4 * 2**20
@@ -115,3 +115,25 @@ def test_a_file_that_changed_while_it_was_landed_is_not_remembered(tmp_path):
         more.write(b"\n")
     index.remember(path, before, "0" * 64)
     assert not index.changed and index.entries == {}
+
+
+def test_a_landing_scan_hashes_at_most_its_budget_and_defers_the_rest_in_order(tmp_path):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    names = ["a.jsonl", "b.jsonl", "c.jsonl", "d.jsonl"]
+    sizes = {"a.jsonl": 300, "b.jsonl": 300, "c.jsonl": 500, "d.jsonl": 100}
+    for name in names:  # each its own bytes
+        (landing / name).write_bytes(name.encode()[:1] * sizes[name])
+    first = scan_landing(landing, {}, set(), settle_seconds=0, max_bytes=700)
+    # a and b fit; c does not, and d (which would) waits behind it
+    assert [p.name for _, p in first.ready] == ["a.jsonl", "b.jsonl"]
+    assert [p.name for p in first.deferred] == ["c.jsonl", "d.jsonl"]
+    assert first.cursor["files"]["c.jsonl"][2] is None
+    known = {key for key, _ in first.ready}  # partitions the sensor added
+    # unchanged since: complete; a budget below one file still takes one
+    second = scan_landing(landing, first.cursor, known, settle_seconds=3600, max_bytes=100)
+    assert [p.name for _, p in second.ready] == ["c.jsonl"]
+    assert second.cursor["files"]["a.jsonl"] == first.cursor["files"]["a.jsonl"]  # cached
+    known |= {key for key, _ in second.ready}
+    third = scan_landing(landing, second.cursor, known, settle_seconds=3600, max_bytes=100)
+    assert [p.name for _, p in third.ready] == ["d.jsonl"] and not third.deferred
