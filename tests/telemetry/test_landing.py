@@ -1,6 +1,7 @@
-"""The raw store's source index: `routeiq ingest` of a folder that keeps growing reads only
-what is new (landing.land_paths, SourceIndex). Whether a file was read is seen from the
-process's own I/O counters (/proc/self/io: every byte read by a read call, all threads)."""
+"""Landing: the raw store's source index (`routeiq ingest` of a folder that keeps growing reads
+only what is new: landing.land_paths, SourceIndex) and the landing scan's budget a tick. Whether
+a file was read is seen from the process's own I/O counters (/proc/self/io: every byte read by a
+read call, all threads)."""
 
 import hashlib
 import json
