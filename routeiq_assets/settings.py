@@ -75,11 +75,12 @@ class RouteIQSettings(BaseSettings):
     landing_settle_seconds: float = Field(
         5.0, ge=0, description="a landing file unchanged this long is complete"
     )
-    landing_tick_max_bytes: int = Field(
-        8 * 10**9,
-        ge=1,
-        description="new landing files a sensor tick hashes, at most (at least one file): a "
-        "larger backlog is taken over several ticks, each within Dagster's 60 s sensor timeout",
+    landing_tick_seconds: float = Field(
+        20.0,
+        ge=0,
+        description="a landing sensor tick starts landing new files for this long (at least "
+        "one): a larger backlog is taken over several ticks, each within Dagster's 60 s sensor "
+        "timeout",
     )
     gateway_torch_export: bool = Field(
         False, description="also export mlp routers as torch model.pt for the gateway's loader"

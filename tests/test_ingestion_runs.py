@@ -13,9 +13,10 @@ import dagster as dg
 import duckdb
 import pytest
 
+from routeiq_assets.definitions import defs
 from routeiq_assets.defs.ingestion import landing_sensor
 from routeiq_assets.defs.resources import RouteIQResource
-from routeiq_assets.telemetry.raw_store import batch_key, file_sha256
+from routeiq_assets.telemetry.raw_store import batch_key, file_sha256, find_raw_file
 from routeiq_assets.telemetry.simulator import simulate_requests, write_otlp_files
 from tests.conftest import REPO_ROOT, run_failure_context
 
@@ -252,7 +253,6 @@ def test_a_file_removed_after_routeiq_ingest_read_it_is_ingested(
 
 
 def test_a_landing_backlog_is_one_range_run_and_its_failure_is_split(routeiq_home, monkeypatch):
-    from routeiq_assets.definitions import defs
     from routeiq_assets.defs.ingestion import ingest_range_splitter
 
     monkeypatch.setenv("ROUTEIQ_LANDING_SETTLE_SECONDS", "3600")  # only "unchanged since last tick"
@@ -269,7 +269,11 @@ def test_a_landing_backlog_is_one_range_run_and_its_failure_is_split(routeiq_hom
     )
     assert len(request.run_config["ops"]["raw_traces"]["config"]["source_paths"]) == 5
 
-    files[2].unlink()  # gone before the run starts: the range run fails as a whole
+    # gone before the run starts, from the landing folder and the raw store the tick landed it
+    # in: the range run fails as a whole
+    gone = batch_key(file_sha256(files[2]))
+    files[2].unlink()
+    find_raw_file(routeiq_home / "raw", gone).unlink()
     failed = job.execute_in_process(
         run_config=request.run_config, tags=request.tags, instance=instance, raise_on_error=False
     )
@@ -301,7 +305,6 @@ def test_a_landing_backlog_is_one_range_run_and_its_failure_is_split(routeiq_hom
 def test_a_backlog_range_that_no_longer_matches_its_files_is_refused_and_split(
     routeiq_home, monkeypatch
 ):
-    from routeiq_assets.definitions import defs
     from routeiq_assets.defs.ingestion import ingest_range_splitter
 
     monkeypatch.setenv("ROUTEIQ_LANDING_SETTLE_SECONDS", "3600")
@@ -353,7 +356,7 @@ def test_an_unreadable_landing_file_does_not_hold_back_the_others(routeiq_home, 
     logged = capfd.readouterr().err  # the sensor's log
     assert len(first.run_requests) == len(files) == 2
     assert "b.otlp.json" not in json.loads(first.cursor)["files"]  # read again next tick
-    assert "1 landing files cannot be read" in logged
+    assert "1 landing files cannot be read or landed" in logged
     assert "b.otlp.json: OSError: Input/output error" in logged
     # once readable, it is taken
     (landing / "b.otlp.json").unlink()
@@ -364,28 +367,33 @@ def test_an_unreadable_landing_file_does_not_hold_back_the_others(routeiq_home, 
     ] == [str(landing / "b.otlp.json")]
 
 
-def test_a_backlog_larger_than_a_ticks_budget_is_taken_over_several_ticks(
+def test_a_backlog_is_landed_by_the_ticks_in_turns_and_the_runs_find_it_landed(
     routeiq_home, monkeypatch, capfd
 ):
     monkeypatch.setenv("ROUTEIQ_LANDING_SETTLE_SECONDS", "0")
-    landing = routeiq_home / "landing"
-    files = write_otlp_files(simulate_requests(100, seed=3), landing, "a", requests_per_file=20)
-    sizes = [f.stat().st_size for f in files]
-    # room for the first two files a tick (a tick hashes at least one, whatever its size)
-    monkeypatch.setenv("ROUTEIQ_LANDING_TICK_MAX_BYTES", str(sizes[0] + sizes[1]))
+    monkeypatch.setenv("ROUTEIQ_LANDING_TICK_SECONDS", "0")  # a file a tick: the least a tick takes
+    landing, raw_dir = routeiq_home / "landing", routeiq_home / "raw"
+    files = write_otlp_files(simulate_requests(60, seed=3), landing, "a", requests_per_file=20)
     instance = dg.DagsterInstance.ephemeral()
-    taken, cursor, ticks = [], None, 0
-    while len(taken) < len(files):
+    taken, cursor = [], None
+    for file in files:
         result = _tick(instance, routeiq_home, cursor)
-        cursor, ticks = result.cursor, ticks + 1
-        paths = [
-            r.run_config["ops"]["raw_traces"]["config"]["source_path"] for r in result.run_requests
-        ]
-        assert 1 <= len(paths) <= 2  # within the budget, never nothing
-        taken += paths
-        assert ticks <= len(files)
-    assert taken == [str(f) for f in files]  # in name order, each once
+        cursor = result.cursor
+        [request] = result.run_requests
+        assert request.run_config["ops"]["raw_traces"]["config"]["source_path"] == str(file)
+        raw = find_raw_file(raw_dir, request.partition_key)  # landed by the tick
+        assert raw is not None and raw.read_bytes() == file.read_bytes()
+        taken.append(request)
     assert "new files left for the next ticks" in capfd.readouterr().err
     assert _tick(instance, routeiq_home, cursor).run_requests == []
-    keys = {file_sha256(f)[:16] for f in files}
-    assert set(instance.get_dynamic_partitions("telemetry_batches")) == keys
+    assert {r.partition_key for r in taken} == {file_sha256(f)[:16] for f in files}
+    # the run normalises the landed copy: the landing file may already be gone
+    files[0].unlink()
+    run = defs.resolve_job_def("ingest_telemetry").execute_in_process(
+        partition_key=taken[0].partition_key,
+        run_config=taken[0].run_config,
+        instance=instance,
+    )
+    assert run.success
+    with duckdb.connect(str(routeiq_home / "warehouse" / "routeiq.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM router_decisions").fetchall() == [(20,)]

@@ -153,8 +153,8 @@ def ingested_batches(instance: dg.DagsterInstance) -> set[str]:
     job=ingest_job,
     minimum_interval_seconds=load_settings().landing_poll_seconds,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Turns every complete new file in the landing folder into a telemetry batch "
-    "partition and a run that lands and normalises it.",
+    description="Lands every complete new file of the landing folder in the raw store and "
+    "turns it into a telemetry batch partition and a run that normalises it.",
 )
 def landing_sensor(context: dg.SensorEvaluationContext, routeiq: RouteIQResource):
     settings = routeiq.settings()
@@ -163,18 +163,20 @@ def landing_sensor(context: dg.SensorEvaluationContext, routeiq: RouteIQResource
         load_cursor(context.cursor),
         known_batches(context.instance),
         settings.landing_settle_seconds,
-        max_bytes=settings.landing_tick_max_bytes,
+        raw_dir=settings.resolved.raw_dir,
+        max_seconds=settings.landing_tick_seconds,
     )
     if scan.waiting:
         context.log.info(f"{len(scan.waiting)} files still being written; next tick")
     if scan.deferred:
         context.log.info(
-            f"{len(scan.deferred)} new files left for the next ticks (more than "
-            f"ROUTEIQ_LANDING_TICK_MAX_BYTES={settings.landing_tick_max_bytes} bytes to hash)"
+            f"{len(scan.deferred)} new files left for the next ticks "
+            f"(ROUTEIQ_LANDING_TICK_SECONDS={settings.landing_tick_seconds} s a tick)"
         )
     if scan.unreadable:
         context.log.warning(
-            f"{len(scan.unreadable)} landing files cannot be read, tried again next tick: "
+            f"{len(scan.unreadable)} landing files cannot be read or landed, tried again next "
+            "tick: "
             + "; ".join(f"{path}: {reason}" for path, reason in scan.unreadable[:10])
         )
     keys = [key for key, _ in scan.ready]

@@ -15,14 +15,18 @@ import os
 import stat
 import tempfile
 import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from routeiq_assets.telemetry.raw_store import (
+    DURABLE,
     batch_key,
     file_sha256,
     find_raw_file,
-    in_threads,
+    land_file,
     land_files,
     landing_files,
 )
@@ -37,7 +41,7 @@ class LandingScan:
     known: list[Path] = field(default_factory=list)  # content already ingested (or planned)
     # complete but unreadable (permissions, I/O errors): tried again next scan, with the reason
     unreadable: list[tuple[Path, str]] = field(default_factory=list)
-    # complete, left for the next scan: more new bytes than one scan may hash (max_bytes)
+    # complete, left for the next scan: its time (max_seconds) was up
     deferred: list[Path] = field(default_factory=list)
     cursor: dict = field(default_factory=dict)
     planned: set[str] = field(default_factory=set)  # the keys of `ready`
@@ -220,20 +224,56 @@ def _sha256_or_error(path: Path) -> str | OSError:
         return exc
 
 
+def _landed_or_error(path: Path, raw_dir: Path) -> str | OSError:
+    try:
+        return land_file(path, raw_dir).sha256
+    except OSError as exc:
+        return exc
+
+
+def _in_order_within(
+    fn: Callable[[Path], str | OSError], paths: list[Path], threads: int, max_seconds: float | None
+) -> list[str | OSError]:
+    """``fn`` of the first paths, in order, on ``threads`` threads: a path is started only while
+    ``max_seconds`` have not passed since the first (which always starts); the results of those
+    started."""
+    started = time.monotonic()
+    results: list[str | OSError] = []
+    with ThreadPoolExecutor(max(1, threads), thread_name_prefix="routeiq-landing") as pool:
+        running: deque[Future[str | OSError]] = deque()
+        taken = 0
+        while taken < len(paths) or running:
+            while (
+                taken < len(paths)
+                and len(running) < threads
+                and (taken == 0 or max_seconds is None or time.monotonic() - started < max_seconds)
+            ):
+                running.append(pool.submit(fn, paths[taken]))
+                taken += 1
+            if not running:
+                break
+            results.append(running.popleft().result())
+    return results
+
+
 def scan_landing(
     landing_dir: Path,
     cursor: dict,
     known_keys: set[str],
     settle_seconds: float = 5.0,
     now: float | None = None,
-    max_bytes: int | None = None,
+    raw_dir: Path | None = None,
+    max_seconds: float | None = None,
 ) -> LandingScan:
     """Plan which landing files become new batches; return them with the next cursor.
 
-    Files whose hash the cursor does not hold are hashed in name order up to ``max_bytes`` (at
-    least one file): the rest are ``deferred`` to the next scan, so a backlog of any size is
-    taken over several sensor ticks, each within Dagster's sensor timeout (60 s), instead of
-    every tick timing out while it hashes the whole backlog and never saving its cursor."""
+    A complete file whose hash the cursor does not hold is hashed, or, with ``raw_dir``, landed
+    there (:func:`~routeiq_assets.telemetry.raw_store.land_file`: the hash of the copy, which
+    the run then finds in the raw store instead of copying and hashing the file a second time).
+    Files are taken in name order while ``max_seconds`` have not passed (at least one): the rest
+    are ``deferred`` to the next scan, so a backlog of any size is taken over several sensor
+    ticks, each within Dagster's sensor timeout (60 s), instead of every tick timing out on the
+    whole backlog and never saving its cursor."""
     now = time.time() if now is None else now
     previous: dict[str, list] = cursor.get("files", {})
     files: dict[str, list] = {}
@@ -254,26 +294,21 @@ def scan_landing(
             scan.waiting.append(path)
             continue
         complete.append((rel, path, size, mtime_ns, before[2] if unchanged else None))
-    to_hash: list[Path] = []
-    used, full = 0, False
+    # what the cursor has no hash of: hashed or landed, two threads (four when each landing waits
+    # for its flush to disk); a file that cannot be read must not hold back the others
+    new = [c[1] for c in complete if not c[4]]
+    if raw_dir is None:
+        read, threads = _sha256_or_error, min(2, os.cpu_count() or 1)
+    else:
+        read = lambda path: _landed_or_error(path, Path(raw_dir))  # noqa: E731
+        threads = (2 if DURABLE else 1) * min(2, os.cpu_count() or 1)
+    found = dict(zip(new, _in_order_within(read, new, threads, max_seconds), strict=False))
     for rel, path, size, mtime_ns, cached in complete:
-        if cached:
-            continue
-        # in name order: once one file does not fit, the ones after it wait too
-        full = full or (max_bytes is not None and bool(to_hash) and used + size > max_bytes)
-        if full:
-            files[rel] = [size, mtime_ns, None]  # complete: hashed by the next scan
+        if not cached and path not in found:
+            files[rel] = [size, mtime_ns, None]  # complete: taken by the next scan
             scan.deferred.append(path)
             continue
-        to_hash.append(path)
-        used += size
-    # hashes the cursor does not hold yet, on two threads (a backlog of large files); a file
-    # that cannot be read must not hold back the others
-    hashed = dict(zip(to_hash, in_threads(_sha256_or_error, to_hash), strict=True))
-    for rel, path, size, mtime_ns, cached in complete:
-        if not cached and path not in hashed:
-            continue  # deferred
-        sha = cached or hashed[path]
+        sha = cached or found[path]
         if isinstance(sha, FileNotFoundError):
             continue  # removed since it was listed
         if isinstance(sha, OSError):

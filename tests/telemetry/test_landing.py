@@ -118,23 +118,25 @@ def test_a_file_that_changed_while_it_was_landed_is_not_remembered(tmp_path):
     assert not index.changed and index.entries == {}
 
 
-def test_a_landing_scan_hashes_at_most_its_budget_and_defers_the_rest_in_order(tmp_path):
-    landing = tmp_path / "landing"
+def test_a_landing_scan_takes_files_in_order_while_its_time_lasts_and_defers_the_rest(tmp_path):
+    landing, raw = tmp_path / "landing", tmp_path / "raw"
     landing.mkdir()
-    names = ["a.jsonl", "b.jsonl", "c.jsonl", "d.jsonl"]
-    sizes = {"a.jsonl": 300, "b.jsonl": 300, "c.jsonl": 500, "d.jsonl": 100}
+    names = ["a.jsonl", "b.jsonl", "c.jsonl"]
     for name in names:  # each its own bytes
-        (landing / name).write_bytes(name.encode()[:1] * sizes[name])
-    first = scan_landing(landing, {}, set(), settle_seconds=0, max_bytes=700)
-    # a and b fit; c does not, and d (which would) waits behind it
-    assert [p.name for _, p in first.ready] == ["a.jsonl", "b.jsonl"]
-    assert [p.name for p in first.deferred] == ["c.jsonl", "d.jsonl"]
-    assert first.cursor["files"]["c.jsonl"][2] is None
-    known = {key for key, _ in first.ready}  # partitions the sensor added
-    # unchanged since: complete; a budget below one file still takes one
-    second = scan_landing(landing, first.cursor, known, settle_seconds=3600, max_bytes=100)
-    assert [p.name for _, p in second.ready] == ["c.jsonl"]
-    assert second.cursor["files"]["a.jsonl"] == first.cursor["files"]["a.jsonl"]  # cached
-    known |= {key for key, _ in second.ready}
-    third = scan_landing(landing, second.cursor, known, settle_seconds=3600, max_bytes=100)
-    assert [p.name for _, p in third.ready] == ["d.jsonl"] and not third.deferred
+        (landing / name).write_bytes(name.encode()[:1] * 300)
+    everything = scan_landing(landing, {}, set(), settle_seconds=0)  # no limit: all, hashed
+    assert [p.name for _, p in everything.ready] == names and not everything.deferred
+    assert not raw.exists()
+    known, cursor = set(), {}
+    for name in names:  # no time: one file a scan (the first always starts), in name order
+        scan = scan_landing(
+            landing, cursor, known, settle_seconds=3600 if cursor else 0, raw_dir=raw, max_seconds=0
+        )
+        [(key, path)] = scan.ready
+        assert path.name == name and find_raw_file(raw, key).read_bytes() == path.read_bytes()
+        assert [p.name for p in scan.deferred] == names[names.index(name) + 1 :]
+        assert all(scan.cursor["files"][p.name][2] is None for p in scan.deferred)
+        known.add(key)  # the partition the sensor added
+        cursor = scan.cursor
+    last = scan_landing(landing, cursor, known, settle_seconds=3600, raw_dir=raw, max_seconds=0)
+    assert not last.ready and not last.deferred and len(last.known) == 3
