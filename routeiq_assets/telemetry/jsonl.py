@@ -410,7 +410,7 @@ def _leading_keys(text: str) -> set[str]:
     while pos:
         try:
             key, pos = decoder.raw_decode(text, _skip_space(text, pos))
-        except ValueError:
+        except (ValueError, RecursionError):
             break
         if not isinstance(key, str):
             break
@@ -420,7 +420,7 @@ def _leading_keys(text: str) -> set[str]:
             break
         try:
             _, pos = decoder.raw_decode(text, _skip_space(text, pos + 1))
-        except ValueError:
+        except (ValueError, RecursionError):  # a value nested deeper than Python recurses
             break
         pos = _skip_space(text, pos)
         if text[pos : pos + 1] != ",":
@@ -455,13 +455,13 @@ def sniff_jsonl_kind(path: Path | str) -> str:
         try:
             if _is_jaeger(json.loads(text)):
                 return "jaeger_json"
-        except json.JSONDecodeError:
-            pass  # larger than the head, or JSON lines; judged below
+        except (json.JSONDecodeError, RecursionError):
+            pass  # larger than the head, JSON lines, or nested too deep; judged below
     lines = [line for line in text.splitlines() if line.strip()]
     for line in lines[:SNIFF_MAX_LINES]:
         try:
             document = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # nested deeper than Python recurses
             continue
         if isinstance(document, dict):
             if _is_jaeger(document):

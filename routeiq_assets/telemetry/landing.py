@@ -12,23 +12,24 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import stat
 import tempfile
 import time
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from routeiq_assets.telemetry.raw_store import (
-    DURABLE,
+    RawFile,
     batch_key,
     file_sha256,
     find_raw_file,
+    in_threads,
     land_file,
-    land_files,
     landing_files,
+    landing_threads,
 )
 
 log = logging.getLogger(__name__)
@@ -83,37 +84,51 @@ def land_paths(
         if not given.exists():
             raise FileNotFoundError(f"{given} does not exist")
         found.extend(landing_files(given) if given.is_dir() else [given])
-    index = SourceIndex(Path(raw_dir), settle_seconds)
+    raw_dir = Path(raw_dir)
+    index = SourceIndex(raw_dir, settle_seconds)
     shas = [index.known(path) for path in found]
     new = [path for path, sha in zip(found, shas, strict=True) if sha is None]
-    # each file's state before it is read: remembered only if the landing did not change it
-    before = [index.stat(path) for path in new]
-    landed = land_files(new, raw_dir)
-    for path, was, raw in zip(new, before, landed, strict=True):
-        index.remember(path, was, raw.sha256)
+    landed = in_threads(lambda path: _land_observed(path, raw_dir), new, landing_threads())
+    for path, (raw, before, read_at) in zip(new, landed, strict=True):
+        index.remember(path, before, read_at, raw)
     index.save()
-    fresh = iter(raw.sha256 for raw in landed)
+    fresh = iter(raw.sha256 for raw, _, _ in landed)
     return [
         (path, next(fresh) if sha is None else sha) for path, sha in zip(found, shas, strict=True)
     ]
 
 
+def _land_observed(path: Path, raw_dir: Path) -> tuple[RawFile, os.stat_result | None, int]:
+    """The file landed, its state just before and the moment (ns) it began to be read."""
+    before = SourceIndex.stat(path)
+    read_at = time.time_ns()
+    return land_file(path, raw_dir), before, read_at
+
+
 # Where the raw store remembers the files it landed (hidden: no reader of the store lists it).
 SOURCE_INDEX = ".sources.json"
-SOURCE_INDEX_ENTRIES = 100_000  # the most recently landed files are kept (about 10 MB)
+SOURCE_INDEX_ENTRIES = 100_000  # the most recently landed or found files are kept (~15 MB)
 # A file is remembered only when it last changed (content or metadata) at least this long
-# before it was read: a file changed again within the clock's granularity (a few milliseconds
-# on Linux) could otherwise keep its times, git's "racy" case.
+# before it began to be read: a file changed again within its file system's timestamp
+# granularity (a few milliseconds on ext4, 1 s on ext3 and many NFS servers, 2 s on FAT) could
+# otherwise keep its times, git's "racy" case.
 SOURCE_SETTLE_SECONDS = 2.0
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class SourceIndex:
     """The content hash of each file the raw store landed, under its identity and state: its
-    device and inode, size, modification and change times (st_ctime moves on every write and
-    every metadata change, and no tool sets it back). A file found in the same state holds the
-    same bytes, as git's index and rsync's quick check assume, and is not read again while its
-    raw file is still in the store. Only a cache: a missing, unreadable or damaged index means
-    files are landed again (found in the store, nothing changes) and it is rewritten."""
+    path, device and inode, size, modification and change times (the change time moves on
+    every write and every metadata change, and no tool sets it back). A file found in the same
+    state holds the same bytes, as git's index and rsync's quick check assume, and is not read
+    again while its raw file is still in the store. Only a cache: a missing, unreadable or
+    damaged index means files are landed again (found in the store, nothing changes) and it is
+    rewritten; two processes saving at once keep one's entries (the other's files are read
+    again next time).
+
+    File systems whose inode numbers or times do not follow a file (FAT, some FUSE and CIFS
+    mounts) weaken this; procfs-like files (size 0, fixed times, content that changes) are
+    never remembered, since what was landed is not the size they report."""
 
     def __init__(self, raw_dir: Path, settle_seconds: float | None = None) -> None:
         self.path = Path(raw_dir) / SOURCE_INDEX
@@ -136,11 +151,17 @@ class SourceIndex:
         if not isinstance(entries, dict):
             log.warning("ignoring the raw store's source index %s: not an index", self.path)
             return {}
-        return {
-            k: v
-            for k, v in entries.items()
-            if isinstance(v, list) and len(v) == 4 and isinstance(v[3], str)
-        }
+        return {k: v for k, v in entries.items() if self._valid(v)}
+
+    @staticmethod
+    def _valid(entry: object) -> bool:
+        return (
+            isinstance(entry, list)
+            and len(entry) == 4
+            and all(type(v) is int for v in entry[:3])
+            and isinstance(entry[3], str)
+            and _SHA256.fullmatch(entry[3]) is not None
+        )
 
     @staticmethod
     def stat(path: Path) -> os.stat_result | None:
@@ -150,8 +171,8 @@ class SourceIndex:
             return None
 
     @staticmethod
-    def _key(st: os.stat_result) -> str:
-        return f"{st.st_dev}:{st.st_ino}"
+    def _key(path: Path, st: os.stat_result) -> str:
+        return f"{st.st_dev}:{st.st_ino}:{os.path.realpath(path)}"
 
     @staticmethod
     def _state(st: os.stat_result) -> list[int]:
@@ -163,28 +184,35 @@ class SourceIndex:
         st = self.stat(path)
         if st is None or not stat.S_ISREG(st.st_mode):
             return None
-        entry = self.entries.get(self._key(st))
+        key = self._key(path, st)
+        entry = self.entries.get(key)
         if entry is None or entry[:3] != self._state(st):
             return None
         sha = entry[3]
         raw = find_raw_file(self.raw_dir, batch_key(sha))
         if raw is None or not raw.name.startswith(sha):
             return None
+        self.entries[key] = self.entries.pop(key)  # recently used: kept under the cap
         return sha
 
-    def remember(self, path: Path, before: os.stat_result | None, sha: str) -> None:
-        """That this file, found in state ``before`` just before it was landed, holds ``sha``:
-        only when it is a regular file still in that state, last changed long enough ago."""
+    def remember(
+        self, path: Path, before: os.stat_result | None, read_at_ns: int, raw: RawFile
+    ) -> None:
+        """That this file, found in state ``before`` just before it began to be read at
+        ``read_at_ns``, holds what was landed as ``raw``: only when it is a regular file, still
+        in that state, of the size landed, and had not changed for a while when it was read."""
         after = self.stat(path)
         if before is None or after is None or not stat.S_ISREG(before.st_mode):
             return
-        if self._key(after) != self._key(before) or self._state(after) != self._state(before):
+        key = self._key(path, before)
+        if self._key(path, after) != key or self._state(after) != self._state(before):
             return  # changed while it was landed: the copy's hash may be of neither state
-        if time.time_ns() - max(before.st_mtime_ns, before.st_ctime_ns) < self.settle_ns:
+        if raw.size_bytes != before.st_size:
+            return  # its size says nothing of its content (procfs, sysfs)
+        if read_at_ns - max(before.st_mtime_ns, before.st_ctime_ns) < self.settle_ns:
             return
-        key = self._key(before)
         self.entries.pop(key, None)  # to the end: the most recent are kept
-        self.entries[key] = [*self._state(before), sha]
+        self.entries[key] = [*self._state(before), raw.sha256]
         self.changed = True
 
     def save(self) -> None:
@@ -217,43 +245,53 @@ def plan_files(landed: list[tuple[Path, str]], known_keys: set[str]) -> LandingS
     return scan
 
 
-def _sha256_or_error(path: Path) -> str | OSError:
-    try:
-        return file_sha256(path)
-    except OSError as exc:
-        return exc
+def _failure(exc: Exception) -> str:
+    """Why a landing file could not be read or landed, with the error's own notes."""
+    notes = "; ".join(getattr(exc, "__notes__", ()))
+    return f"{type(exc).__name__}: {exc}" + (f" ({notes})" if notes else "")
 
 
-def _landed_or_error(path: Path, raw_dir: Path) -> str | OSError:
-    try:
-        return land_file(path, raw_dir).sha256
-    except OSError as exc:
-        return exc
+# What a tick assumes about the rate it lands files at, until its first file is done.
+ASSUMED_LANDING_BYTES_PER_SECOND = 200e6
 
 
-def _in_order_within(
-    fn: Callable[[Path], str | OSError], paths: list[Path], threads: int, max_seconds: float | None
-) -> list[str | OSError]:
-    """``fn`` of the first paths, in order, on ``threads`` threads: a path is started only while
-    ``max_seconds`` have not passed since the first (which always starts); the results of those
-    started."""
+def _within(
+    fn: Callable[[Path], object],
+    items: list[tuple[Path, int]],
+    threads: int,
+    max_seconds: float | None,
+) -> dict[Path, object]:
+    """``fn`` of the first ``(path, size)`` items, on ``threads`` threads, each started only
+    when it is expected to end within ``max_seconds`` of the start: at the rate the files done
+    so far went (ASSUMED_LANDING_BYTES_PER_SECOND before any), with the bytes still in flight
+    ahead of it. The first always starts. The results of those started, by path."""
     started = time.monotonic()
-    results: list[str | OSError] = []
+    results: dict[Path, object] = {}
+    running: dict[Future, tuple[Path, int]] = {}
+    done_bytes = taken = 0
+
+    def fits(size: int) -> bool:
+        if taken == 0 or max_seconds is None:
+            return True
+        elapsed = time.monotonic() - started
+        rate = done_bytes / elapsed if done_bytes and elapsed > 0 else None
+        rate = rate or ASSUMED_LANDING_BYTES_PER_SECOND
+        ahead = sum(n for _, n in running.values()) + size
+        return elapsed + ahead / rate <= max_seconds
+
     with ThreadPoolExecutor(max(1, threads), thread_name_prefix="routeiq-landing") as pool:
-        running: deque[Future[str | OSError]] = deque()
-        taken = 0
-        while taken < len(paths) or running:
-            while (
-                taken < len(paths)
-                and len(running) < threads
-                and (taken == 0 or max_seconds is None or time.monotonic() - started < max_seconds)
-            ):
-                running.append(pool.submit(fn, paths[taken]))
+        while True:
+            while taken < len(items) and len(running) < threads and fits(items[taken][1]):
+                path, size = items[taken]
+                running[pool.submit(fn, path)] = (path, size)
                 taken += 1
             if not running:
-                break
-            results.append(running.popleft().result())
-    return results
+                return results
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                path, size = running.pop(future)
+                results[path] = future.result()
+                done_bytes += size
 
 
 def scan_landing(
@@ -269,13 +307,20 @@ def scan_landing(
 
     A complete file whose hash the cursor does not hold is hashed, or, with ``raw_dir``, landed
     there (:func:`~routeiq_assets.telemetry.raw_store.land_file`: the hash of the copy, which
-    the run then finds in the raw store instead of copying and hashing the file a second time).
-    Files are taken in name order while ``max_seconds`` have not passed (at least one): the rest
-    are ``deferred`` to the next scan, so a backlog of any size is taken over several sensor
-    ticks, each within Dagster's sensor timeout (60 s), instead of every tick timing out on the
-    whole backlog and never saving its cursor."""
+    the run then finds in the raw store instead of copying and hashing the file a second time;
+    a file the raw store's :class:`SourceIndex` knows unchanged is not read at all).
+
+    With ``max_seconds``, a file starts only when it is expected to end in time (see
+    :func:`_within`; the first always starts); the rest are ``deferred`` to the next scan, so a
+    backlog of any size is taken over several sensor ticks, each within Dagster's sensor timeout
+    (60 s), instead of every tick timing out on the whole backlog and never saving its cursor.
+    Files the cursor saw before go first (deferred ones are never overtaken by newer ones), then
+    new ones, in name order each, and last the ones that failed in the scan before: a file that
+    keeps failing holds back no other. A file that fails (``unreadable``, with the reason) is
+    tried again next scan; the others go on."""
     now = time.time() if now is None else now
     previous: dict[str, list] = cursor.get("files", {})
+    failed_before = set(cursor.get("failed", []))
     files: dict[str, list] = {}
     scan = LandingScan()
     complete: list[tuple[str, Path, int, int, str | None]] = []
@@ -294,27 +339,71 @@ def scan_landing(
             scan.waiting.append(path)
             continue
         complete.append((rel, path, size, mtime_ns, before[2] if unchanged else None))
-    # what the cursor has no hash of: hashed or landed, two threads (four when each landing waits
-    # for its flush to disk); a file that cannot be read must not hold back the others
-    new = [c[1] for c in complete if not c[4]]
-    if raw_dir is None:
-        read, threads = _sha256_or_error, min(2, os.cpu_count() or 1)
+    index = SourceIndex(Path(raw_dir)) if raw_dir is not None else None
+    found: dict[Path, object] = {}
+    for _rel, path, _size, _mtime, cached in complete:
+        sha = index.known(path) if index is not None and not cached else None
+        if sha is not None:
+            found[path] = sha  # landed before (by a tick whose cursor was lost, or the CLI)
+
+    def order(entry: tuple[str, Path, int, int, str | None]) -> tuple[int, str]:
+        rel = entry[0]
+        return (2 if rel in failed_before else 0 if rel in previous else 1, rel)
+
+    todo = sorted((c for c in complete if not c[4] and c[1] not in found), key=order)
+    items = [(path, size) for _rel, path, size, _mtime, _cached in todo]
+    # two threads (four when each landing waits for its flush to disk); a file that cannot be
+    # read or landed must not hold back the others
+    if index is None:
+        found |= _within(_hashed_or_error, items, min(2, os.cpu_count() or 1), max_seconds)
     else:
-        read = lambda path: _landed_or_error(path, Path(raw_dir))  # noqa: E731
-        threads = (2 if DURABLE else 1) * min(2, os.cpu_count() or 1)
-    found = dict(zip(new, _in_order_within(read, new, threads, max_seconds), strict=False))
+        landed = _within(
+            lambda path: _landed_or_error(path, Path(raw_dir)),
+            items,
+            landing_threads(),
+            max_seconds,
+        )
+        for path, result in landed.items():
+            if isinstance(result, tuple):
+                raw, before, read_at = result
+                index.remember(path, before, read_at, raw)
+                found[path] = raw.sha256
+            else:
+                found[path] = result
+        index.save()
+    failed = []
     for rel, path, size, mtime_ns, cached in complete:
         if not cached and path not in found:
-            files[rel] = [size, mtime_ns, None]  # complete: taken by the next scan
+            files[rel] = [size, mtime_ns, None]  # complete: taken by a next scan
             scan.deferred.append(path)
+            if rel in failed_before:
+                failed.append(rel)  # not tried this time: still last next time
             continue
         sha = cached or found[path]
-        if isinstance(sha, FileNotFoundError):
-            continue  # removed since it was listed
-        if isinstance(sha, OSError):
-            scan.unreadable.append((path, f"{type(sha).__name__}: {sha.strerror or sha}"))
+        if isinstance(sha, Exception):
+            if isinstance(sha, FileNotFoundError) and not os.path.lexists(path):
+                continue  # removed since it was listed
+            scan.unreadable.append((path, _failure(sha)))
+            failed.append(rel)
             continue  # not in the cursor: read again next scan
+        assert isinstance(sha, str)
         files[rel] = [size, mtime_ns, sha]
         scan.take(batch_key(sha), path, known_keys)
-    scan.cursor = {"files": files}
+    scan.cursor = {"files": files, **({"failed": failed} if failed else {})}
     return scan
+
+
+def _hashed_or_error(path: Path) -> str | Exception:
+    try:
+        return file_sha256(path)
+    except Exception as exc:  # one file's trouble (I/O, a bug) must not stop the scan
+        return exc
+
+
+def _landed_or_error(
+    path: Path, raw_dir: Path
+) -> tuple[RawFile, os.stat_result | None, int] | Exception:
+    try:
+        return _land_observed(path, raw_dir)
+    except Exception as exc:  # one file's trouble (I/O, a bug) must not stop the scan
+        return exc

@@ -230,12 +230,16 @@ def in_threads(fn: Callable[[T], R], items: Iterable[T], threads: int | None = N
         return list(pool.map(fn, items))
 
 
+def landing_threads() -> int:
+    """Threads to land files on: two a core (at most four) when each waits for its file's
+    flush to disk while the others copy and hash (3.5 GB here, the writeback started as each
+    copy is made: 4.0-4.2 s on four threads, 4.2-4.8 s on two); else one a core, at most 2."""
+    return (2 if DURABLE else 1) * min(2, os.cpu_count() or 1)
+
+
 def land_files(sources: Iterable[Path], raw_dir: Path) -> list[RawFile]:
-    """:func:`land_file` for each file, in order, on two threads a core (at most four): each
-    waits for its file's flush to disk, while the others copy and hash (3.5 GB here, the
-    writeback started as each copy is made: 4.0-4.2 s on four threads, 4.2-4.8 s on two)."""
-    threads = 2 * min(2, os.cpu_count() or 1) if DURABLE else None
-    return in_threads(lambda source: land_file(source, raw_dir), sources, threads)
+    """:func:`land_file` for each file, in order, on :func:`landing_threads` threads."""
+    return in_threads(lambda source: land_file(source, raw_dir), sources, landing_threads())
 
 
 def batch_key(sha256: str) -> str:

@@ -430,6 +430,19 @@ def test_sniff_unknown(tmp_path, content):
     assert sniff_jsonl_kind(path) == "unknown"
 
 
+def test_sniff_never_raises_on_json_nested_deeper_than_python_recurses(tmp_path):
+    # json.loads raises RecursionError, not a decode error, on these: sniffing (which the landing
+    # sensor's tick runs on every file it lands) must neither raise nor stop at them
+    deep = write_lines(tmp_path / "deep.jsonl", [b"[" * 50_000])
+    deep_doc = write_lines(tmp_path / "doc.json", [b'{"a": ' * 50_000])
+    then_good = write_lines(
+        tmp_path / "then.jsonl", [b"[" * 3_000 + b"]" * 3_000, json.dumps(payloads(1)[0]).encode()]
+    )
+    assert sniff_jsonl_kind(deep) == "unknown"
+    assert sniff_jsonl_kind(deep_doc) == "unknown"
+    assert sniff_jsonl_kind(then_good) == "decision_jsonl"
+
+
 def test_legacy_nan_score_means_no_score_but_nan_text_is_bad(tmp_path):
     path = tmp_path / "t.jsonl"
     path.write_text(

@@ -6,12 +6,13 @@ read call, all threads)."""
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
 
 from routeiq_assets.telemetry.landing import SOURCE_INDEX, SourceIndex, land_paths, scan_landing
-from routeiq_assets.telemetry.raw_store import find_raw_file
+from routeiq_assets.telemetry.raw_store import find_raw_file, land_file
 
 SIZE = 4 * 2**20
 
@@ -106,16 +107,48 @@ def test_a_damaged_index_is_ignored_and_rewritten(tmp_path, caplog, damage):
 
 
 def test_a_file_that_changed_while_it_was_landed_is_not_remembered(tmp_path):
-    raw, path = tmp_path / "raw", tmp_path / "calls.jsonl"
+    raw_dir, path = tmp_path / "raw", tmp_path / "calls.jsonl"
     _jsonl(path, "a")
-    before = os.stat(path)
-    (raw := SourceIndex(raw, settle_seconds=0)).remember(path, before, "0" * 64)
-    assert raw.changed  # unchanged since `before`: remembered
-    index = SourceIndex(tmp_path / "raw2", settle_seconds=0)
+    before, read_at = os.stat(path), time.time_ns()
+    raw = land_file(path, raw_dir)
+    (index := SourceIndex(raw_dir, settle_seconds=0)).remember(path, before, read_at, raw)
+    assert index.changed  # unchanged since `before`: remembered
+    index = SourceIndex(raw_dir, settle_seconds=0)
     with path.open("ab") as more:  # written to between its stat and the end of its landing
         more.write(b"\n")
-    index.remember(path, before, "0" * 64)
+    index.remember(path, before, read_at, raw)
     assert not index.changed and index.entries == {}
+
+
+def test_a_file_is_remembered_only_when_it_had_settled_when_it_was_read(tmp_path):
+    raw_dir, path = tmp_path / "raw", tmp_path / "calls.jsonl"
+    _jsonl(path, "a")
+    before = os.stat(path)
+    raw = land_file(path, raw_dir)
+    changed = max(before.st_mtime_ns, before.st_ctime_ns)
+    index = SourceIndex(raw_dir, settle_seconds=2)
+    index.remember(path, before, changed + 1_900_000_000, raw)  # read 1.9 s after its change
+    assert not index.changed  # however long after it this is called
+    index.remember(path, before, changed + 2_000_000_000, raw)
+    assert index.changed
+
+
+def test_a_file_whose_size_says_nothing_of_its_content_is_not_remembered(tmp_path):
+    raw_dir, path = tmp_path / "raw", Path("/proc/self/status")  # size 0, text that changes
+    (landed, sha), (again, sha2) = (land_paths([path], raw_dir, settle_seconds=0)[0] for _ in "ab")
+    assert landed == again == path and sha != sha2  # read again: its VmRSS, ... moved
+    assert not (raw_dir / SOURCE_INDEX).exists()
+
+
+def test_an_index_entry_that_is_not_a_hash_is_dropped(tmp_path):
+    raw_dir, path = tmp_path / "raw", tmp_path / "calls.jsonl"
+    sha = _jsonl(path, "a")
+    land_paths([path], raw_dir, settle_seconds=0)
+    index = json.loads((raw_dir / SOURCE_INDEX).read_text())
+    [key] = index["files"]
+    index["files"][key][3] = sha[:16]  # would match the raw file through its batch key
+    (raw_dir / SOURCE_INDEX).write_text(json.dumps(index))
+    assert SourceIndex(raw_dir).entries == {}
 
 
 def test_a_landing_scan_takes_files_in_order_while_its_time_lasts_and_defers_the_rest(tmp_path):
@@ -140,3 +173,53 @@ def test_a_landing_scan_takes_files_in_order_while_its_time_lasts_and_defers_the
         cursor = scan.cursor
     last = scan_landing(landing, cursor, known, settle_seconds=3600, raw_dir=raw, max_seconds=0)
     assert not last.ready and not last.deferred and len(last.known) == 3
+
+
+def test_a_file_that_keeps_failing_holds_back_no_other_and_deferred_files_go_first(tmp_path):
+    landing, raw = tmp_path / "landing", tmp_path / "raw"
+    landing.mkdir()
+    (landing / "a_bad.jsonl").symlink_to("/proc/self/mem")  # every read: EIO, for root too
+    for name in ("b.jsonl", "c.jsonl"):
+        (landing / name).write_text(json.dumps({"event_id": name}) + "\n")
+    cursor, known, taken = {}, set(), []
+
+    def tick():
+        nonlocal cursor
+        scan = scan_landing(landing, cursor, known, settle_seconds=0, raw_dir=raw, max_seconds=0)
+        known.update(key for key, _ in scan.ready)
+        taken.extend(p.name for _, p in scan.ready)
+        cursor = json.loads(json.dumps(scan.cursor))  # as the sensor stores it
+        return scan
+
+    first = tick()  # no time: one file a tick; a_bad first by name, and it fails
+    assert [p.name for p, _ in first.unreadable] == ["a_bad.jsonl"] and taken == []
+    assert "Input/output error" in first.unreadable[0][1]
+    assert "while landing" in first.unreadable[0][1]  # the error's note: which file, where to
+    assert cursor["failed"] == ["a_bad.jsonl"]
+    tick()  # a_bad goes last now: b
+    (landing / "a_new.jsonl").write_text('{"event_id": "new"}\n')  # sorts before c
+    tick()  # c was deferred before a_new arrived: it goes first
+    tick()
+    assert taken == ["b.jsonl", "c.jsonl", "a_new.jsonl"]
+    last = tick()  # only the failing file left: tried again
+    assert [p.name for p, _ in last.unreadable] == ["a_bad.jsonl"]
+
+
+def test_a_tick_starts_a_file_only_when_it_should_end_in_time(tmp_path):
+    from routeiq_assets.telemetry.landing import _within
+
+    ends = []
+
+    def slow(path):  # 0.3 s a file of 300 MB: 1 GB/s
+        time.sleep(0.3)
+        ends.append(time.monotonic())
+        return path.name
+
+    items = [(tmp_path / f"{i}.jsonl", 300_000_000) for i in range(6)]
+    started = time.monotonic()
+    done = _within(slow, items, 1, max_seconds=1.1)
+    # the old rule (start while time is left) started a 4th at 0.9 s, ending at 1.2 s
+    assert list(done) == [p for p, _ in items[:3]]
+    assert ends[-1] - started <= 1.1
+    assert list(_within(slow, items[:2], 1, max_seconds=0)) == [items[0][0]]  # first: always
+    assert len(_within(slow, items[:4], 2, max_seconds=None)) == 4
