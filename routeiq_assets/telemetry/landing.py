@@ -4,7 +4,9 @@ A file's identity is its content hash, so a rename, a copy or two files with equ
 never make a batch be processed twice or skipped. A file is taken only once it is complete:
 hidden and ``.tmp``/``.part`` names are ignored, and a file must be unchanged (size and mtime)
 since the previous scan or for ``settle_seconds``. The cursor caches hashes by (size, mtime)
-so unchanged files are not re-read every tick.
+so unchanged files are not re-read every tick. The sensor's scan lands each new file in the raw
+store itself (its run finds it there), within a time budget a tick; the raw store's source
+index (:class:`SourceIndex`) spares reading again a file landed before and unchanged since.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ def load_cursor(text: str | None) -> dict:
 def land_paths(
     paths: list[Path], raw_dir: Path, settle_seconds: float | None = None
 ) -> list[tuple[Path, str]]:
-    """The files of these files or folders, each landed in the raw store (:func:`land_files`)
+    """The files of these files or folders, each landed in the raw store (``land_file``)
     with the SHA-256 of the bytes landed, which names its partition: ``raw_traces`` then finds
     them there and copies nothing; a file that changes after this still cannot be stored under
     another content's key.
