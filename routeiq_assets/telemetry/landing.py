@@ -11,6 +11,7 @@ index (:class:`SourceIndex`) spares reading again a file landed before and uncha
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -48,6 +49,9 @@ class LandingScan:
     deferred: list[Path] = field(default_factory=list)
     cursor: dict = field(default_factory=dict)
     planned: set[str] = field(default_factory=set)  # the keys of `ready`
+    # another scan (a tick that outlived its timeout, another code server) is landing files
+    # into the same raw store: this one took nothing and kept the cursor it was given
+    busy: bool = False
 
     def cursor_json(self) -> str:
         return json.dumps(self.cursor, sort_keys=True)
@@ -62,11 +66,41 @@ class LandingScan:
 
 
 def load_cursor(text: str | None) -> dict:
+    """A scan cursor from its JSON; what is not one (garbage, an entry of another shape) is
+    dropped, so a damaged cursor costs files read again, never a tick that fails."""
     try:
         cursor = json.loads(text) if text else {}
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         cursor = {}
-    return cursor if isinstance(cursor, dict) else {}
+    return _clean_cursor(cursor)
+
+
+def _clean_cursor(cursor: object) -> dict:
+    if not isinstance(cursor, dict):
+        return {}
+    files = cursor.get("files")
+    clean: dict = {
+        "files": {
+            rel: entry
+            for rel, entry in (files.items() if isinstance(files, dict) else ())
+            if isinstance(rel, str) and _cursor_entry(entry)
+        }
+    }
+    for name in ("failed", "deferred"):
+        names = cursor.get(name)
+        if isinstance(names, list):
+            clean[name] = [n for n in names if isinstance(n, str)]
+    return clean
+
+
+def _cursor_entry(entry: object) -> bool:
+    """[size, mtime_ns, sha256 or None] and, since the change time counts, ctime_ns."""
+    return (
+        isinstance(entry, list)
+        and len(entry) in (3, 4)
+        and all(type(v) is int for v in entry[:2] + entry[3:])
+        and (entry[2] is None or (isinstance(entry[2], str) and _SHA256.fullmatch(entry[2])))
+    )
 
 
 def land_paths(
@@ -90,11 +124,16 @@ def land_paths(
     index = SourceIndex(raw_dir, settle_seconds)
     shas = [index.known(path) for path in found]
     new = [path for path, sha in zip(found, shas, strict=True) if sha is None]
-    landed = in_threads(lambda path: _land_observed(path, raw_dir), new, landing_threads())
-    for path, (raw, before, read_at) in zip(new, landed, strict=True):
-        index.remember(path, before, read_at, raw)
+    landed = in_threads(lambda path: _landed_or_error(path, raw_dir), new, landing_threads())
+    for path, result in zip(new, landed, strict=True):
+        if not isinstance(result, Exception):  # remembered even when another file failed
+            raw, before, read_at = result
+            index.remember(path, before, read_at, raw)
     index.save()
-    fresh = iter(raw.sha256 for raw, _, _ in landed)
+    for result in landed:
+        if isinstance(result, Exception):
+            raise result
+    fresh = iter(result[0].sha256 for result in landed if not isinstance(result, Exception))
     return [
         (path, next(fresh) if sha is None else sha) for path, sha in zip(found, shas, strict=True)
     ]
@@ -109,7 +148,7 @@ def _land_observed(path: Path, raw_dir: Path) -> tuple[RawFile, os.stat_result |
 
 # Where the raw store remembers the files it landed (hidden: no reader of the store lists it).
 SOURCE_INDEX = ".sources.json"
-SOURCE_INDEX_ENTRIES = 100_000  # the most recently landed or found files are kept (~15 MB)
+SOURCE_INDEX_ENTRIES = 100_000  # the most recently landed files are kept (~20 MB)
 # A file is remembered only when it last changed (content or metadata) at least this long
 # before it began to be read: a file changed again within its file system's timestamp
 # granularity (a few milliseconds on ext4, 1 s on ext3 and many NFS servers, 2 s on FAT) could
@@ -125,8 +164,8 @@ class SourceIndex:
     state holds the same bytes, as git's index and rsync's quick check assume, and is not read
     again while its raw file is still in the store. Only a cache: a missing, unreadable or
     damaged index means files are landed again (found in the store, nothing changes) and it is
-    rewritten; two processes saving at once keep one's entries (the other's files are read
-    again next time).
+    rewritten. Saving merges with what another process saved meanwhile (two saving at the
+    same instant may still keep one's entries: those files are read again next time).
 
     File systems whose inode numbers or times do not follow a file (FAT, some FUSE and CIFS
     mounts) weaken this; procfs-like files (size 0, fixed times, content that changes) are
@@ -138,8 +177,19 @@ class SourceIndex:
         self.settle_ns = int(
             (SOURCE_SETTLE_SECONDS if settle_seconds is None else settle_seconds) * 1e9
         )
-        self.entries: dict[str, list] = self._load()
-        self.changed = False
+        self._entries: dict[str, list] | None = None  # read on first use
+        self.added: dict[str, list] = {}  # remembered by this process, not saved yet
+        self.touched: dict[str, list] = {}  # found by this process
+
+    @property
+    def entries(self) -> dict[str, list]:
+        if self._entries is None:
+            self._entries = self._load()
+        return self._entries
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added)
 
     def _load(self) -> dict[str, list]:
         try:
@@ -194,7 +244,7 @@ class SourceIndex:
         raw = find_raw_file(self.raw_dir, batch_key(sha))
         if raw is None or not raw.name.startswith(sha):
             return None
-        self.entries[key] = self.entries.pop(key)  # recently used: kept under the cap
+        self.touched[key] = entry  # recently used: kept under the cap when the index is saved
         return sha
 
     def remember(
@@ -213,16 +263,18 @@ class SourceIndex:
             return  # its size says nothing of its content (procfs, sysfs)
         if read_at_ns - max(before.st_mtime_ns, before.st_ctime_ns) < self.settle_ns:
             return
-        self.entries.pop(key, None)  # to the end: the most recent are kept
-        self.entries[key] = [*self._state(before), raw.sha256]
-        self.changed = True
+        self.entries[key] = self.added[key] = [*self._state(before), raw.sha256]
 
     def save(self) -> None:
         """Write the index (atomically: a reader sees the old or the new one); a failure is
         only logged, since the files are landed already."""
         if not self.changed:
             return
-        entries = dict(list(self.entries.items())[-SOURCE_INDEX_ENTRIES:])
+        merged = self._load() if self.path.exists() else {}  # what others saved meanwhile
+        for key, entry in [*self.touched.items(), *self.added.items()]:
+            merged.pop(key, None)  # to the end: the most recent are kept
+            merged[key] = entry
+        entries = dict(list(merged.items())[-SOURCE_INDEX_ENTRIES:])
         try:
             fd, tmp = tempfile.mkstemp(dir=self.raw_dir, prefix=".sources.", suffix=".tmp")
             try:
@@ -235,7 +287,7 @@ class SourceIndex:
         except OSError as exc:
             log.warning("could not write the raw store's source index %s: %s", self.path, exc)
             return
-        self.changed = False
+        self.added = {}
 
 
 def plan_files(landed: list[tuple[Path, str]], known_keys: set[str]) -> LandingScan:
@@ -253,8 +305,10 @@ def _failure(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}" + (f" ({notes})" if notes else "")
 
 
-# What a tick assumes about the rate it lands files at, until its first file is done.
-ASSUMED_LANDING_BYTES_PER_SECOND = 200e6
+# The rate a tick assumes it lands files at until it has measured one over MEASURED_MIN_BYTES
+# of files landed (a slow disk's: a few small files measure their fixed costs, not the rate).
+ASSUMED_LANDING_BYTES_PER_SECOND = 50e6
+MEASURED_MIN_BYTES = 64 * 2**20
 
 
 def _within(
@@ -264,9 +318,12 @@ def _within(
     max_seconds: float | None,
 ) -> dict[Path, object]:
     """``fn`` of the first ``(path, size)`` items, on ``threads`` threads, each started only
-    when it is expected to end within ``max_seconds`` of the start: at the rate the files done
-    so far went (ASSUMED_LANDING_BYTES_PER_SECOND before any), with the bytes still in flight
-    ahead of it. The first always starts. The results of those started, by path."""
+    when it is expected to end within ``max_seconds`` of the start, the bytes still in flight
+    ahead of it: at the rate the files landed so far went, once they hold MEASURED_MIN_BYTES
+    (a file that failed does not count), else ASSUMED_LANDING_BYTES_PER_SECOND. The first
+    always starts. The results (``fn`` returns an Exception for a file that failed) of those
+    started, by path."""
+    threads = max(1, threads)
     started = time.monotonic()
     results: dict[Path, object] = {}
     running: dict[Future, tuple[Path, int]] = {}
@@ -276,12 +333,12 @@ def _within(
         if taken == 0 or max_seconds is None:
             return True
         elapsed = time.monotonic() - started
-        rate = done_bytes / elapsed if done_bytes and elapsed > 0 else None
-        rate = rate or ASSUMED_LANDING_BYTES_PER_SECOND
+        measured = done_bytes >= MEASURED_MIN_BYTES and elapsed > 0
+        rate = done_bytes / elapsed if measured else ASSUMED_LANDING_BYTES_PER_SECOND
         ahead = sum(n for _, n in running.values()) + size
         return elapsed + ahead / rate <= max_seconds
 
-    with ThreadPoolExecutor(max(1, threads), thread_name_prefix="routeiq-landing") as pool:
+    with ThreadPoolExecutor(threads, thread_name_prefix="routeiq-landing") as pool:
         while True:
             while taken < len(items) and len(running) < threads and fits(items[taken][1]):
                 path, size = items[taken]
@@ -293,7 +350,8 @@ def _within(
             for future in finished:
                 path, size = running.pop(future)
                 results[path] = future.result()
-                done_bytes += size
+                if not isinstance(results[path], Exception):
+                    done_bytes += size
 
 
 def scan_landing(
@@ -316,44 +374,91 @@ def scan_landing(
     :func:`_within`; the first always starts); the rest are ``deferred`` to the next scan, so a
     backlog of any size is taken over several sensor ticks, each within Dagster's sensor timeout
     (60 s), instead of every tick timing out on the whole backlog and never saving its cursor.
-    Files the cursor saw before go first (deferred ones are never overtaken by newer ones), then
-    new ones, in name order each, and last the ones that failed in the scan before: a file that
-    keeps failing holds back no other. A file that fails (``unreadable``, with the reason) is
-    tried again next scan; the others go on."""
+    Files deferred by the scan before go first (never overtaken by newer ones), then the others,
+    in name order each, and last the ones that failed in the scan before: a file that keeps
+    failing holds back no other. A file that fails (``unreadable``, with the reason) is tried
+    again next scan; the others go on. With ``raw_dir``, one scan lands at a time into it (a
+    lock file there): a scan that finds another landing (a tick that outlived its timeout,
+    another code server) takes nothing, keeps the cursor it was given and says ``busy``."""
+    if raw_dir is None:
+        return _scan(
+            landing_dir, _clean_cursor(cursor), known_keys, settle_seconds, now, None, max_seconds
+        )
+    Path(raw_dir).mkdir(parents=True, exist_ok=True)
+    with open(Path(raw_dir) / LANDING_LOCK, "a+b") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return LandingScan(cursor=cursor, busy=True)
+        try:
+            return _scan(
+                landing_dir,
+                _clean_cursor(cursor),
+                known_keys,
+                settle_seconds,
+                now,
+                raw_dir,
+                max_seconds,
+            )
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+# In the raw store: held while a scan lands files into it.
+LANDING_LOCK = ".landing.lock"
+
+
+def _scan(
+    landing_dir: Path,
+    cursor: dict,
+    known_keys: set[str],
+    settle_seconds: float,
+    now: float | None,
+    raw_dir: Path | None = None,
+    max_seconds: float | None = None,
+) -> LandingScan:
     now = time.time() if now is None else now
     previous: dict[str, list] = cursor.get("files", {})
     failed_before = set(cursor.get("failed", []))
+    deferred_before = set(cursor.get("deferred", []))
     files: dict[str, list] = {}
     scan = LandingScan()
-    complete: list[tuple[str, Path, int, int, str | None]] = []
+    complete: list[tuple[str, Path, int, int, int, str | None]] = []
     for path in landing_files(Path(landing_dir)):
         rel = path.relative_to(landing_dir).as_posix()
         try:
             stat = path.stat()
         except FileNotFoundError:  # removed between listing and stat
             continue
-        size, mtime_ns = stat.st_size, stat.st_mtime_ns
+        size, mtime_ns, ctime_ns = stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
         before = previous.get(rel)
-        unchanged = before is not None and before[0] == size and before[1] == mtime_ns
+        # the change time too (entries of older cursors have none): a same-size rewrite whose
+        # modification time was put back (cp -p, rsync -t) is a change
+        unchanged = (
+            before is not None
+            and before[:2] == [size, mtime_ns]
+            and (len(before) < 4 or before[3] == ctime_ns)
+        )
         settled = now - mtime_ns / 1e9 >= settle_seconds
         if not (unchanged or settled):
-            files[rel] = [size, mtime_ns, None]
+            files[rel] = [size, mtime_ns, None, ctime_ns]
             scan.waiting.append(path)
             continue
-        complete.append((rel, path, size, mtime_ns, before[2] if unchanged else None))
+        cached = before[2] if unchanged and before is not None else None
+        complete.append((rel, path, size, mtime_ns, ctime_ns, cached))
     index = SourceIndex(Path(raw_dir)) if raw_dir is not None else None
     found: dict[Path, object] = {}
-    for _rel, path, _size, _mtime, cached in complete:
+    for _rel, path, _size, _mtime, _ctime, cached in complete:
         sha = index.known(path) if index is not None and not cached else None
         if sha is not None:
             found[path] = sha  # landed before (by a tick whose cursor was lost, or the CLI)
 
-    def order(entry: tuple[str, Path, int, int, str | None]) -> tuple[int, str]:
+    def order(entry: tuple) -> tuple[int, str]:
         rel = entry[0]
-        return (2 if rel in failed_before else 0 if rel in previous else 1, rel)
+        return (0 if rel in deferred_before else 2 if rel in failed_before else 1, rel)
 
-    todo = sorted((c for c in complete if not c[4] and c[1] not in found), key=order)
-    items = [(path, size) for _rel, path, size, _mtime, _cached in todo]
+    todo = sorted((c for c in complete if not c[5] and c[1] not in found), key=order)
+    items = [(c[1], c[2]) for c in todo]
     # two threads (four when each landing waits for its flush to disk); a file that cannot be
     # read or landed must not hold back the others
     if index is None:
@@ -373,13 +478,13 @@ def scan_landing(
             else:
                 found[path] = result
         index.save()
-    failed = []
-    for rel, path, size, mtime_ns, cached in complete:
+    failed, deferred = [], []
+    for rel, path, size, mtime_ns, ctime_ns, cached in complete:
         if not cached and path not in found:
-            files[rel] = [size, mtime_ns, None]  # complete: taken by a next scan
+            files[rel] = [size, mtime_ns, None, ctime_ns]  # complete: taken by a next scan
             scan.deferred.append(path)
-            if rel in failed_before:
-                failed.append(rel)  # not tried this time: still last next time
+            # not tried this time: a failed one still last next time, the others first
+            (failed if rel in failed_before else deferred).append(rel)
             continue
         sha = cached or found[path]
         if isinstance(sha, Exception):
@@ -389,9 +494,10 @@ def scan_landing(
             failed.append(rel)
             continue  # not in the cursor: read again next scan
         assert isinstance(sha, str)
-        files[rel] = [size, mtime_ns, sha]
+        files[rel] = [size, mtime_ns, sha, ctime_ns]
         scan.take(batch_key(sha), path, known_keys)
-    scan.cursor = {"files": files, **({"failed": failed} if failed else {})}
+    scan.cursor = {"files": files}
+    scan.cursor |= {k: v for k, v in (("failed", failed), ("deferred", deferred)) if v}
     return scan
 
 

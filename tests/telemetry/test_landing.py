@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from routeiq_assets.telemetry.landing import SOURCE_INDEX, SourceIndex, land_paths, scan_landing
+from routeiq_assets.telemetry.landing import (
+    SOURCE_INDEX,
+    SourceIndex,
+    land_paths,
+    load_cursor,
+    scan_landing,
+)
 from routeiq_assets.telemetry.raw_store import find_raw_file, land_file
 
 SIZE = 4 * 2**20
@@ -223,3 +229,120 @@ def test_a_tick_starts_a_file_only_when_it_should_end_in_time(tmp_path):
     assert ends[-1] - started <= 1.1
     assert list(_within(slow, items[:2], 1, max_seconds=0)) == [items[0][0]]  # first: always
     assert len(_within(slow, items[:4], 2, max_seconds=None)) == 4
+
+
+def test_a_ticks_rate_is_measured_on_enough_bytes_landed_and_never_on_failures(tmp_path):
+    from routeiq_assets.telemetry.landing import _within
+
+    def land(path):  # 20 ms a file and 1 GB/s; "bad" fails at once
+        if path.name.startswith("bad"):
+            return OSError(5, "Input/output error")
+        time.sleep(0.02 + sizes[path] / 1e9)
+        return path.name
+
+    small = [(tmp_path / f"small{i}", 10_000) for i in range(4)]
+    big = (tmp_path / "big", 200_000_000)
+    sizes = dict([*small, big])
+    # four small files measure their fixed costs (500 kB/s), not the rate: the big one still
+    # starts (it takes 0.22 s; at 500 kB/s it would seem to take 400 s)
+    assert list(_within(land, [*small, big], 1, max_seconds=5)) == [p for p, _ in [*small, big]]
+    # a large file that fails at once is no measure of the rate: the others are not all started
+    bad = (tmp_path / "bad", 50 * 10**9)
+    rest = [(tmp_path / f"f{i}", 100_000_000) for i in range(8)]  # 0.12 s each
+    sizes |= dict([bad, *rest])
+    started = time.monotonic()
+    done = _within(land, [bad, *rest], 1, max_seconds=0.5)
+    # nothing landed: the assumed 50 MB/s, at which no 100 MB file ends within 0.5 s
+    assert list(done) == [bad[0]] and time.monotonic() - started < 0.5
+
+
+def test_a_file_deferred_is_not_overtaken_by_one_that_was_still_being_written(tmp_path):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    for name in ("z1.jsonl", "z2.jsonl", "z3.jsonl"):
+        (landing / name).write_text(json.dumps({"event_id": name}) + "\n")
+    known: set[str] = set()
+
+    def tick(cursor):  # complete only when unchanged since the tick before (settle: 1 h)
+        scan = scan_landing(landing, cursor, known, settle_seconds=3600, max_seconds=0)
+        known.update(key for key, _ in scan.ready)
+        return [p.name for _, p in scan.ready], json.loads(scan.cursor_json())
+
+    taken, cursor = tick({})
+    assert taken == []  # all being written, as far as it knows
+    taken, cursor = tick(cursor)
+    assert taken == ["z1.jsonl"]  # one a tick (no time): z2 and z3 deferred
+    (landing / "a.jsonl").write_text('{"event_id": "a"}\n')  # sorts first
+    taken, cursor = tick(cursor)
+    assert taken == ["z2.jsonl"]  # a: being written
+    taken, cursor = tick(cursor)
+    assert taken == ["z3.jsonl"]  # a is complete now, and was seen before: z3 still goes first
+    taken, cursor = tick(cursor)
+    assert taken == ["a.jsonl"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"files": [], "failed": 5}',
+        '{"files": {"a.jsonl": 5}, "failed": null}',
+        '{"files": {"a.jsonl": [1]}, "failed": [[1]]}',
+        '{"files": {"a.jsonl": [1, 2, 7]}, "deferred": {"x": 1}}',
+        '{"files": {"a.jsonl": [1, 2, "zz"]}}',
+        "[1, 2]",
+        "{not json",
+    ],
+)
+def test_a_damaged_cursor_costs_a_read_never_a_failed_tick(tmp_path, text):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    (landing / "a.jsonl").write_text('{"event_id": "a"}\n')
+    scan = scan_landing(landing, load_cursor(text), set(), settle_seconds=0)
+    assert [p.name for _, p in scan.ready] == ["a.jsonl"]
+
+
+def test_a_rewrite_of_the_same_size_with_its_time_put_back_is_a_new_file(tmp_path):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    path = landing / "a.jsonl"
+    path.write_text('{"event_id": "1"}\n')
+    first = scan_landing(landing, {}, set(), settle_seconds=0)
+    [(old, _)] = first.ready
+    times = os.stat(path)
+    path.write_text('{"event_id": "2"}\n')  # cp -p, rsync -t: same size, the old mtime
+    os.utime(path, ns=(times.st_atime_ns, times.st_mtime_ns))
+    cursor, ready, known = json.loads(first.cursor_json()), [], {old}
+    for _ in range(3):  # changed: waits until unchanged for a tick, then is read again
+        scan = scan_landing(landing, cursor, known, settle_seconds=3600)
+        cursor, ready = json.loads(scan.cursor_json()), ready + scan.ready
+        known.update(key for key, _ in scan.ready)
+    assert [key for key, _ in ready] == [hashlib.sha256(path.read_bytes()).hexdigest()[:16]]
+
+
+def test_a_scan_that_finds_another_landing_takes_nothing_and_keeps_its_cursor(tmp_path):
+    import fcntl
+
+    from routeiq_assets.telemetry.landing import LANDING_LOCK
+
+    landing, raw = tmp_path / "landing", tmp_path / "raw"
+    landing.mkdir()
+    raw.mkdir()
+    (landing / "a.jsonl").write_text('{"event_id": "a"}\n')
+    cursor = {"files": {"old.jsonl": [1, 2, None]}}
+    with open(raw / LANDING_LOCK, "a+b") as held:  # another tick, still landing
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        busy = scan_landing(landing, cursor, set(), settle_seconds=0, raw_dir=raw)
+        assert busy.busy and busy.ready == [] and busy.cursor == cursor
+    done = scan_landing(landing, cursor, set(), settle_seconds=0, raw_dir=raw)
+    assert not done.busy and [p.name for _, p in done.ready] == ["a.jsonl"]
+
+
+def test_files_landed_beside_one_that_failed_are_remembered(tmp_path):
+    raw, good = tmp_path / "raw", tmp_path / "good.jsonl"
+    sha = _jsonl(good, "a")
+    bad = tmp_path / "bad.jsonl"
+    bad.symlink_to("/proc/self/mem")  # every read: EIO
+    with pytest.raises(OSError, match="Input/output error"):
+        land_paths([bad, good], raw, settle_seconds=0)
+    index = json.loads((raw / SOURCE_INDEX).read_text())
+    assert [e[3] for e in index["files"].values()] == [sha]
