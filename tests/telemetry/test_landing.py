@@ -346,3 +346,18 @@ def test_files_landed_beside_one_that_failed_are_remembered(tmp_path):
         land_paths([bad, good], raw, settle_seconds=0)
     index = json.loads((raw / SOURCE_INDEX).read_text())
     assert [e[3] for e in index["files"].values()] == [sha]
+
+
+def test_two_processes_saving_the_index_keep_both_their_files(tmp_path):
+    raw_dir = tmp_path / "raw"
+    ours, theirs = SourceIndex(raw_dir, settle_seconds=0), SourceIndex(raw_dir, settle_seconds=0)
+    shas = []
+    for index, name in ((ours, "a.jsonl"), (theirs, "b.jsonl")):
+        path = tmp_path / name
+        shas.append(_jsonl(path, name))
+        before, read_at = os.stat(path), time.time_ns()
+        index.remember(path, before, read_at, land_file(path, raw_dir))
+    theirs.save()
+    ours.save()  # read theirs before writing
+    saved = json.loads((raw_dir / SOURCE_INDEX).read_text())["files"]
+    assert sorted(e[3] for e in saved.values()) == sorted(shas)
