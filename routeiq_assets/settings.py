@@ -73,7 +73,11 @@ class RouteIQSettings(BaseSettings):
         30, ge=1, description="how often declarative automation evaluates its conditions"
     )
     landing_settle_seconds: float = Field(
-        5.0, ge=0, description="a landing file unchanged this long is complete"
+        5.0,
+        ge=0,
+        description="a landing file is complete once unchanged this long, or unchanged since "
+        "the sensor's previous tick (whichever comes first: writers that pause longer than a "
+        "tick must use a temporary name, .tmp/.part or hidden, and rename when done)",
     )
     landing_tick_seconds: float = Field(
         20.0,

@@ -166,10 +166,10 @@ def landing_sensor(context: dg.SensorEvaluationContext, routeiq: RouteIQResource
         raw_dir=settings.resolved.raw_dir,
         max_seconds=settings.landing_tick_seconds,
     )
-    if scan.busy:
-        context.log.info(
+    if scan.busy:  # a warning: a scan that never ends (a hung network file system) shows
+        context.log.warning(
             "another scan is landing files into the raw store (a tick that outlived its "
-            "timeout, or another code server): this tick took nothing"
+            f"timeout, or another code server; {scan.busy_with}): this tick took nothing"
         )
     if scan.waiting:
         context.log.info(f"{len(scan.waiting)} files still being written; next tick")

@@ -52,6 +52,7 @@ class LandingScan:
     # another scan (a tick that outlived its timeout, another code server) is landing files
     # into the same raw store: this one took nothing and kept the cursor it was given
     busy: bool = False
+    busy_with: str = ""  # who holds the lock, for how long
 
     def cursor_json(self) -> str:
         return json.dumps(self.cursor, sort_keys=True)
@@ -70,7 +71,7 @@ def load_cursor(text: str | None) -> dict:
     dropped, so a damaged cursor costs files read again, never a tick that fails."""
     try:
         cursor = json.loads(text) if text else {}
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # not JSON, or numbers past Python's digit limit
         cursor = {}
     return _clean_cursor(cursor)
 
@@ -139,11 +140,13 @@ def land_paths(
     ]
 
 
-def _land_observed(path: Path, raw_dir: Path) -> tuple[RawFile, os.stat_result | None, int]:
+def _land_observed(
+    path: Path, raw_dir: Path, regular_only: bool = False
+) -> tuple[RawFile, os.stat_result | None, int]:
     """The file landed, its state just before and the moment (ns) it began to be read."""
     before = SourceIndex.stat(path)
     read_at = time.time_ns()
-    return land_file(path, raw_dir), before, read_at
+    return land_file(path, raw_dir, regular_only), before, read_at
 
 
 # Where the raw store remembers the files it landed (hidden: no reader of the store lists it).
@@ -389,7 +392,13 @@ def scan_landing(
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            return LandingScan(cursor=cursor, busy=True)
+            return LandingScan(cursor=cursor, busy=True, busy_with=_holder(lock))
+        except OSError as exc:  # no flock here (NFS without lockd, some CIFS): go on unlocked
+            log.warning("landing without the raw store's lock (%s): %s", LANDING_LOCK, exc)
+        else:
+            lock.truncate(0)
+            lock.write(f"{os.getpid()} {time.time():.0f}".encode())
+            lock.flush()
         try:
             return _scan(
                 landing_dir,
@@ -404,8 +413,19 @@ def scan_landing(
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-# In the raw store: held while a scan lands files into it.
+# In the raw store: held while a scan lands files into it (flock: one host, or NFS with locks);
+# it holds the holder's pid and start time.
 LANDING_LOCK = ".landing.lock"
+
+
+def _holder(lock) -> str:
+    """Who holds the lock and for how long, as its holder wrote it."""
+    try:
+        lock.seek(0)
+        pid, since = lock.read(100).decode().split()
+        return f"pid {pid}, for {time.time() - float(since):.0f} s"
+    except (OSError, ValueError):
+        return "unknown holder"
 
 
 def _scan(
@@ -422,6 +442,8 @@ def _scan(
     failed_before = set(cursor.get("failed", []))
     deferred_before = set(cursor.get("deferred", []))
     files: dict[str, list] = {}
+    failed: list[str] = []
+    deferred: list[str] = []
     scan = LandingScan()
     complete: list[tuple[str, Path, int, int, int, str | None]] = []
     for path in landing_files(Path(landing_dir)):
@@ -443,6 +465,8 @@ def _scan(
         if not (unchanged or settled):
             files[rel] = [size, mtime_ns, None, ctime_ns]
             scan.waiting.append(path)
+            if rel in failed_before:
+                failed.append(rel)  # still last once complete
             continue
         cached = before[2] if unchanged and before is not None else None
         complete.append((rel, path, size, mtime_ns, ctime_ns, cached))
@@ -465,7 +489,7 @@ def _scan(
         found |= _within(_hashed_or_error, items, min(2, os.cpu_count() or 1), max_seconds)
     else:
         landed = _within(
-            lambda path: _landed_or_error(path, Path(raw_dir)),
+            lambda path: _landed_or_error(path, Path(raw_dir), regular_only=True),
             items,
             landing_threads(),
             max_seconds,
@@ -478,7 +502,6 @@ def _scan(
             else:
                 found[path] = result
         index.save()
-    failed, deferred = [], []
     for rel, path, size, mtime_ns, ctime_ns, cached in complete:
         if not cached and path not in found:
             files[rel] = [size, mtime_ns, None, ctime_ns]  # complete: taken by a next scan
@@ -491,8 +514,9 @@ def _scan(
             if isinstance(sha, FileNotFoundError) and not os.path.lexists(path):
                 continue  # removed since it was listed
             scan.unreadable.append((path, _failure(sha)))
+            files[rel] = [size, mtime_ns, None, ctime_ns]  # no hash: read again next scan
             failed.append(rel)
-            continue  # not in the cursor: read again next scan
+            continue
         assert isinstance(sha, str)
         files[rel] = [size, mtime_ns, sha, ctime_ns]
         scan.take(batch_key(sha), path, known_keys)
@@ -509,9 +533,9 @@ def _hashed_or_error(path: Path) -> str | Exception:
 
 
 def _landed_or_error(
-    path: Path, raw_dir: Path
+    path: Path, raw_dir: Path, regular_only: bool = False
 ) -> tuple[RawFile, os.stat_result | None, int] | Exception:
     try:
-        return _land_observed(path, raw_dir)
+        return _land_observed(path, raw_dir, regular_only)
     except Exception as exc:  # one file's trouble (I/O, a bug) must not stop the scan
         return exc

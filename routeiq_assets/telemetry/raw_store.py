@@ -154,24 +154,36 @@ def _fd_sha256(fd: int) -> str:
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
-def land_file(source: Path, raw_dir: Path) -> RawFile:
+def land_file(source: Path, raw_dir: Path, regular_only: bool = False) -> RawFile:
     """Copy a file into the raw store under its hash (idempotent; the copy is read-only).
 
     The hash is of the copy, read back after copying (it is read from the page cache): a file
     that changes while it is landed can never be stored under the hash of other content. An
     error says which file it was landing (a failed read or write names none of its own).
+    ``regular_only``: anything else (a FIFO swapped in for the file, whose open would wait for
+    a writer) is refused at once instead of read.
     """
     try:
-        return _land_file(Path(source), Path(raw_dir))
+        return _land_file(Path(source), Path(raw_dir), regular_only)
     except OSError as exc:
         exc.add_note(f"while landing {source} in {raw_dir}")
         raise
 
 
-def _land_file(source: Path, raw_dir: Path) -> RawFile:
+def _open_source(source: Path, regular_only: bool) -> int:
+    if not regular_only:
+        return os.open(source, os.O_RDONLY)
+    fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO's open does not wait
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(source))
+    return fd
+
+
+def _land_file(source: Path, raw_dir: Path, regular_only: bool = False) -> RawFile:
     raw_dir = Path(raw_dir)
     raw_dir.mkdir(parents=True, exist_ok=True)
-    with source.open("rb", buffering=0) as src:
+    with open(_open_source(source, regular_only), "rb", buffering=0) as src:
         # a file of its own for each copy, created exclusively: threads, processes or hosts
         # sharing the raw store may land the same bytes at once
         fd, tmp_name = tempfile.mkstemp(dir=raw_dir, prefix=".landing.", suffix=".tmp")

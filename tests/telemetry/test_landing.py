@@ -291,6 +291,7 @@ def test_a_file_deferred_is_not_overtaken_by_one_that_was_still_being_written(tm
         '{"files": {"a.jsonl": [1, 2, "zz"]}}',
         "[1, 2]",
         "{not json",
+        '{"files": {"a.jsonl": [' + "1" * 5000 + ", 2, null]}}",  # past Python's digit limit
     ],
 )
 def test_a_damaged_cursor_costs_a_read_never_a_failed_tick(tmp_path, text):
@@ -331,8 +332,12 @@ def test_a_scan_that_finds_another_landing_takes_nothing_and_keeps_its_cursor(tm
     cursor = {"files": {"old.jsonl": [1, 2, None]}}
     with open(raw / LANDING_LOCK, "a+b") as held:  # another tick, still landing
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.truncate(0)
+        held.write(f"4242 {time.time() - 30}".encode())
+        held.flush()
         busy = scan_landing(landing, cursor, set(), settle_seconds=0, raw_dir=raw)
         assert busy.busy and busy.ready == [] and busy.cursor == cursor
+        assert busy.busy_with in ("pid 4242, for 30 s", "pid 4242, for 31 s")
     done = scan_landing(landing, cursor, set(), settle_seconds=0, raw_dir=raw)
     assert not done.busy and [p.name for _, p in done.ready] == ["a.jsonl"]
 
@@ -361,3 +366,42 @@ def test_two_processes_saving_the_index_keep_both_their_files(tmp_path):
     ours.save()  # read theirs before writing
     saved = json.loads((raw_dir / SOURCE_INDEX).read_text())["files"]
     assert sorted(e[3] for e in saved.values()) == sorted(shas)
+
+
+def test_a_fifo_swapped_in_for_a_landing_file_is_refused_not_waited_on(tmp_path):
+    import threading
+
+    fifo = tmp_path / "calls.jsonl"
+    os.mkfifo(fifo)
+    outcome = []
+
+    def land():
+        try:
+            land_file(fifo, tmp_path / "raw", regular_only=True)
+        except OSError as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=land, daemon=True)
+    worker.start()
+    worker.join(5)
+    if worker.is_alive():  # waiting for a writer: give it one, so the test process can end
+        with open(fifo, "wb"):
+            pass
+        worker.join(5)
+        pytest.fail("landing a FIFO waited for a writer")
+    [error] = outcome
+    assert "not a regular file" in str(error) and "while landing" in str(error.__notes__)
+
+
+def test_a_failing_file_stays_last_while_it_is_being_rewritten(tmp_path):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    (landing / "a_bad.jsonl").symlink_to("/proc/self/mem")  # every read: EIO
+    cursor = load_cursor(None)
+    first = scan_landing(landing, cursor, set(), settle_seconds=0, raw_dir=tmp_path / "raw")
+    assert first.cursor["failed"] == ["a_bad.jsonl"]
+    later = time.time() + 3600  # its mtime looks new to a long settle: it waits, still failed
+    cursor = {"files": {}, "failed": ["a_bad.jsonl"]}
+    waiting = scan_landing(landing, cursor, set(), settle_seconds=10**9, now=later)
+    assert [p.name for p in waiting.waiting] == ["a_bad.jsonl"]
+    assert waiting.cursor["failed"] == ["a_bad.jsonl"]
