@@ -11,6 +11,7 @@ index (:class:`SourceIndex`) spares reading again a file landed before and uncha
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -410,7 +411,8 @@ def scan_landing(
                 max_seconds,
             )
         finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            with contextlib.suppress(OSError):  # (closing the file releases it anyway)
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 # In the raw store: held while a scan lands files into it (flock: one host, or NFS with locks);
