@@ -8,8 +8,10 @@ ingest`). Each measurement runs in a fresh process (peak
 RSS is its own). Volume: ROUTEIQ_BENCH_EVENTS decision events (default 200,000; the issue's
 figure is 1,000,000).
 
-Also in the same run: our path without landing (the files already in the raw store: what a run
-the landing sensor requests does, since its tick lands the files), our path on the same events
+Also in the same run: the landing sensor's path (one tick on the folder, which lands the files,
+and the runs it requests, in process), our path without landing (the files already in the raw
+store: what a run the landing sensor requests does, since its tick lands the files), our path
+on the same events
 with every prompt distinct (`routeiq simulate
 --distinct-prompts`: the generator repeats a few thousand prompts, a gateway's mostly differ, and
 scrubbing and hashing run once per distinct text), our path without the compiled normaliser
@@ -185,6 +187,37 @@ out = subprocess.run([sys.executable, "-m", "routeiq_assets.cli", "ingest", sys.
 report(stop(started), json.loads(out)["decisions"])
 """
 
+# The product's automated path: one landing-sensor tick on the folder (it lands the files into
+# the raw store) and the runs it requests, in process (a fresh DAGSTER_HOME and ROUTEIQ_HOME
+# in argv; Dagster's imports included, as a run's own process has them).
+SENSOR = """
+import os, sys
+from pathlib import Path
+os.environ.update(
+    DAGSTER_HOME=sys.argv[2], ROUTEIQ_HOME=sys.argv[3], ROUTEIQ_LANDING_DIR=sys.argv[1]
+)
+os.makedirs(sys.argv[2], exist_ok=True)
+started = start()
+import dagster as dg
+from routeiq_assets.definitions import defs
+from routeiq_assets.defs.ingestion import landing_sensor
+from routeiq_assets.defs.resources import RouteIQResource
+from routeiq_assets.warehouse.store import connect
+instance = dg.DagsterInstance.get()
+context = dg.build_sensor_context(instance=instance, resources={"routeiq": RouteIQResource()})
+tick = landing_sensor(context)
+for request in tick.dynamic_partitions_requests:  # what the daemon applies
+    instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+job = defs.resolve_job_def("ingest_telemetry")
+for request in tick.run_requests:
+    run = job.execute_in_process(run_config=request.run_config, tags=request.tags,
+                                 partition_key=request.partition_key, instance=instance)
+    assert run.success, run.run_id
+with connect(RouteIQResource().settings().resolved.duckdb_path, read_only=True) as con:
+    decisions = con.execute("SELECT count(*) FROM router_decisions").fetchall()[0][0]
+report(stop(started), decisions)
+"""
+
 BASELINE = """
 import json, sys, time
 from pathlib import Path
@@ -340,6 +373,9 @@ def test_normalisation_throughput(tmp_path, machine_load):
     # the product's +1%: a second `routeiq ingest` of the new batch in the same homes (its
     # start-up, Dagster's run bookkeeping and the warehouse-wide pairing counts included)
     prod_inc = _measure(PRODUCT, str(extra), str(home / "dagster"), str(home / "routeiq"))
+    sensor_home = tmp_path / "sensor"
+    sensor = _measure(SENSOR, str(full), str(sensor_home / "dagster"), str(sensor_home / "routeiq"))
+    shutil.rmtree(sensor_home)  # its raw store, for what follows
     land = _measure(LAND, str(full), str(tmp_path / "raw_land"))
     norm = _measure(NORMALISE, str(tmp_path / "raw_land"), str(tmp_path / "norm.duckdb"))
     disk = _measure(FLOOR_DISK, str(full), str(tmp_path / "disk.bin"))
@@ -348,7 +384,7 @@ def test_normalisation_throughput(tmp_path, machine_load):
     wr = _measure(FLOOR_WRITE, str(full), str(tmp_path / "floor.duckdb"), "group")
     each = _measure(FLOOR_WRITE, str(full), str(tmp_path / "each.duckdb"), "each")
     assert prod.events == dec.events == scan.events == py.events == uniq.events == EVENTS
-    assert norm.events == EVENTS
+    assert norm.events == sensor.events == EVENTS
     assert prod_inc.events == inc.events
     assert wr.events == each.events == min(EVENTS, 4 * PER_FILE)
 
@@ -362,6 +398,7 @@ def test_normalisation_throughput(tmp_path, machine_load):
         ("ours without the compiled normaliser", py, True),
         ("product: `routeiq ingest` (Dagster runs)", prod, True),
         ("product: +1% new batch after its full run", prod_inc, False),
+        ("product: landing sensor tick + its runs", sensor, True),
         ("floor: the files' bytes written + flushed", disk, False),
         ("floor: compiled scan only (1 process)", scan, True),
         ("floor: msgspec decode only (1 process)", dec, True),
@@ -430,6 +467,7 @@ def test_normalisation_throughput(tmp_path, machine_load):
                 "ours_cpu_seconds_per_million": round(ours.cpu / ours.events * 1e6, 2),
                 "distinct_prompts_vs_baseline_speed": round(base.seconds / uniq.seconds, 3),
                 "normalise_only_vs_baseline_speed": round(base.seconds / norm.seconds, 3),
+                "sensor_vs_baseline_speed": round(base.seconds / sensor.seconds, 3),
                 "ceiling_vs_baseline_speed": round(ceiling / base_rate, 3),
                 "landed_ceiling_vs_baseline_speed": round(landed_ceiling / base_rate, 3),
                 "cpu_ceiling_vs_baseline_speed": round(cpu_ceiling / base_rate, 3),
