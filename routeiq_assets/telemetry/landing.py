@@ -451,10 +451,10 @@ def _scan(
     for path in landing_files(Path(landing_dir)):
         rel = path.relative_to(landing_dir).as_posix()
         try:
-            stat = path.stat()
+            st = path.stat()
         except FileNotFoundError:  # removed between listing and stat
             continue
-        size, mtime_ns, ctime_ns = stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
+        size, mtime_ns, ctime_ns = st.st_size, st.st_mtime_ns, st.st_ctime_ns
         before = previous.get(rel)
         # the change time too (entries of older cursors have none): a same-size rewrite whose
         # modification time was put back (cp -p, rsync -t) is a change
