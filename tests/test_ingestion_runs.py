@@ -397,3 +397,16 @@ def test_a_backlog_is_landed_by_the_ticks_in_turns_and_the_runs_find_it_landed(
     assert run.success
     with duckdb.connect(str(routeiq_home / "warehouse" / "routeiq.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM router_decisions").fetchall() == [(20,)]
+    # the next run advances the warehouse-wide pairing counts by what its batch changed
+    second = defs.resolve_job_def("ingest_telemetry").execute_in_process(
+        partition_key=taken[1].partition_key, run_config=taken[1].run_config, instance=instance
+    )
+    [meta] = [
+        e.step_materialization_data.materialization.metadata
+        for e in second.get_asset_materialization_events()
+        if e.step_materialization_data.materialization.asset_key.to_user_string()
+        == "router_decisions"
+    ]
+    assert meta["decisions_with_call"].value == 40 and meta["calls_without_decision"].value == 0
+    with duckdb.connect(str(routeiq_home / "warehouse" / "routeiq.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT ingest_log_rows FROM trace_pairing").fetchall() == [(2,)]

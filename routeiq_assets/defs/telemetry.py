@@ -16,8 +16,10 @@ from routeiq_assets.telemetry.raw_store import (
 from routeiq_assets.warehouse.ingest import ingest_registered_batches, register_raw_file
 from routeiq_assets.warehouse.store import (
     TELEMETRY_TABLES,
+    advance_pairing,
+    already_ingested,
     batch_row_counts,
-    decision_call_join_counts,
+    current_pairing,
 )
 
 GROUP = "telemetry"
@@ -154,9 +156,12 @@ def telemetry_tables(context: dg.AssetExecutionContext, routeiq: RouteIQResource
     keys = context.partition_keys
     settings = routeiq.settings()
     with routeiq.warehouse() as con:
+        # the pairing counts advance by what this run's batches changed, when they are new and
+        # the stored counts are of the warehouse as this run found it
+        before = None if already_ingested(con, keys) else current_pairing(con)
         done = ingest_registered_batches(con, keys, settings.prompt_text, context.log.info)
         stored = batch_row_counts(con, keys)
-        pairing = decision_call_join_counts(con)
+        pairing = advance_pairing(con, keys, before)
     counts = dict(done)  # (each batch's counts were logged as it was written)
     totals = {f: sum(getattr(c, f) for c in counts.values()) for f in _COUNT_FIELDS}
     per_batch = {key: {f: getattr(c, f) for f in _COUNT_FIELDS} for key, c in counts.items()}

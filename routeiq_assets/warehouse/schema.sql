@@ -114,6 +114,17 @@ CREATE TABLE IF NOT EXISTS llm_calls (
     ground_truth    VARCHAR
 );
 
+-- How decisions and LLM calls pair up by trace id, warehouse-wide (one row), as of the ingest
+-- log's state it names (its row count and latest ingested_at): an ingest run adds what its new
+-- batches changed instead of joining the whole tables again (store.advance_pairing).
+CREATE TABLE IF NOT EXISTS trace_pairing (
+    decisions_with_call     BIGINT NOT NULL,
+    decisions_without_call  BIGINT NOT NULL,
+    calls_without_decision  BIGINT NOT NULL,
+    ingest_log_rows         BIGINT NOT NULL,
+    ingest_log_latest       TIMESTAMP
+);
+
 CREATE TABLE IF NOT EXISTS quarantine (
     batch_id        VARCHAR NOT NULL,
     source          VARCHAR NOT NULL,

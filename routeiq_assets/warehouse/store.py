@@ -418,6 +418,89 @@ def decision_call_join_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     }
 
 
+PAIRING_FIELDS = ("decisions_with_call", "decisions_without_call", "calls_without_decision")
+
+
+def _ingest_log_state(con: duckdb.DuckDBPyConnection) -> tuple[int, object]:
+    """The ingest log's row count and latest ingested_at: they change with every batch written
+    (a rewritten batch gets a new ingested_at)."""
+    n, latest = con.execute("SELECT count(*), max(ingested_at) FROM ingest_log").fetchall()[0]
+    return int(n), latest
+
+
+def already_ingested(con: duckdb.DuckDBPyConnection, batch_ids: list[str]) -> bool:
+    """Whether any of these batches is in the ingest log (a rerun rewrites it)."""
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM ingest_log WHERE list_contains(?, batch_id)", [list(batch_ids)]
+        ).fetchall()[0][0]
+    )
+
+
+def current_pairing(con: duckdb.DuckDBPyConnection) -> dict[str, int] | None:
+    """The stored warehouse-wide pairing counts, if they are of the ingest log's present state
+    (None when missing, or when batches were written since without advancing them)."""
+    rows = con.execute(
+        "SELECT decisions_with_call, decisions_without_call, calls_without_decision,"
+        " ingest_log_rows, ingest_log_latest FROM trace_pairing"
+    ).fetchall()
+    if len(rows) != 1 or tuple(rows[0][3:]) != _ingest_log_state(con):
+        return None
+    return dict(zip(PAIRING_FIELDS, map(int, rows[0][:3]), strict=True))
+
+
+# Per trace touched by a run's new batches: its decisions and calls now (n) and the run's share
+# of them (r); before the run it had n - r. What pairs up changed only for these traces.
+_PAIRING_DELTA = """
+WITH t AS (
+    SELECT trace_id FROM router_decisions WHERE list_contains($ids, batch_id)
+    UNION SELECT trace_id FROM llm_calls WHERE list_contains($ids, batch_id)
+),
+d AS (
+    SELECT trace_id, count(*) AS n, count(*) FILTER (WHERE list_contains($ids, batch_id)) AS r
+    FROM router_decisions WHERE trace_id IN (SELECT trace_id FROM t) GROUP BY trace_id
+),
+c AS (
+    SELECT trace_id, count(*) AS n, count(*) FILTER (WHERE list_contains($ids, batch_id)) AS r
+    FROM llm_calls WHERE trace_id IN (SELECT trace_id FROM t) GROUP BY trace_id
+),
+j AS (
+    SELECT coalesce(d.n, 0) AS dn, coalesce(d.n - d.r, 0) AS d0,
+           coalesce(c.n, 0) AS cn, coalesce(c.n - c.r, 0) AS c0
+    FROM d FULL OUTER JOIN c USING (trace_id)
+)
+SELECT coalesce(sum(CASE WHEN cn > 0 THEN dn ELSE 0 END)
+                - sum(CASE WHEN c0 > 0 THEN d0 ELSE 0 END), 0),
+       coalesce(sum(CASE WHEN cn = 0 THEN dn ELSE 0 END)
+                - sum(CASE WHEN c0 = 0 THEN d0 ELSE 0 END), 0),
+       coalesce(sum(CASE WHEN dn = 0 THEN cn ELSE 0 END)
+                - sum(CASE WHEN d0 = 0 THEN c0 ELSE 0 END), 0)
+FROM j
+"""
+
+
+def advance_pairing(
+    con: duckdb.DuckDBPyConnection, new_batches: list[str], before: dict[str, int] | None
+) -> dict[str, int]:
+    """The warehouse-wide pairing counts after a run that wrote ``new_batches``, none of them
+    stored before it, and stored them. ``before``: :func:`current_pairing` as the run began;
+    with it, only the traces the new batches touch are counted again (at 10 million decisions
+    0.13 s instead of 1.8-2.4 s for joining the whole tables); without it (None: missing,
+    stale, or a batch rewritten) the whole tables are joined."""
+    if before is None:
+        counts = decision_call_join_counts(con)
+    else:
+        delta = con.execute(_PAIRING_DELTA, {"ids": list(new_batches)}).fetchall()[0]
+        counts = {f: before[f] + int(d) for f, d in zip(PAIRING_FIELDS, delta, strict=True)}
+    with transaction(con):
+        con.execute("DELETE FROM trace_pairing").fetchall()
+        con.execute(
+            "INSERT INTO trace_pairing VALUES (?, ?, ?, ?, ?)",
+            [*(counts[f] for f in PAIRING_FIELDS), *_ingest_log_state(con)],
+        ).fetchall()
+    return counts
+
+
 def pending_batches(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str, str]]:
     """Raw files landed but not yet normalised: (batch_id, raw_path, format, original_name)."""
     return con.execute(

@@ -179,38 +179,12 @@ def test_bad_records_are_quarantined_not_dropped(tmp_path):
 
 def test_every_format_lands_and_unpaired_records_are_kept(tmp_path):
     """Bare decision JSONL (no calls) and legacy traces.jsonl (no decisions) are both kept."""
-    import json
-
-    from routeiq_assets.telemetry.simulator import decision_payload
     from routeiq_assets.warehouse.store import decision_call_join_counts
+    from tests.warehouse.test_pairing import calls_jsonl, decisions_jsonl
 
     requests = list(simulate_requests(30, seed=4))
-    decisions = tmp_path / "routing_decisions.jsonl"
-    decisions.write_text("\n".join(json.dumps(decision_payload(r)) for r in requests[:10]) + "\n")
-    legacy = tmp_path / "traces.jsonl"
-    legacy.write_text(
-        "\n".join(
-            json.dumps(
-                {
-                    "query": r.query,
-                    "model_name": r.selected.name,
-                    "response": "ok",
-                    "response_time": 1.5,
-                    "token_num": 30,
-                    "input_tokens": 10,
-                    "output_tokens": 20,
-                    "task_name": r.task,
-                    "trace_id": r.trace_id,
-                    "span_id": r.llm_span_id,
-                    "timestamp": "2026-11-01T00:00:00Z",
-                    "performance": 0.5,
-                    "ground_truth": None,
-                }
-            )
-            for r in requests[20:30]
-        )
-        + "\n"
-    )
+    decisions = decisions_jsonl(tmp_path / "routing_decisions.jsonl", requests[:10])
+    legacy = calls_jsonl(tmp_path / "traces.jsonl", requests[20:30])
     (otlp,) = write_otlp_files(iter(requests[:20]), tmp_path / "otlp", "x")
     with connect(tmp_path / "w.duckdb") as con:
         for path in (decisions, legacy, otlp):
