@@ -116,7 +116,9 @@ CREATE TABLE IF NOT EXISTS llm_calls (
 
 -- How decisions and LLM calls pair up by trace id, warehouse-wide (one row), as of the ingest
 -- log's state it names (its row count and latest ingested_at): an ingest run adds what its new
--- batches changed instead of joining the whole tables again (store.advance_pairing).
+-- batches changed instead of joining the whole tables again (store.advance_pairing). Only the
+-- ingest path writes router_decisions and llm_calls (and the ingest log with them); after editing
+-- either by hand, DELETE FROM trace_pairing, and the next ingest run joins the whole tables.
 CREATE TABLE IF NOT EXISTS trace_pairing (
     decisions_with_call     BIGINT NOT NULL,
     decisions_without_call  BIGINT NOT NULL,

@@ -103,20 +103,28 @@ def test_a_batch_written_outside_a_run_makes_the_next_run_join_everything(tmp_pa
 
 def test_a_run_counts_only_what_its_batches_changed(tmp_path):
     """The stored counts are advanced, not recomputed: an offset planted in them survives a run
-    over new batches (and a rerun, which joins everything, removes it)."""
-    requests = list(simulate_requests(30, seed=23))
-    with connect(tmp_path / "w.duckdb") as con:
-        _run(con, tmp_path, [decisions_jsonl(tmp_path / "a.jsonl", requests[:10])])
+    over new batches that hold a small share of the rows; a run whose batches hold more than a
+    quarter of them (a backfill), or a rerun, joins everything and removes it."""
+    requests = list(simulate_requests(80, seed=23))
+    offset = {"decisions_with_call": 0, "decisions_without_call": 1000, "calls_without_decision": 0}
+
+    def plant(con):
         con.execute(
             "UPDATE trace_pairing SET decisions_without_call = decisions_without_call + 1000"
         )
-        counts, before = _run(con, tmp_path, [calls_jsonl(tmp_path / "b.jsonl", requests[5:20])])
+
+    def off(con, counts):
         full = decision_call_join_counts(con)
-        assert before is not None
-        assert {f: counts[f] - full[f] for f in PAIRING_FIELDS} == {
-            "decisions_with_call": 0,
-            "decisions_without_call": 1000,
-            "calls_without_decision": 0,
-        }
-        counts, before = _run(con, tmp_path, [tmp_path / "b.jsonl"])  # a rerun
-        assert before is None and counts == decision_call_join_counts(con)
+        return {f: counts[f] - full[f] for f in PAIRING_FIELDS}
+
+    with connect(tmp_path / "w.duckdb") as con:
+        _run(con, tmp_path, [decisions_jsonl(tmp_path / "a.jsonl", requests[:40])])
+        plant(con)
+        counts, before = _run(con, tmp_path, [calls_jsonl(tmp_path / "b.jsonl", requests[35:45])])
+        assert before is not None and off(con, counts) == offset  # 10 of 50 rows: advanced
+        # 35 of 85 rows: joined, though the counts it found were current
+        counts, before = _run(con, tmp_path, [calls_jsonl(tmp_path / "c.jsonl", requests[45:])])
+        assert before is not None and off(con, counts) == dict.fromkeys(PAIRING_FIELDS, 0)
+        plant(con)
+        counts, before = _run(con, tmp_path, [tmp_path / "b.jsonl"])  # a rerun: joined
+        assert before is None and off(con, counts) == dict.fromkeys(PAIRING_FIELDS, 0)
