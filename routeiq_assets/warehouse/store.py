@@ -497,9 +497,10 @@ def advance_pairing(
 ) -> dict[str, int]:
     """The warehouse-wide pairing counts after a run that wrote ``new_batches``, none of them
     stored before it, and stored them. ``before``: :func:`current_pairing` as the run began;
-    with it, only the traces the new batches touch are counted again (at 10 million decisions
-    0.13 s instead of 1.8-2.4 s for joining the whole tables); without it (None: missing,
-    stale, or a batch rewritten) the whole tables are joined."""
+    with it, only the traces the new batches touch are counted again (10 million decisions and
+    calls, one 50,000-row batch: 0.19-0.22 s instead of 1.8-2.4 s for joining the whole
+    tables); without it (None: missing, stale, or a batch rewritten), or when the batches hold
+    more than a quarter of the rows, the whole tables are joined."""
     if before is None or _large_share(con, new_batches):
         counts = decision_call_join_counts(con)
     else:
