@@ -24,13 +24,13 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from routeiq_assets.telemetry.raw_store import (
     RawFile,
     batch_key,
     file_sha256,
     find_raw_file,
-    in_threads,
     land_file,
     landing_files,
     landing_threads,
@@ -51,9 +51,13 @@ class LandingScan:
     cursor: dict = field(default_factory=dict)
     planned: set[str] = field(default_factory=set)  # the keys of `ready`
     # another scan (a tick that outlived its timeout, another code server) is landing files
-    # into the same raw store: this one took nothing and kept the cursor it was given
-    busy: bool = False
-    busy_with: str = ""  # who holds the lock, for how long
+    # into the same raw store: who holds the lock, for how long; this one took nothing and kept
+    # the cursor it was given
+    busy_with: str = ""
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.busy_with)
 
     def cursor_json(self) -> str:
         return json.dumps(self.cursor, sort_keys=True)
@@ -126,18 +130,21 @@ def land_paths(
     index = SourceIndex(raw_dir, settle_seconds)
     shas = [index.known(path) for path in found]
     new = [path for path, sha in zip(found, shas, strict=True) if sha is None]
-    landed = in_threads(lambda path: _landed_or_error(path, raw_dir), new, landing_threads())
-    for path, result in zip(new, landed, strict=True):
+    # (sizes only matter to a time limit)
+    landed = _within(
+        lambda path: _land_observed(path, raw_dir), [(p, 0) for p in new], landing_threads(), None
+    )
+    for path, result in landed.items():
         if not isinstance(result, Exception):  # remembered even when another file failed
             raw, before, read_at = result
             index.remember(path, before, read_at, raw)
     index.save()
-    for result in landed:
-        if isinstance(result, Exception):
-            raise result
-    fresh = iter(result[0].sha256 for result in landed if not isinstance(result, Exception))
+    for path in new:
+        if isinstance(landed[path], Exception):
+            raise landed[path]
     return [
-        (path, next(fresh) if sha is None else sha) for path, sha in zip(found, shas, strict=True)
+        (path, landed[path][0].sha256 if sha is None else sha)
+        for path, sha in zip(found, shas, strict=True)
     ]
 
 
@@ -316,17 +323,18 @@ MEASURED_MIN_BYTES = 64 * 2**20
 
 
 def _within(
-    fn: Callable[[Path], object],
+    fn: Callable[[Path], Any],
     items: list[tuple[Path, int]],
     threads: int,
     max_seconds: float | None,
-) -> dict[Path, object]:
+) -> dict[Path, Any]:
     """``fn`` of the first ``(path, size)`` items, on ``threads`` threads, each started only
     when it is expected to end within ``max_seconds`` of the start, the bytes still in flight
-    ahead of it: at the rate the files landed so far went, once they hold MEASURED_MIN_BYTES
-    (a file that failed does not count), else ASSUMED_LANDING_BYTES_PER_SECOND. The first
-    always starts. The results (``fn`` returns an Exception for a file that failed) of those
-    started, by path."""
+    ahead of it:
+    at the rate the files landed so far went, once they hold MEASURED_MIN_BYTES (a file that
+    failed does not count), else ASSUMED_LANDING_BYTES_PER_SECOND. The first always starts.
+    The results of those started, by path: what ``fn`` returned, or the exception it raised
+    (one file's trouble, I/O or a bug, must not stop the others)."""
     threads = max(1, threads)
     started = time.monotonic()
     results: dict[Path, object] = {}
@@ -353,7 +361,10 @@ def _within(
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
                 path, size = running.pop(future)
-                results[path] = future.result()
+                try:
+                    results[path] = future.result()
+                except Exception as exc:
+                    results[path] = exc
                 if not isinstance(results[path], Exception):
                     done_bytes += size
 
@@ -393,7 +404,7 @@ def scan_landing(
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            return LandingScan(cursor=cursor, busy=True, busy_with=_holder(lock))
+            return LandingScan(cursor=cursor, busy_with=_holder(lock))
         except OSError as exc:  # no flock here (NFS without lockd, some CIFS): go on unlocked
             log.warning("landing without the raw store's lock (%s): %s", LANDING_LOCK, exc)
         else:
@@ -488,10 +499,10 @@ def _scan(
     # two threads (four when each landing waits for its flush to disk); a file that cannot be
     # read or landed must not hold back the others
     if index is None:
-        found |= _within(_hashed_or_error, items, min(2, os.cpu_count() or 1), max_seconds)
+        found |= _within(file_sha256, items, min(2, os.cpu_count() or 1), max_seconds)
     else:
         landed = _within(
-            lambda path: _landed_or_error(path, Path(raw_dir), regular_only=True),
+            lambda path: _land_observed(path, Path(raw_dir), regular_only=True),
             items,
             landing_threads(),
             max_seconds,
@@ -525,19 +536,3 @@ def _scan(
     scan.cursor = {"files": files}
     scan.cursor |= {k: v for k, v in (("failed", failed), ("deferred", deferred)) if v}
     return scan
-
-
-def _hashed_or_error(path: Path) -> str | Exception:
-    try:
-        return file_sha256(path)
-    except Exception as exc:  # one file's trouble (I/O, a bug) must not stop the scan
-        return exc
-
-
-def _landed_or_error(
-    path: Path, raw_dir: Path, regular_only: bool = False
-) -> tuple[RawFile, os.stat_result | None, int] | Exception:
-    try:
-        return _land_observed(path, raw_dir, regular_only)
-    except Exception as exc:  # one file's trouble (I/O, a bug) must not stop the scan
-        return exc

@@ -267,10 +267,7 @@ def _in_turn(con: duckdb.DuckDBPyConnection, ids: list[str], batches: list[Colum
     """Whether these batches must be written in turn (see :func:`write_batches`)."""
     if any(b.tables["feedback"] is not None for b in batches):
         return True
-    stored = con.execute(
-        "SELECT count(*) FROM ingest_log WHERE list_contains(?, batch_id)", [ids]
-    ).fetchall()[0][0]
-    return bool(stored)
+    return already_ingested(con, ids)
 
 
 def _joined(
