@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -28,6 +31,8 @@ from routeiq_assets.warehouse.store import (
     write_batches,
 )
 from routeiq_assets.warehouse.workers import normalise_in_workers
+
+log = logging.getLogger(__name__)
 
 # Below this many bytes of pending files, normalising in parallel (threads, or worker processes
 # without the compiled normaliser) costs more than it saves.
@@ -236,21 +241,48 @@ def ingest_batches(
         return done
 
 
+# The writer (DuckDB's inserts, on about one core) is the ingest's critical path: the normalisers
+# run ahead of it at a lower priority (a niceness this much above the caller's, Linux only), so
+# they take only the CPU it leaves, and far enough ahead that a group's worth of batches is ready
+# when it finishes a write. Measured here on a million pre-landed OTLP events (20 files, 2 cores,
+# four interleaved runs each): 10.8-11.5 s as equals two jobs a thread ahead, 10.2-10.7 s niced,
+# 9.8-10.2 s niced three ahead (four ahead: the same, for more memory). Peak RSS unchanged
+# (1.54-1.64 GB).
+NORMALISER_NICENESS = 10
+AHEAD_PER_THREAD = 3
+
+
+def _yield_to_writer() -> None:
+    """Lower this thread's scheduling priority by ``NORMALISER_NICENESS`` (a thread's niceness
+    is its own on Linux; elsewhere, or where it is refused, the thread runs as it is)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        tid = threading.get_native_id()
+        now = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, now + NORMALISER_NICENESS))
+    except OSError as exc:
+        log.debug("normaliser thread keeps its priority: %s", exc)
+
+
 def normalise_in_threads(
     jobs: list[tuple[Any, ...]],
     threads: int,
     fallback: Callable[[list[tuple[Any, ...]], int], Iterator[Any]] | None = None,
 ) -> Iterator[NormalisedBatch | ColumnarBatch]:
     """The batches of ``jobs`` (``normalise_file`` arguments), in order, normalised on
-    ``threads`` threads, at most one job queued a thread ahead of the one being consumed (so
-    finished batches waiting their turn stay few).
+    ``threads`` threads, at most ``AHEAD_PER_THREAD`` jobs a thread ahead of the one being
+    consumed (so finished batches waiting their turn stay few). The threads run at a lower
+    priority than the caller, which writes (see :func:`_yield_to_writer`).
 
     Threads run in parallel only while the compiled normaliser reads (it releases the GIL). When
     a batch comes back that it gave up on (``MAX_STOPS`` lines went the Python way) and
     ``fallback`` is given, the jobs not started yet go to ``fallback(jobs, threads)`` instead:
     worker processes, where the Python path runs on every core."""
-    with ThreadPoolExecutor(max(1, threads), thread_name_prefix="routeiq-normalise") as pool:
-        window = 2 * max(1, threads)
+    with ThreadPoolExecutor(
+        max(1, threads), thread_name_prefix="routeiq-normalise", initializer=_yield_to_writer
+    ) as pool:
+        window = AHEAD_PER_THREAD * max(1, threads)
         futures: dict[int, Future[NormalisedBatch | ColumnarBatch]] = {}
         switched = False
         try:

@@ -7,7 +7,10 @@ C scanner must get right: types, escapes, repeated keys, ids, numbers at the lim
 """
 
 import json
+import os
 import random
+import sys
+import time
 
 import pyarrow as pa
 import pytest
@@ -473,6 +476,29 @@ def test_threads_yield_batches_in_order_and_name_a_failing_file(tmp_path):
             seen.append(batch)
     assert len(seen) == 3  # the batches before the missing file, in order
     assert "gone.otlp.json" in "".join(failure.value.__notes__)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread niceness is Linux's")
+def test_normaliser_threads_run_below_the_writer_and_the_caller_keeps_its_priority(tmp_path):
+    import threading
+
+    from routeiq_assets.warehouse import ingest
+
+    paths = [_clean_file(tmp_path / f"f{i}.otlp.json", n=20, seed=i) for i in range(3)]
+    jobs = [(p, "otlp_json", f"b{i}", p.name, "scrub", None) for i, p in enumerate(paths)]
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    batches = ingest.normalise_in_threads(jobs, 2)
+    next(batches)  # the pool's threads are alive until the generator ends
+    workers = [t for t in threading.enumerate() if t.name.startswith("routeiq-normalise")]
+    assert workers
+    want = min(19, mine + ingest.NORMALISER_NICENESS)
+    for worker in workers:  # a thread started but not yet scheduled sets it when it runs
+        deadline = time.monotonic() + 10
+        while os.getpriority(os.PRIO_PROCESS, worker.native_id) != want:
+            assert time.monotonic() < deadline, f"{worker.name} runs at the caller's priority"
+            time.sleep(0.01)
+    assert len(list(batches)) == 2
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine
 
 
 @pytest.mark.parametrize(
