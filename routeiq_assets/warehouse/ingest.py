@@ -246,21 +246,40 @@ def ingest_batches(
 # they take only the CPU it leaves, and far enough ahead that a group's worth of batches is ready
 # when it finishes a write. Measured here on a million pre-landed OTLP events (20 files, 2 cores,
 # four interleaved runs each): 10.8-11.5 s as equals two jobs a thread ahead, 10.2-10.7 s niced,
-# 9.8-10.2 s niced three ahead (four ahead: the same, for more memory). Peak RSS unchanged
-# (1.54-1.64 GB).
-NORMALISER_NICENESS = 10
+# 9.8-10.2 s niced three ahead (four ahead: the same, for more memory). Peak RSS 1.50-1.64 GB
+# (three ahead without the niceness: 1.76-1.81 GB). The price: beside another process that keeps
+# a core busy, the same ingest took 17.7-18.4 s instead of 14.8-15.0 s. ROUTEIQ_NORMALISE_NICENESS
+# sets another (0 to 19; 0: the threads run as equals).
+DEFAULT_NORMALISER_NICENESS = 10
 AHEAD_PER_THREAD = 3
 
 
-def _yield_to_writer() -> None:
-    """Lower this thread's scheduling priority by ``NORMALISER_NICENESS`` (a thread's niceness
-    is its own on Linux; elsewhere, or where it is refused, the thread runs as it is)."""
-    if not sys.platform.startswith("linux"):
+def normaliser_niceness() -> int:
+    """How much lower the normaliser threads run than their caller (ROUTEIQ_NORMALISE_NICENESS)."""
+    text = os.environ.get("ROUTEIQ_NORMALISE_NICENESS", "").strip()
+    if not text:
+        return DEFAULT_NORMALISER_NICENESS
+    try:
+        niceness = int(text)
+    except ValueError:
+        niceness = -1
+    if not 0 <= niceness <= 19:
+        raise ValueError(
+            f"ROUTEIQ_NORMALISE_NICENESS={text!r} is not a niceness from 0 to 19 (how much lower "
+            "the normaliser threads run than the writer; 0: as equals)"
+        )
+    return niceness
+
+
+def _yield_to_writer(niceness: int) -> None:
+    """Lower this thread's scheduling priority by ``niceness`` (a thread's niceness is its own
+    on Linux; elsewhere, or where it is refused, the thread runs as it is)."""
+    if not niceness or not sys.platform.startswith("linux"):
         return
     try:
         tid = threading.get_native_id()
         now = os.getpriority(os.PRIO_PROCESS, tid)
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, now + NORMALISER_NICENESS))
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, now + niceness))
     except OSError as exc:
         log.debug("normaliser thread keeps its priority: %s", exc)
 
@@ -273,14 +292,17 @@ def normalise_in_threads(
     """The batches of ``jobs`` (``normalise_file`` arguments), in order, normalised on
     ``threads`` threads, at most ``AHEAD_PER_THREAD`` jobs a thread ahead of the one being
     consumed (so finished batches waiting their turn stay few). The threads run at a lower
-    priority than the caller, which writes (see :func:`_yield_to_writer`).
+    priority than the caller, which writes (:func:`normaliser_niceness`).
 
     Threads run in parallel only while the compiled normaliser reads (it releases the GIL). When
     a batch comes back that it gave up on (``MAX_STOPS`` lines went the Python way) and
     ``fallback`` is given, the jobs not started yet go to ``fallback(jobs, threads)`` instead:
     worker processes, where the Python path runs on every core."""
     with ThreadPoolExecutor(
-        max(1, threads), thread_name_prefix="routeiq-normalise", initializer=_yield_to_writer
+        max(1, threads),
+        thread_name_prefix="routeiq-normalise",
+        initializer=_yield_to_writer,
+        initargs=(normaliser_niceness(),),
     ) as pool:
         window = AHEAD_PER_THREAD * max(1, threads)
         futures: dict[int, Future[NormalisedBatch | ColumnarBatch]] = {}

@@ -479,11 +479,18 @@ def test_threads_yield_batches_in_order_and_name_a_failing_file(tmp_path):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread niceness is Linux's")
-def test_normaliser_threads_run_below_the_writer_and_the_caller_keeps_its_priority(tmp_path):
+@pytest.mark.parametrize("setting, lower", [(None, 10), ("3", 3), ("0", 0)])
+def test_normaliser_threads_run_below_the_writer_and_the_caller_keeps_its_priority(
+    tmp_path, monkeypatch, setting, lower
+):
     import threading
 
     from routeiq_assets.warehouse import ingest
 
+    if setting is None:
+        monkeypatch.delenv("ROUTEIQ_NORMALISE_NICENESS", raising=False)
+    else:
+        monkeypatch.setenv("ROUTEIQ_NORMALISE_NICENESS", setting)
     paths = [_clean_file(tmp_path / f"f{i}.otlp.json", n=20, seed=i) for i in range(3)]
     jobs = [(p, "otlp_json", f"b{i}", p.name, "scrub", None) for i, p in enumerate(paths)]
     mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
@@ -491,14 +498,26 @@ def test_normaliser_threads_run_below_the_writer_and_the_caller_keeps_its_priori
     next(batches)  # the pool's threads are alive until the generator ends
     workers = [t for t in threading.enumerate() if t.name.startswith("routeiq-normalise")]
     assert workers
-    want = min(19, mine + ingest.NORMALISER_NICENESS)
+    want = min(19, mine + lower)
     for worker in workers:  # a thread started but not yet scheduled sets it when it runs
         deadline = time.monotonic() + 10
         while os.getpriority(os.PRIO_PROCESS, worker.native_id) != want:
-            assert time.monotonic() < deadline, f"{worker.name} runs at the caller's priority"
+            assert time.monotonic() < deadline, f"{worker.name} does not run {lower} lower"
             time.sleep(0.01)
     assert len(list(batches)) == 2
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine
+
+
+@pytest.mark.parametrize("bad", ["-1", "20", "ten", "1.5"])
+def test_a_bad_normaliser_niceness_is_refused_before_any_work_naming_the_setting(
+    tmp_path, monkeypatch, bad
+):
+    from routeiq_assets.warehouse import ingest
+
+    monkeypatch.setenv("ROUTEIQ_NORMALISE_NICENESS", bad)
+    path = _clean_file(tmp_path / "f.otlp.json", n=5, seed=1)
+    with pytest.raises(ValueError, match=f"ROUTEIQ_NORMALISE_NICENESS='{bad}'.*0 to 19"):
+        next(ingest.normalise_in_threads([(path, "otlp_json", "b", "f", "scrub", None)], 2))
 
 
 @pytest.mark.parametrize(
