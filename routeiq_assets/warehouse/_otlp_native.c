@@ -468,7 +468,27 @@ __attribute__((target("avx2"))) static int scan_string_avx2(Cur *c, const char *
 static inline int scan_string(Cur *c, const char **s, size_t *len, int *esc) {
     if (c->p >= c->end || *c->p != '"') return FAIL;
 #ifdef HAVE_AVX2_PATH
-    if (use_avx2) return scan_string_avx2(c, s, len, esc);
+    if (use_avx2) {
+        /* Most strings are short keys and values without escapes: when the next 16 bytes hold
+         * the closing quote with no backslash or control character before it, that is the
+         * string, found here (SSE2, inlined) without the call and set-up of the full scan. */
+        if (c->end - c->p >= 17) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(c->p + 1));
+            unsigned q = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')));
+            unsigned odd = (unsigned)_mm_movemask_epi8(_mm_or_si128(
+                _mm_cmpeq_epi8(v, _mm_set1_epi8('\\')),
+                _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1F)), v)));
+            if (q && !(odd & ((q & (0u - q)) - 1))) {
+                size_t n = (size_t)__builtin_ctz(q);
+                *s = c->p + 1;
+                *len = n;
+                *esc = 0;
+                c->p += n + 2;
+                return 0;
+            }
+        }
+        return scan_string_avx2(c, s, len, esc);
+    }
 #endif
     return scan_string_rest(c, c->p + 1, s, len, esc, 0);
 }

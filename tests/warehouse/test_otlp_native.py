@@ -931,6 +931,70 @@ def test_escapes_at_every_offset_of_the_vector_blocks(tmp_path, simd):
         native.set_simd(previous)
 
 
+def _text_in(where, req, text):
+    """One request's line with ``text`` (raw JSON string text) as its prompt (0), as an
+    attribute key of its call (1) or as its payload's selection_reason (2)."""
+    decision, call = request_spans(req)
+    if where == 0:
+        for attr in call["attributes"]:
+            if attr["key"] == "gen_ai.prompt":
+                attr["value"] = {"stringValue": "@@TEXT@@"}
+    elif where == 1:
+        call["attributes"].append({"key": "@@TEXT@@", "value": {"intValue": "1"}})
+    else:
+        p = _payload(decision)
+        p["selection_reason"] = "@@TEXT@@"
+        _set_payload(decision, json.dumps(p).replace('"@@TEXT@@"', f'"{text}"'))
+    return _line([decision, call]).replace(b'"@@TEXT@@"', f'"{text}"'.encode())
+
+
+@pytest.mark.parametrize("simd", [0, 1, 2])
+def test_short_strings_with_a_control_character_or_escape_anywhere_equal_the_python_path(
+    tmp_path, simd
+):
+    """With AVX2, a string whose closing quote is among the 16 bytes after its opening one is
+    taken in one SSE2 step unless a backslash or control character comes before that quote.
+    Strings of 0 to 17 bytes with a control character (invalid) or an escape (valid) at every
+    position, in an attribute key, a prompt and a payload's field, read as the Python path
+    reads them: each invalid line handed back (and quarantined), the valid ones read natively
+    (files of fewer invalid lines than the compiled path hands back before it gives up)."""
+    native = otlp_native._native
+    previous = native.set_simd(simd)
+    try:
+        if native.set_simd(simd) < simd:
+            pytest.skip(f"this CPU has no scanner level {simd}")
+        cases = []
+        for length in range(18):
+            cases.append(("a" * length, False))
+            for at in range(length):
+                for piece in ("\x01", "\x1f", "\\n", '\\"'):
+                    text = "a" * at + piece + "a" * (length - at - 1)
+                    cases.append((text, piece in ("\x01", "\x1f")))
+        reqs = list(simulate_requests(3 * len(cases), seed=4))
+        # (line, quarantined, handed back): the compiled path hands back keys with escapes too
+        lines = [
+            (_text_in(where, req, text), bad, bad or (where == 1 and "\\" in text))
+            for where in range(3)
+            for (text, bad), req in zip(cases, reqs[where * len(cases) :], strict=False)
+        ]
+        files, invalid, chunk = 0, 0, []
+        for k, line in enumerate(lines):
+            chunk.append(line)
+            if sum(back for *_, back in chunk) < otlp_native.MAX_STOPS - 1 and k + 1 < len(lines):
+                continue
+            path = tmp_path / f"short{files}.otlp.json"
+            path.write_bytes(b"\n".join(text for text, *_ in chunk) + b"\n")
+            got, expected = _batch(path, True), _batch(path, False)
+            _assert_same(got, expected, f"simd {simd}, {path.name}")
+            assert got.stats["python_lines"] == sum(back for *_, back in chunk), path.name
+            bad_lines = sum(bad for _, bad, _ in chunk)
+            assert expected.tables["quarantine"].num_rows == bad_lines, path.name
+            files, invalid, chunk = files + 1, invalid + bad_lines, []
+        assert invalid == 3 * 2 * sum(range(18))  # every control character at every position
+    finally:
+        native.set_simd(previous)
+
+
 def test_a_byte_order_mark_before_the_first_line_is_dropped_in_every_path(tmp_path):
     """Some Windows tools write a UTF-8 BOM first; json.loads refuses it, so the first line (a
     whole export request) was quarantined before."""
