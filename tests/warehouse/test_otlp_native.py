@@ -996,6 +996,65 @@ def test_short_strings_with_a_control_character_or_escape_anywhere_equal_the_pyt
         native.set_simd(previous)
 
 
+@pytest.mark.parametrize("simd", [0, 1, 2])
+def test_the_line_split_finds_each_newline_and_knows_when_the_line_is_ascii(simd):
+    """The parser splits lines and, with AVX2, learns in the same pass whether a line is all
+    ASCII (then it skips the UTF-8 check): random bytes (ASCII, newlines, UTF-8 and invalid
+    bytes) from random starts give Python's newline, and 'ASCII' exactly when it is (the
+    portable split never claims it)."""
+    native = otlp_native._native
+    previous = native.set_simd(simd)
+    try:
+        if native.set_simd(simd) < simd:
+            pytest.skip(f"this CPU has no scanner level {simd}")
+        rng = random.Random(simd)
+        alphabet = [b"a", b"{", b"\n", b"\xc3\xa9", b"\xff", b"\x80", b" "]
+        for _ in range(5000):
+            weights = [50, 5, rng.choice([0, 1, 3]), rng.choice([0, 1]), rng.choice([0, 1]), 1, 5]
+            data = b"".join(rng.choices(alphabet, weights, k=rng.randrange(0, 160)))
+            start = rng.randrange(0, len(data) + 1)
+            found = data.find(b"\n", start)
+            end = len(data) if found < 0 else found
+            ascii = all(byte < 0x80 for byte in data[start:end])
+            assert native.line_end(data, start) == (end, int(ascii and simd >= 1)), (data, start)
+    finally:
+        native.set_simd(previous)
+
+
+@pytest.mark.parametrize("simd", [0, 1, 2])
+def test_a_byte_that_is_not_utf8_next_to_the_newline_is_quarantined_like_the_python_path(
+    tmp_path, simd
+):
+    """An invalid byte (or a valid two-byte character) at the end of a line's last string, with
+    0 to 39 spaces after the JSON (and a line after it): in the newline's 32-byte block and in
+    the blocks before it.
+    The invalid lines are handed back and quarantined as the Python path does; the valid ones
+    are read natively."""
+    native = otlp_native._native
+    previous = native.set_simd(simd)
+    try:
+        if native.set_simd(simd) < simd:
+            pytest.skip(f"this CPU has no scanner level {simd}")
+        for char, bad in ((b"\xff", True), (b"\xc3\xa9", False)):
+            for pad in range(40):
+                decision, call = request_spans(next(iter(simulate_requests(1, seed=pad))))
+                del call["events"], call["status"]  # the completion ends 9 bytes before the end
+                line = _line([decision, call])
+                cut = line.rindex(b'"}}]')
+                line = line[:cut] + char + line[cut:] + b" " * pad
+                path = tmp_path / f"u{pad}.otlp.json"
+                # a line after it: the newline is then found in a whole 32-byte block too
+                after = _line(list(request_spans(next(iter(simulate_requests(1, seed=99))))))
+                path.write_bytes(line + b"\n" + after + b"\n")
+                got, expected = _batch(path, True), _batch(path, False)
+                _assert_same(got, expected, f"simd {simd}, pad {pad}")
+                assert got.stats["python_lines"] == int(bad), pad
+                quarantined = expected.tables["quarantine"]
+                assert (0 if quarantined is None else quarantined.num_rows) == int(bad), pad
+    finally:
+        native.set_simd(previous)
+
+
 def test_a_byte_order_mark_before_the_first_line_is_dropped_in_every_path(tmp_path):
     """Some Windows tools write a UTF-8 BOM first; json.loads refuses it, so the first line (a
     whole export request) was quarantined before."""
