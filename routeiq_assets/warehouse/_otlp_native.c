@@ -510,7 +510,7 @@ static inline int scan_string(Cur *c, const char **s, size_t *len, int *esc) {
         /* Most strings are short keys and values without escapes: when the next 16 bytes hold
          * the closing quote with no backslash or control character before it, that is the
          * string, found here (SSE2, inlined) without the call and set-up of the full scan. */
-        if (c->end - c->p >= 17) {
+        if (c->end - c->p >= 17) { /* the quote and the 16 bytes loaded after it */
             __m128i v = _mm_loadu_si128((const __m128i *)(c->p + 1));
             unsigned q = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')));
             unsigned odd = (unsigned)_mm_movemask_epi8(_mm_or_si128(

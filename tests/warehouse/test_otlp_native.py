@@ -1007,6 +1007,16 @@ def test_the_line_split_finds_each_newline_and_knows_when_the_line_is_ascii(simd
     try:
         if native.set_simd(simd) < simd:
             pytest.skip(f"this CPU has no scanner level {simd}")
+        want_ascii = int(simd >= 1)
+        # the block edges for certain: a newline at 31, 32, 33, 63, 64, 65 bytes from the start,
+        # with a high byte just before it, or just after it (which does not count)
+        for at in (0, 31, 32, 33, 63, 64, 65):
+            assert native.line_end(b"a" * at + b"\n" + b"\xff" * 40, 0) == (at, want_ascii)
+            if at:
+                high_before = b"a" * (at - 1) + b"\xff\n" + b"a" * 40
+                assert native.line_end(high_before, 0) == (at, 0)
+        assert native.line_end(b"abc", 3) == (3, want_ascii)  # from the end: no line, no bytes
+        assert native.line_end(b"", 0) == (0, want_ascii)
         rng = random.Random(simd)
         alphabet = [b"a", b"{", b"\n", b"\xc3\xa9", b"\xff", b"\x80", b" "]
         for _ in range(5000):
