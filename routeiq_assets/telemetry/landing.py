@@ -20,7 +20,7 @@ import re
 import stat
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -395,32 +395,36 @@ def scan_landing(
     again next scan; the others go on. With ``raw_dir``, one scan lands at a time into it (a
     lock file there): a scan that finds another landing (a tick that outlived its timeout,
     another code server) takes nothing, keeps the cursor it was given and says ``busy``."""
-    if raw_dir is None:
-        return _scan(
-            landing_dir, _clean_cursor(cursor), known_keys, settle_seconds, now, None, max_seconds
-        )
-    Path(raw_dir).mkdir(parents=True, exist_ok=True)
-    with open(Path(raw_dir) / LANDING_LOCK, "a+b") as lock:
+    lock = contextlib.nullcontext("") if raw_dir is None else _landing_lock(Path(raw_dir))
+    with lock as busy_with:
+        if busy_with:
+            return LandingScan(cursor=cursor, busy_with=busy_with)
+        cursor = _clean_cursor(cursor)
+        return _scan(landing_dir, cursor, known_keys, settle_seconds, now, raw_dir, max_seconds)
+
+
+@contextlib.contextmanager
+def _landing_lock(raw_dir: Path) -> Iterator[str]:
+    """Hold the raw store's landing lock for the block, which gets ""; or, when another holds
+    it, who and for how long (the block then must land nothing)."""
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    held_by = ""
+    with open(raw_dir / LANDING_LOCK, "a+b") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            return LandingScan(cursor=cursor, busy_with=_holder(lock))
+            held_by = _holder(lock)
         except OSError as exc:  # no flock here (NFS without lockd, some CIFS): go on unlocked
             log.warning("landing without the raw store's lock (%s): %s", LANDING_LOCK, exc)
         else:
             lock.truncate(0)
             lock.write(f"{os.getpid()} {time.time():.0f}".encode())
             lock.flush()
+        if held_by:
+            yield held_by
+            return
         try:
-            return _scan(
-                landing_dir,
-                _clean_cursor(cursor),
-                known_keys,
-                settle_seconds,
-                now,
-                raw_dir,
-                max_seconds,
-            )
+            yield ""
         finally:
             with contextlib.suppress(OSError):  # (closing the file releases it anyway)
                 fcntl.flock(lock, fcntl.LOCK_UN)

@@ -4,19 +4,16 @@ Our path (OTLP JSON -> validated rows -> DuckDB, consecutive batches in one tran
 against the seed script's approach in the same run: a plain per-record ``json.loads`` loop in
 Python that pulls the same fields into dicts and writes nothing. Plus the incremental cost: one
 new batch of 1% of the volume after the full run (ours, and the product's: a second `routeiq
-ingest`). Each measurement runs in a fresh process (peak
-RSS is its own). Volume: ROUTEIQ_BENCH_EVENTS decision events (default 200,000; the issue's
-figure is 1,000,000).
+ingest`). Each measurement runs in a fresh process (peak RSS is its own). Volume:
+ROUTEIQ_BENCH_EVENTS decision events (default 200,000; the issue's figure is 1,000,000).
 
 Also in the same run: the landing sensor's path (one tick on the folder, which lands the files,
 and the runs it requests, in process), our path without landing (the files already in the raw
 store: what a run the landing sensor requests does, since its tick lands the files), our path
-on the same events
-with every prompt distinct (`routeiq simulate
---distinct-prompts`: the generator repeats a few thousand prompts, a gateway's mostly differ, and
-scrubbing and hashing run once per distinct text), our path without the compiled normaliser
-(ROUTEIQ_NATIVE_OTLP=0: the
-msgspec fast path, as before it was built), the product's own path (`routeiq ingest` on the
+on the same events with every prompt distinct (`routeiq simulate --distinct-prompts`: the
+generator repeats a few thousand prompts, a gateway's mostly differ, and scrubbing and hashing
+run once per distinct text), our path without the compiled normaliser (ROUTEIQ_NATIVE_OTLP=0:
+the msgspec fast path, as before it was built), the product's own path (`routeiq ingest` on the
 folder: one Dagster run over the range of new batches, CLI start-up included), and floors that
 bound what this design can reach on this machine: the compiled scan alone (lines to column
 buffers, one process), msgspec decoding alone (the Python path's floor), and writing already
