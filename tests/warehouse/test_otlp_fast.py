@@ -299,3 +299,26 @@ def test_a_killed_worker_is_reported_and_nothing_is_left_behind(tmp_path, monkey
     assert "x-000" in str(failure.value)
     assert all(w.poll() is not None for w in workers)
     assert list((tmp_path / "scratch").iterdir()) == []
+
+
+def test_a_file_over_the_large_file_size_is_warned_about_before_the_work(tmp_path, monkeypatch):
+    """Ingesting a file holds it whole: a file of at least LARGE_FILE_BYTES is named in a
+    warning (with its size and what to do) before anything is written; smaller ones are not."""
+    from routeiq_assets.warehouse import ingest
+
+    [small] = write_otlp_files(simulate_requests(10, seed=3), tmp_path / "in", "small")
+    [large] = write_otlp_files(simulate_requests(50, seed=4), tmp_path / "in", "large")
+    sizes = small.stat().st_size, large.stat().st_size
+    monkeypatch.setattr(ingest, "LARGE_FILE_BYTES", sum(sizes) // 2)
+    messages: list[str] = []
+    with connect(tmp_path / "w.duckdb") as con:
+        for f in (small, large):
+            register_raw_file(con, land_file(f, tmp_path / "raw"))
+        done = ingest_pending(con, log=messages.append)
+    assert len(done) == 2
+    warned = [m for m in messages if m.startswith("large file:")]
+    assert len(warned) == 1 and large.name in warned[0] and small.name not in warned[0]
+    assert f"{large.stat().st_size / 1e9:.1f} GB" in warned[0] and "rotation" in warned[0]
+    assert messages.index(warned[0]) < min(
+        i for i, m in enumerate(messages) if m.startswith("writing batch")
+    )
