@@ -410,3 +410,23 @@ def test_a_backlog_is_landed_by_the_ticks_in_turns_and_the_runs_find_it_landed(
     assert meta["decisions_with_call"].value == 40 and meta["calls_without_decision"].value == 0
     with duckdb.connect(str(routeiq_home / "warehouse" / "routeiq.duckdb"), read_only=True) as con:
         assert con.execute("SELECT ingest_log_rows FROM trace_pairing").fetchall() == [(2,)]
+
+
+def test_a_large_file_is_a_warning_in_the_runs_log(routeiq_home, monkeypatch):
+    import logging
+
+    from routeiq_assets.warehouse import ingest
+
+    monkeypatch.setenv("ROUTEIQ_LANDING_SETTLE_SECONDS", "0")
+    [file] = write_otlp_files(simulate_requests(20, seed=4), routeiq_home / "landing", "big")
+    monkeypatch.setattr(ingest, "LARGE_FILE_BYTES", file.stat().st_size)
+    instance = dg.DagsterInstance.ephemeral()
+    [request] = _tick(instance, routeiq_home, None).run_requests
+    run = defs.resolve_job_def("ingest_telemetry").execute_in_process(
+        partition_key=request.partition_key, run_config=request.run_config, instance=instance
+    )
+    assert run.success
+    said = [(e.level, e.user_message) for e in instance.all_logs(run.run_id)]
+    warned = [m for level, m in said if "large file:" in m]
+    assert len(warned) == 1 and file.name in warned[0]
+    assert (logging.WARNING, warned[0]) in said

@@ -159,7 +159,9 @@ def telemetry_tables(context: dg.AssetExecutionContext, routeiq: RouteIQResource
         # the pairing counts advance by what this run's batches changed, when they are new and
         # the stored counts are of the warehouse as this run found it
         before = None if already_ingested(con, keys) else current_pairing(con)
-        done = ingest_registered_batches(con, keys, settings.prompt_text, context.log.info)
+        done = ingest_registered_batches(
+            con, keys, settings.prompt_text, context.log.info, warn=context.log.warning
+        )
         stored = batch_row_counts(con, keys)
         pairing = advance_pairing(con, keys, before)
     counts = dict(done)  # (each batch's counts were logged as it was written)

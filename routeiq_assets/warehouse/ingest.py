@@ -126,6 +126,7 @@ def ingest_registered_batches(
     batch_ids: list[str],
     prompt_mode: PromptTextMode = "scrub",
     log: Callable[[str], None] = lambda _msg: None,
+    warn: Callable[[str], None] | None = None,
 ) -> list[tuple[str, BatchCounts]]:
     """Ingest batches already in ``raw_files``, in this order, through the same pipeline as
     :func:`ingest_pending` (a large OTLP JSON file is normalised in parts by threads or workers;
@@ -143,7 +144,7 @@ def ingest_registered_batches(
         raise ValueError(
             f"batch {', '.join(missing)} is not in raw_files: materialise raw_traces for it first"
         )
-    return ingest_batches(con, [found[b] for b in batch_ids], log, prompt_mode)
+    return ingest_batches(con, [found[b] for b in batch_ids], log, prompt_mode, warn=warn)
 
 
 def _size(path: str | Path) -> int:
@@ -196,16 +197,18 @@ def ingest_batches(
     parallel_min_bytes: int = PARALLEL_MIN_BYTES,
     split_min_bytes: int = SPLIT_MIN_BYTES,
     group_records: int = WRITE_GROUP_RECORDS,
+    warn: Callable[[str], None] | None = None,
 ) -> list[tuple[str, BatchCounts]]:
     """Normalise and write these registered batches, ``(batch_id, raw_path, format, name)``,
     in order, as :func:`ingest_pending` describes; several of them under one
     :func:`~routeiq_assets.warehouse.store.bulk_load`, consecutive batches of fewer than
     ``group_records`` records together in one transaction
     (:func:`~routeiq_assets.warehouse.store.write_batches`). When a batch cannot be normalised,
-    the batches before it are written before the error is raised."""
+    the batches before it are written before the error is raised. ``warn`` (default: ``log``)
+    gets what the caller should show as a warning."""
     for _, raw_path, _, name in pending:
         if (size := _size(raw_path)) >= LARGE_FILE_BYTES:
-            log(
+            (warn or log)(
                 f"large file: {name} is {size / 1e9:.1f} GB; a file is normalised and written "
                 "whole (one transaction), so its ingest takes memory that grows with its size "
                 "(a 3.7 GB OTLP JSON file: 3.8 GB peak). Rotate the collector's files by size "
