@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
+import math
 import os
 import sys
 import threading
@@ -25,9 +27,11 @@ from routeiq_assets.warehouse.normalize import NormalisedBatch, normalise_record
 from routeiq_assets.warehouse.otlp_fast import merge_parts, normalise_otlp_file, split_lines
 from routeiq_assets.warehouse.store import (
     BatchCounts,
+    CannotStream,
     bulk_load,
     pending_batches,
     write_batch,
+    write_batch_parts,
     write_batches,
 )
 from routeiq_assets.warehouse.workers import normalise_in_workers
@@ -39,11 +43,19 @@ log = logging.getLogger(__name__)
 PARALLEL_MIN_BYTES = 64 * 2**20
 # A file at least this big is normalised in parts, one a worker.
 SPLIT_MIN_BYTES = 16 * 2**20
-# A file is normalised whole and written in one transaction (a batch is all or nothing), so
-# ingesting it takes memory that grows with its size, whatever the read-ahead: measured here, a
-# single 3.7 GB OTLP JSON file of a million events peaked at 3.8 GB (the same events in twenty
-# 175 MB files: 1.6 GB): DuckDB holds about 2.4 KB an event until the transaction ends.
-# A file this big gets a warning that says so, before the work starts.
+# An OTLP JSON file (one export request a line) of at least this size is normalised in parts
+# of about STREAM_PART_BYTES on the normaliser threads and written as they come, joined into
+# inserts of WRITE_GROUP_RECORDS, all in the one transaction of its batch
+# (store.write_batch_parts): its memory is then a few parts', whatever its size. Measured here
+# (tests/benchmarks/test_big_file_memory.py), one 3.5 GB file of a million events: 11.1-11.3 s
+# and 1.7 GB peak RSS, against 8.5-9.1 s and 4.0-4.2 GB held whole. Smaller files are held whole
+# and joined with their neighbours into large inserts; 512 MiB of the OTLP here holds more than
+# a DuckDB row group (122,880) of decisions.
+STREAM_MIN_BYTES = 512 * 2**20
+STREAM_PART_BYTES = 128 * 2**20
+# Any other file is normalised whole (the general path's formats, OTLP pretty-printed over many
+# lines), so ingesting it takes memory that grows with its size: one this big gets a warning
+# that says so, before the work starts.
 LARGE_FILE_BYTES = 2**30
 # Consecutive batches are written together (one transaction, one INSERT a table) until they hold
 # this many records, so that inserts are large enough for DuckDB to skip its write-ahead log (see
@@ -181,7 +193,9 @@ def ingest_pending(
     :func:`normalise_in_threads`) or worker processes (:mod:`routeiq_assets.warehouse.workers`)
     normalise the next batches while this process writes, each OTLP JSON file of at least
     ``split_min_bytes`` and more than its share of the pending bytes in as many parts as there
-    are workers (joined again in file order).
+    are workers (joined again in file order). An OTLP JSON file of at least ``STREAM_MIN_BYTES``
+    is normalised in parts of about ``STREAM_PART_BYTES`` and written part by part in one
+    transaction (:func:`~routeiq_assets.warehouse.store.write_batch_parts`).
     """
     return ingest_batches(
         con, pending_batches(con), log, prompt_mode, workers, parallel_min_bytes, split_min_bytes
@@ -197,27 +211,41 @@ def ingest_batches(
     parallel_min_bytes: int = PARALLEL_MIN_BYTES,
     split_min_bytes: int = SPLIT_MIN_BYTES,
     group_records: int = WRITE_GROUP_RECORDS,
+    stream_min_bytes: int = STREAM_MIN_BYTES,
+    stream_part_bytes: int = STREAM_PART_BYTES,
     warn: Callable[[str], None] | None = None,
 ) -> list[tuple[str, BatchCounts]]:
     """Normalise and write these registered batches, ``(batch_id, raw_path, format, name)``,
     in order, as :func:`ingest_pending` describes; several of them under one
     :func:`~routeiq_assets.warehouse.store.bulk_load`, consecutive batches of fewer than
     ``group_records`` records together in one transaction
-    (:func:`~routeiq_assets.warehouse.store.write_batches`). When a batch cannot be normalised,
-    the batches before it are written before the error is raised. ``warn`` (default: ``log``)
-    gets what the caller should show as a warning."""
-    for _, raw_path, _, name in pending:
-        if (size := _size(raw_path)) >= LARGE_FILE_BYTES:
+    (:func:`~routeiq_assets.warehouse.store.write_batches`), an OTLP JSON file of at least
+    ``stream_min_bytes`` in parts of about ``stream_part_bytes``, each written as it comes. When
+    a batch cannot be normalised, the batches before it are written before the error is
+    raised. ``warn`` (default: ``log``) gets what the caller should show as a warning."""
+    n_workers = _worker_count(pending, workers, parallel_min_bytes)
+    plan = _plan(pending, n_workers, split_min_bytes, stream_min_bytes, stream_part_bytes)
+    for (_, raw_path, fmt, name), (parts, streamed) in zip(pending, plan, strict=True):
+        if (size := _size(raw_path)) >= LARGE_FILE_BYTES and not (streamed and len(parts) > 1):
             (warn or log)(
-                f"large file: {name} is {size / 1e9:.1f} GB; a file is normalised and written "
-                "whole (one transaction), so its ingest takes memory that grows with its size "
-                "(a 3.7 GB OTLP JSON file: 3.8 GB peak). Rotate the collector's files by size "
-                "(file exporter: rotation max_megabytes) to keep an ingest under 2 GB"
+                f"large file: {name} is {size / 1e9:.1f} GB of {fmt}, normalised and written "
+                "whole (only OTLP JSON with one export request a line is read in parts), so its "
+                "ingest takes memory that grows with its size. Rotate the exporter's files by "
+                "size (the collector's file exporter: rotation max_megabytes) to keep it small"
             )
-    with bulk_load(con) if len(pending) > 1 else contextlib.nullcontext():
-        n_workers = _worker_count(pending, workers, parallel_min_bytes)
+    many = len(pending) > 1 or any(streamed for _, streamed in plan)
+    with bulk_load(con) if many else contextlib.nullcontext():
         done: list[tuple[str, BatchCounts]] = []
         group: list[tuple[int, NormalisedBatch | ColumnarBatch]] = []
+
+        def written(i: int, counts: BatchCounts) -> None:
+            batch_id, _, _, name = pending[i]
+            log(
+                f"[{i + 1}/{len(pending)}] {name}: {counts.records_in} records -> "
+                f"{counts.decisions} decisions, {counts.llm_calls} llm calls, "
+                f"{counts.duplicates} duplicates, {counts.quarantined} quarantined"
+            )
+            done.append((batch_id, counts))
 
         def write() -> None:
             items = list(group)
@@ -225,27 +253,34 @@ def ingest_batches(
             for i, batch in items:
                 batch_id, _, _, name = pending[i]
                 log(f"writing batch {batch_id} ({name}): {batch.records_in} records")
-            written = write_batches(con, [(pending[i][0], batch) for i, batch in items])
-            for (i, _), counts in zip(items, written, strict=True):
-                batch_id, _, _, name = pending[i]
-                log(
-                    f"[{i + 1}/{len(pending)}] {name}: {counts.records_in} records -> "
-                    f"{counts.decisions} decisions, {counts.llm_calls} llm calls, "
-                    f"{counts.duplicates} duplicates, {counts.quarantined} quarantined"
-                )
-                done.append((batch_id, counts))
+            counts = write_batches(con, [(pending[i][0], batch) for i, batch in items])
+            for (i, _), c in zip(items, counts, strict=True):
+                written(i, c)
 
         def add(i: int, batch: NormalisedBatch | ColumnarBatch) -> None:
             group.append((i, batch))
             if sum(b.records_in for _, b in group) >= group_records:
                 write()
 
+        def stream(i: int, parts: Iterator[ColumnarBatch], n_parts: int) -> None:
+            if group:
+                write()
+            batch_id, raw_path, fmt, name = pending[i]
+            log(f"writing batch {batch_id} ({name}) in {n_parts} parts, each as it is normalised")
+            try:
+                counts = write_batch_parts(
+                    con, batch_id, _logged(parts, n_parts, name, log), group_records
+                )
+            except CannotStream as why:
+                for _ in parts:  # the rest of this file's parts, normalised already or under way
+                    pass
+                log(f"{name} is normalised whole instead: {why}")
+                whole = normalise_file(Path(raw_path), fmt, batch_id, name, prompt_mode)
+                counts = write_batch(con, batch_id, whole)
+            written(i, counts)
+
         try:
-            if n_workers == 1:
-                for i, (batch_id, raw_path, fmt, name) in enumerate(pending):
-                    add(i, normalise_file(Path(raw_path), fmt, batch_id, name, prompt_mode))
-            else:
-                _normalise_in_workers(pending, prompt_mode, n_workers, split_min_bytes, add)
+            _normalise_in_workers(pending, plan, prompt_mode, n_workers, add, stream)
         except Exception as error:
             if group:  # what was normalised before the error is written all the same
                 try:
@@ -256,6 +291,15 @@ def ingest_batches(
         if group:
             write()
         return done
+
+
+def _logged(
+    parts: Iterator[ColumnarBatch], n_parts: int, name: str, log: Callable[[str], None]
+) -> Iterator[ColumnarBatch]:
+    """The parts, each logged as it is handed to the writer (a large file's progress)."""
+    for k, part in enumerate(parts, 1):
+        log(f"{name}: part {k}/{n_parts}, {part.records_in} records")
+        yield part
 
 
 # The writer (DuckDB's inserts, on about one core) is the ingest's critical path: the normalisers
@@ -359,47 +403,71 @@ def _gave_up(batch: NormalisedBatch | ColumnarBatch) -> bool:
     )
 
 
-def _normalise_in_workers(
+def _plan(
     pending: list[tuple[str, str, str, str]],
-    prompt_mode: PromptTextMode,
     n_workers: int,
     split_min_bytes: int,
-    add: Callable[[int, NormalisedBatch | ColumnarBatch], None],
-) -> None:
-    """Each pending batch, in order, normalised in parallel (a large OTLP JSON file in
-    parts, joined again here), handed to ``add`` with its index."""
-    jobs, owners = [], []
+    stream_min_bytes: int,
+    stream_part_bytes: int,
+) -> list[tuple[list[tuple[int, int, int] | None], bool]]:
+    """Each pending batch's parts (``split_lines`` ranges; ``[None]``: the file whole) and
+    whether they are written one by one as they come (else joined again)."""
     # A file is split when it is big (split_min_bytes) and more than its share of the work: with
     # many files of about equal size, whole files keep every worker busy, and parts would only
     # cost this process line counting (split_lines) and joining (merge_parts) on the write path.
     share = sum(_size(raw_path) for _, raw_path, _, _ in pending) / n_workers
-    for i, (batch_id, raw_path, fmt, name) in enumerate(pending):
+    plan = []
+    for _batch_id, raw_path, fmt, _name in pending:
         size = _size(raw_path)
-        split = fmt == "otlp_json" and size >= split_min_bytes and size > share
-        for part in split_lines(Path(raw_path), n_workers) if split else [None]:
-            jobs.append((Path(raw_path), fmt, batch_id, name, prompt_mode, part))
-            owners.append(i)
+        if fmt == "otlp_json" and size >= stream_min_bytes:
+            n_parts = max(n_workers, math.ceil(size / max(1, stream_part_bytes)))
+            plan.append((split_lines(Path(raw_path), n_parts), True))
+        elif fmt == "otlp_json" and n_workers > 1 and size >= split_min_bytes and size > share:
+            plan.append((split_lines(Path(raw_path), n_workers), False))
+        else:
+            plan.append(([None], False))
+    return plan
+
+
+def _normalise_in_workers(
+    pending: list[tuple[str, str, str, str]],
+    plan: list[tuple[list[tuple[int, int, int] | None], bool]],
+    prompt_mode: PromptTextMode,
+    n_workers: int,
+    add: Callable[[int, NormalisedBatch | ColumnarBatch], None],
+    stream: Callable[[int, Iterator[ColumnarBatch], int], None],
+) -> None:
+    """Each pending batch, in order, normalised (in parallel on ``n_workers`` threads or worker
+    processes when more than one) as ``plan`` says: a batch in parts joined again here and
+    handed to ``add`` with its index, or its parts handed to ``stream`` as they come."""
+    jobs = [
+        (Path(raw_path), fmt, batch_id, name, prompt_mode, part)
+        for (batch_id, raw_path, fmt, name), (parts, _) in zip(pending, plan, strict=True)
+        for part in parts
+    ]
+    if n_workers == 1:
+        batches_of: Iterator[NormalisedBatch | ColumnarBatch] = (
+            normalise_file(path, fmt, batch_id, name, mode, True, part)
+            for path, fmt, batch_id, name, mode, part in jobs
+        )
     # The compiled normaliser releases the GIL: threads of this process then do the work of the
     # worker processes without their start-up, and without passing every table through an
     # Arrow IPC file (3 GB for a million events).
-    threads = otlp_native.available() and all(job[1] == "otlp_json" for job in jobs)
-    batches_of = (
-        normalise_in_threads(jobs, n_workers, normalise_in_workers)
-        if threads
-        else normalise_in_workers(jobs, n_workers)
-    )
+    elif otlp_native.available() and all(job[1] == "otlp_json" for job in jobs):
+        batches_of = normalise_in_threads(jobs, n_workers, normalise_in_workers)
+    else:
+        batches_of = normalise_in_workers(jobs, n_workers)
     with contextlib.closing(batches_of) as batches:
-        parts: list[ColumnarBatch] = []
-        for k, batch in enumerate(batches):
-            parts.append(batch)
-            i = owners[k]
-            if k + 1 < len(jobs) and owners[k + 1] == i:
-                continue  # more parts of this batch to come
+        for i, (parts, streamed) in enumerate(plan):
+            mine = itertools.islice(batches, len(parts))
+            if streamed:
+                stream(i, mine, len(parts))
+                continue
+            got = list(mine)
             batch_id, raw_path, fmt, name = pending[i]
             try:
-                whole: NormalisedBatch | ColumnarBatch = merge_parts(parts)
+                whole: NormalisedBatch | ColumnarBatch = merge_parts(got)
             except (pa.ArrowInvalid, pa.ArrowTypeError):
                 # parts whose inferred column types cannot be joined: read the file in one go
                 whole = normalise_file(Path(raw_path), fmt, batch_id, name, prompt_mode)
-            parts = []
             add(i, whole)
