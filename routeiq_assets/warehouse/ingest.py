@@ -24,7 +24,14 @@ from routeiq_assets.telemetry.readers import read_records
 from routeiq_assets.warehouse import otlp_native
 from routeiq_assets.warehouse.columnar import ColumnarBatch
 from routeiq_assets.warehouse.normalize import NormalisedBatch, normalise_records
-from routeiq_assets.warehouse.otlp_fast import merge_parts, normalise_otlp_file, split_lines
+from routeiq_assets.warehouse.otlp_fast import (
+    LineCounter,
+    merge_parts,
+    normalise_otlp_file,
+    resolved_part,
+    split_bytes,
+    split_lines,
+)
 from routeiq_assets.warehouse.store import (
     BatchCounts,
     CannotStream,
@@ -99,6 +106,7 @@ def normalise_file(
     same rows and counts as the general path (readers + ``normalise_records``). ``part``: only
     these lines of an OTLP JSON file (see :func:`~routeiq_assets.warehouse.otlp_fast.split_lines`).
     """
+    part = resolved_part(part)
     if fast and fmt == "otlp_json":
         return normalise_otlp_file(Path(raw_path), batch_id, source, prompt_mode, part)
     if part is not None:
@@ -421,7 +429,10 @@ def _plan(
         size = _size(raw_path)
         if fmt == "otlp_json" and size >= stream_min_bytes:
             n_parts = max(n_workers, math.ceil(size / max(1, stream_part_bytes)))
-            plan.append((split_lines(Path(raw_path), n_parts), True))
+            ranges = split_bytes(Path(raw_path), n_parts)
+            # each part's first line counted by its normaliser, not all before the first starts
+            counter = LineCounter(Path(raw_path), [start for start, _ in ranges])
+            plan.append(([(start, end, counter) for start, end in ranges], True))
         elif fmt == "otlp_json" and n_workers > 1 and size >= split_min_bytes and size > share:
             plan.append((split_lines(Path(raw_path), n_workers), False))
         else:

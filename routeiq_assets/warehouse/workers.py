@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from routeiq_assets.warehouse.columnar import ColumnarBatch, as_columnar
 from routeiq_assets.warehouse.normalize import NormalisedBatch
+from routeiq_assets.warehouse.otlp_fast import resolved_part
 
 # queued on each worker, so it never waits for the writer (which writes several batches at once)
 JOBS_PER_WORKER = 4
@@ -81,7 +82,7 @@ def normalise_in_workers(jobs: Sequence[tuple[Any, ...]], workers: int) -> Itera
         if i < len(jobs):
             path, fmt, batch_id, source, prompt_mode, part = jobs[i]
             job = {
-                "part": part,
+                "part": resolved_part(part),  # (a line to count: counted here)
                 "path": str(path),
                 "fmt": fmt,
                 "batch_id": batch_id,

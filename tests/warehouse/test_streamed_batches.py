@@ -142,3 +142,30 @@ def test_parts_with_feedback_cannot_be_streamed_and_leave_nothing(tmp_path):
         with pytest.raises(CannotStream, match="feedback"):
             write_batch_parts(con, "b1", [parts[0], with_feedback], chunk_records=10)
         assert all(rows == [] for rows in _contents(con).values())
+
+
+def test_line_numbers_are_the_same_whichever_part_asks_first(tmp_path):
+    import threading
+
+    from routeiq_assets.warehouse.otlp_fast import LineCounter, split_bytes
+
+    path = _messy_file(tmp_path / "messy.otlp.json")
+    data = path.read_bytes()
+    ranges = split_bytes(path, 7)
+    expected = [data[:start].count(b"\n") + 1 for start, _ in ranges]
+    assert len(ranges) == 7 and expected[-1] > expected[0] == 1
+    backwards = LineCounter(path, [start for start, _ in ranges])
+    assert [backwards.line_at(s) for s, _ in reversed(ranges)] == expected[::-1]
+    racing = LineCounter(path, [start for start, _ in ranges])
+    got = {}
+    threads = [
+        threading.Thread(target=lambda s=s: got.__setitem__(s, racing.line_at(s)))
+        for s, _ in ranges[::-1] + ranges
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [got[s] for s, _ in ranges] == expected
+    with pytest.raises(ValueError, match="not one of the starts"):
+        racing.line_at(ranges[1][0] + 1)
