@@ -54,10 +54,10 @@ SPLIT_MIN_BYTES = 16 * 2**20
 # of about STREAM_PART_BYTES on the normaliser threads and written as they come, joined into
 # inserts of WRITE_GROUP_RECORDS, all in the one transaction of its batch
 # (store.write_batch_parts): its memory is then a few parts', whatever its size. Measured here
-# (tests/benchmarks/test_big_file_memory.py), one 3.5 GB file of a million events: 11.1-11.3 s
-# and 1.7 GB peak RSS, against 8.5-9.1 s and 4.0-4.2 GB held whole. Smaller files are held whole
-# and joined with their neighbours into large inserts; 512 MiB of the OTLP here holds more than
-# a DuckDB row group (122,880) of decisions.
+# (tests/benchmarks/test_big_file_memory.py), one 3.5 GB file of a million events: 10.5-10.6 s
+# and 1.68-1.74 GB peak RSS, against 8.3-8.4 s and 4.17-4.18 GB held whole. Smaller files are
+# held whole and joined with their neighbours into large inserts; 512 MiB of the OTLP here holds
+# more than a DuckDB row group (122,880) of decisions.
 STREAM_MIN_BYTES = 512 * 2**20
 STREAM_PART_BYTES = 128 * 2**20
 # Any other file is normalised whole (the general path's formats, OTLP pretty-printed over many
