@@ -235,12 +235,7 @@ def ingest_batches(
     plan = _plan(pending, n_workers, split_min_bytes, stream_min_bytes, stream_part_bytes)
     for (_, raw_path, fmt, name), (parts, streamed) in zip(pending, plan, strict=True):
         if (size := _size(raw_path)) >= LARGE_FILE_BYTES and not (streamed and len(parts) > 1):
-            (warn or log)(
-                f"large file: {name} is {size / 1e9:.1f} GB of {fmt}, normalised and written "
-                "whole (only OTLP JSON with one export request a line is read in parts), so its "
-                "ingest takes memory that grows with its size. Rotate the exporter's files by "
-                "size (the collector's file exporter: rotation max_megabytes) to keep it small"
-            )
+            (warn or log)(_large_file(name, size, fmt))
     many = len(pending) > 1 or any(streamed for _, streamed in plan)
     with bulk_load(con) if many else contextlib.nullcontext():
         done: list[tuple[str, BatchCounts]] = []
@@ -276,16 +271,22 @@ def ingest_batches(
             batch_id, raw_path, fmt, name = pending[i]
             log(f"writing batch {batch_id} ({name}) in {n_parts} parts, each as it is normalised")
             try:
-                counts = write_batch_parts(
-                    con, batch_id, _logged(parts, n_parts, name, log), group_records
+                written(
+                    i,
+                    write_batch_parts(
+                        con, batch_id, _logged(parts, n_parts, name, log), group_records
+                    ),
                 )
-            except CannotStream as why:
-                for _ in parts:  # the rest of this file's parts, normalised already or under way
-                    pass
-                log(f"{name} is normalised whole instead: {why}")
-                whole = normalise_file(Path(raw_path), fmt, batch_id, name, prompt_mode)
-                counts = write_batch(con, batch_id, whole)
-            written(i, counts)
+                return
+            except CannotStream as exc:
+                why = str(exc)  # (not the exception: its traceback holds the parts read so far)
+            for _ in parts:  # the rest of this file's parts, normalised already or under way
+                pass
+            log(f"{name} is normalised whole instead: {why}")
+            if (size := _size(raw_path)) >= LARGE_FILE_BYTES:
+                (warn or log)(_large_file(name, size, fmt))
+            whole = normalise_file(Path(raw_path), fmt, batch_id, name, prompt_mode)
+            written(i, write_batch(con, batch_id, whole))
 
         try:
             _normalise_in_workers(pending, plan, prompt_mode, n_workers, add, stream)
@@ -301,13 +302,26 @@ def ingest_batches(
         return done
 
 
+def _large_file(name: str, size: int, fmt: str) -> str:
+    return (
+        f"large file: {name} is {size / 1e9:.1f} GB of {fmt}, normalised and written whole "
+        "(only OTLP JSON with one export request a line is read in parts, when their column "
+        "types agree), so its ingest takes memory that grows with its size. Rotate the "
+        "exporter's files by size (the collector's file exporter: rotation max_megabytes)"
+    )
+
+
 def _logged(
     parts: Iterator[ColumnarBatch], n_parts: int, name: str, log: Callable[[str], None]
 ) -> Iterator[ColumnarBatch]:
-    """The parts, each logged as it is handed to the writer (a large file's progress)."""
-    for k, part in enumerate(parts, 1):
+    """The parts, each logged as it is handed to the writer (a large file's progress); none
+    held here once handed on."""
+    k = 0
+    for part in parts:
+        k += 1  # noqa: SIM113 (enumerate keeps its last tuple, and with it the last part)
         log(f"{name}: part {k}/{n_parts}, {part.records_in} records")
         yield part
+        del part
 
 
 # The writer (DuckDB's inserts, on about one core) is the ingest's critical path: the normalisers
@@ -399,6 +413,7 @@ def normalise_in_threads(
                         if futures[k].cancel():
                             del futures[k]
                 yield batch
+                del batch  # (not held while the next one is awaited)
         finally:
             for future in futures.values():
                 future.cancel()

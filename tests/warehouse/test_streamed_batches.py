@@ -81,7 +81,7 @@ def test_a_file_written_in_parts_stores_what_it_stores_whole(
     assert len(tables["quarantine"]) > 10
 
 
-def test_parts_that_type_a_column_apart_make_the_file_read_whole(tmp_path):
+def test_parts_that_type_a_column_apart_make_the_file_read_whole(tmp_path, monkeypatch):
     """One pass over the file would infer one type for a column that its parts type apart
     (objects in one part, text in the next): the file is read whole instead."""
     trace, span = "a" * 32, "b" * 16
@@ -97,12 +97,19 @@ def test_parts_that_type_a_column_apart_make_the_file_read_whole(tmp_path):
     path.parent.mkdir()
     path.write_bytes(b"\n".join(lines) + b"\n")
     size = path.stat().st_size
+    from routeiq_assets.warehouse import ingest
+
+    monkeypatch.setattr(ingest, "LARGE_FILE_BYTES", size)  # read whole: warned, even so
     whole = _ingest(tmp_path, [path], "whole", **WHOLE)
     streamed = _ingest(
         tmp_path, [path], "streamed", stream_min_bytes=size, stream_part_bytes=size // 3
     )
     assert streamed[:2] == whole[:2]
-    assert any("objects.otlp.json is normalised whole instead" in m for m in streamed[2])
+    said = streamed[2]
+    fallback = [i for i, m in enumerate(said) if "objects.otlp.json is normalised whole" in m]
+    warned = [i for i, m in enumerate(said) if m.startswith("large file: objects.otlp.json")]
+    assert len(fallback) == len(warned) == 1 and warned[0] > fallback[0]
+    assert sum(m.startswith("large file:") for m in whole[2]) == 1
     assert whole[1]["router_decisions"] and len(whole[1]["router_decisions"]) == 3
 
 
