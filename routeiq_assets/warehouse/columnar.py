@@ -330,6 +330,11 @@ class BatchBuilder:
         return ColumnarBatch(tables, self.records_in, self.duplicates, self.fast_records)
 
 
+def call_keys(calls: pa.Table) -> pa.Array | pa.ChunkedArray:
+    """An LLM call's identity as one string a row: trace id and span id."""
+    return pc.binary_join_element_wise(calls["trace_id"], calls["span_id"], "/")
+
+
 def drop_repeats(batches: Sequence[ColumnarBatch]) -> list[tuple[dict[str, pa.Table | None], int]]:
     """Each batch's tables without the decisions (by event id, with their candidates) and LLM
     calls (by trace and span id) that an earlier batch of the sequence holds, and how many rows
@@ -357,7 +362,7 @@ def drop_repeats(batches: Sequence[ColumnarBatch]) -> list[tuple[dict[str, pa.Ta
                         pc.invert(pc.is_in(candidates["event_id"], value_set=earlier))
                     )
         if calls is not None:
-            keys = pc.binary_join_element_wise(calls["trace_id"], calls["span_id"], "/")
+            keys = call_keys(calls)
             if seen_calls:
                 earlier = pa.chunked_array(seen_calls, type=pa.string()).combine_chunks()
                 new = pc.invert(pc.is_in(keys, value_set=earlier))

@@ -233,9 +233,22 @@ def ingest_batches(
     raised. ``warn`` (default: ``log``) gets what the caller should show as a warning."""
     n_workers = _worker_count(pending, workers, parallel_min_bytes)
     plan = _plan(pending, n_workers, split_min_bytes, stream_min_bytes, stream_part_bytes)
-    for (_, raw_path, fmt, name), (parts, streamed) in zip(pending, plan, strict=True):
-        if (size := _size(raw_path)) >= LARGE_FILE_BYTES and not (streamed and len(parts) > 1):
-            (warn or log)(_large_file(name, size, fmt))
+
+    def warn_if_large(i: int) -> None:
+        """A file read whole: it says so when it is large (memory grows with its size)."""
+        _, raw_path, fmt, name = pending[i]
+        if (size := _size(raw_path)) >= LARGE_FILE_BYTES:
+            (warn or log)(
+                f"large file: {name} is {size / 1e9:.1f} GB of {fmt}, normalised and written "
+                "whole (only OTLP JSON with one export request a line is read in parts, when "
+                "their column types agree), so its ingest takes memory that grows with its "
+                "size. Rotate the exporter's files by size (the collector's file exporter: "
+                "rotation max_megabytes)"
+            )
+
+    for i, (parts, streamed) in enumerate(plan):
+        if not (streamed and len(parts) > 1):
+            warn_if_large(i)
     many = len(pending) > 1 or any(streamed for _, streamed in plan)
     with bulk_load(con) if many else contextlib.nullcontext():
         done: list[tuple[str, BatchCounts]] = []
@@ -283,8 +296,7 @@ def ingest_batches(
             for _ in parts:  # the rest of this file's parts, normalised already or under way
                 pass
             log(f"{name} is normalised whole instead: {why}")
-            if (size := _size(raw_path)) >= LARGE_FILE_BYTES:
-                (warn or log)(_large_file(name, size, fmt))
+            warn_if_large(i)
             whole = normalise_file(Path(raw_path), fmt, batch_id, name, prompt_mode)
             written(i, write_batch(con, batch_id, whole))
 
@@ -300,15 +312,6 @@ def ingest_batches(
         if group:
             write()
         return done
-
-
-def _large_file(name: str, size: int, fmt: str) -> str:
-    return (
-        f"large file: {name} is {size / 1e9:.1f} GB of {fmt}, normalised and written whole "
-        "(only OTLP JSON with one export request a line is read in parts, when their column "
-        "types agree), so its ingest takes memory that grows with its size. Rotate the "
-        "exporter's files by size (the collector's file exporter: rotation max_megabytes)"
-    )
 
 
 def _logged(

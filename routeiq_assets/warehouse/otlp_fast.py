@@ -509,8 +509,7 @@ class LineCounter:
     def __init__(self, path: Path, starts: list[int]) -> None:
         self.path = Path(path)
         self.starts = sorted(set(starts))
-        self._lines = {0: 1}
-        self._done = 0  # bytes counted
+        self._lines = {0: 1}  # the starts counted so far (in file order), and their lines
         self._lock = threading.Lock()
 
     def line_at(self, offset: int) -> int:
@@ -522,20 +521,21 @@ class LineCounter:
             return self._lines[offset]
 
     def _count_to(self, offset: int) -> None:
-        line = self._lines[self._done]
+        done = max(self._lines)
+        line = self._lines[done]
         with (
             self.path.open("rb") as handle,
             mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mm,
         ):
             data = np.frombuffer(mm, dtype=np.uint8)
             try:
-                for start in (s for s in self.starts if self._done < s <= offset):
-                    for at in range(self._done, start, READ_BUFFER):
+                for start in (s for s in self.starts if done < s <= offset):
+                    for at in range(done, start, READ_BUFFER):
                         stop = min(at + READ_BUFFER, start)
                         line += int(np.count_nonzero(data[at:stop] == 10))
                         page = at - at % mmap.PAGESIZE
                         mm.madvise(mmap.MADV_DONTNEED, page, stop - page)
-                    self._done = start
+                    done = start
                     self._lines[start] = line
             finally:
                 del data  # (the map cannot close while an array points into it)

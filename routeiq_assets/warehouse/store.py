@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 from routeiq_assets.warehouse.columnar import (
     ColumnarBatch,
     as_columnar,
+    call_keys,
     concat_tables,
     drop_repeats,
 )
@@ -464,13 +465,11 @@ def _write_chunk(con: duckdb.DuckDBPyConnection, tables: dict[str, pa.Table | No
         if stored is not None:
             for name in ("router_decisions", "decision_candidates"):
                 if (rows := tables[name]) is not None:
-                    tables[name] = rows.filter(
-                        pc.invert(pc.is_in(rows["event_id"], _flat(stored[0])))
-                    )
+                    tables[name] = rows.filter(pc.invert(pc.is_in(rows["event_id"], stored[0])))
     if (calls := tables["llm_calls"]) is not None:
         stored = _stored_keys(con, "llm_calls", calls, ("trace_id", "span_id"))
         if stored is not None:
-            kept = pc.invert(pc.is_in(_call_keys(calls), _flat(_call_keys(stored))))
+            kept = pc.invert(pc.is_in(call_keys(calls), call_keys(stored)))
             tables["llm_calls"] = calls.filter(kept)
     for name in ("router_decisions", "decision_candidates", "llm_calls", "quarantine"):
         _insert(con, name, tables[name], scan_once=True)
@@ -494,14 +493,6 @@ def _stored_keys(
     return pa.table(
         [pa.array(column, pa.string()) for column in zip(*found, strict=True)], names=list(keys)
     )
-
-
-def _call_keys(calls: pa.Table) -> pa.Array | pa.ChunkedArray:
-    return pc.binary_join_element_wise(calls["trace_id"], calls["span_id"], "/")
-
-
-def _flat(column: pa.Array | pa.ChunkedArray) -> pa.Array:
-    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
 
 
 def _chunks_of(
@@ -538,9 +529,11 @@ def _join_parts(parts: list[ColumnarBatch]) -> ColumnarBatch:
     column types agree (:func:`_check_streamable`)."""
     if len(parts) == 1:
         return parts[0]
-    kept = drop_repeats(parts)
+    joined = _joined(parts)
+    assert joined is not None  # (the types were checked)
+    kept, tables = joined
     return ColumnarBatch(
-        {name: concat_tables([t[name] for t, _ in kept], strict=True) for name in TELEMETRY_TABLES},
+        tables,
         sum(p.records_in for p in parts),
         sum(p.duplicates_in_batch for p in parts) + sum(dropped for _, dropped in kept),
     )
