@@ -8,6 +8,7 @@ folder as the artifact store.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -32,32 +33,56 @@ class RouteIQSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ROUTEIQ_", extra="ignore")
 
     home: Path = Field(default_factory=_default_home, description="Root of all runtime data")
-    landing_dir: Path | None = Field(None, description="Where new telemetry files are dropped")
+    landing_dir: Path | None = Field(
+        None, description="Where new telemetry files are dropped (default `$ROUTEIQ_HOME/landing`)"
+    )
     landing_s3_uri: str | None = Field(
         None, description="s3://bucket/prefix mirrored into the landing folder by a sensor"
     )
-    raw_dir: Path | None = Field(None, description="Immutable, content-addressed raw store")
-    duckdb_path: Path | None = Field(None, description="The warehouse file")
-    work_dir: Path | None = Field(None, description="Trained models and reports before deployment")
-    mlflow_tracking_uri: str | None = Field(None, description="MLflow tracking URI")
-    mlflow_experiment: str = "routeiq-routers"
+    raw_dir: Path | None = Field(
+        None, description="Immutable, content-addressed raw store (default `$ROUTEIQ_HOME/raw`)"
+    )
+    duckdb_path: Path | None = Field(
+        None, description="The warehouse file (default `$ROUTEIQ_HOME/warehouse/routeiq.duckdb`)"
+    )
+    work_dir: Path | None = Field(
+        None,
+        description="Trained models and reports before deployment (default `$ROUTEIQ_HOME/work`)",
+    )
+    mlflow_tracking_uri: str | None = Field(
+        None, description="MLflow tracking URI (default SQLite under `$ROUTEIQ_HOME/mlflow`)"
+    )
+    mlflow_experiment: str = Field(
+        "routeiq-routers", description="MLflow experiment the pipeline's training runs log to"
+    )
     artifact_store: str | None = Field(
-        None, description="Deployed artifacts: a local folder or s3://bucket/prefix"
+        None,
+        description="Deployed artifacts: a local folder or s3://bucket/prefix (default "
+        "`$ROUTEIQ_HOME/artifacts`)",
     )
     s3_endpoint_url: str | None = Field(None, description="MinIO or other S3 endpoint")
-    configs_dir: Path = Field(default_factory=lambda: REPO_ROOT / "configs")
+    configs_dir: Path = Field(
+        default_factory=lambda: REPO_ROOT / "configs",
+        description="Router configs (routers/*.yaml), labelling policy and prices",
+    )
     labeling_file: Path | None = Field(
         None, description="Label policy (default configs/labeling.yaml)"
     )
     prices_file: Path | None = Field(
         None, description="Model prices (default: the label policy's prices_file)"
     )
-    validation_fraction: float = Field(0.1, ge=0, lt=1)
-    test_fraction: float = Field(0.1, ge=0, lt=1)
+    validation_fraction: float = Field(
+        0.1, ge=0, lt=1, description="share of distinct queries held out for validation"
+    )
+    test_fraction: float = Field(
+        0.1, ge=0, lt=1, description="share of distinct queries held out for the test split"
+    )
     jaeger_url: str | None = Field(None, description="Jaeger query service, for hourly pulls")
     jaeger_service: str = Field("litellm-gateway", description="service name to pull")
-    embedding_model: str = DEFAULT_EMBEDDING_MODEL
-    embedding_batch_size: int = Field(64, ge=1)
+    embedding_model: str = Field(
+        DEFAULT_EMBEDDING_MODEL, description="sentence-transformers model that embeds queries"
+    )
+    embedding_batch_size: int = Field(64, ge=1, description="texts embedded per batch")
     device: str = Field("auto", description="auto | cpu | cuda")
     prompt_text: PromptTextMode = Field(
         "scrub", description="keep | hash | scrub: prompt text leaving the raw zone"
@@ -86,12 +111,24 @@ class RouteIQSettings(BaseSettings):
         "one): a larger backlog is taken over several ticks, each within Dagster's 60 s sensor "
         "timeout",
     )
+    ingest_duckdb_memory: str = Field(
+        "768MB",
+        description="DuckDB's memory cap while an ingest writes many batches (a DuckDB size such "
+        "as 768MB or 2GB); written blocks are on disk, so evicting them costs little",
+    )
+    raw_fsync: bool = Field(
+        True,
+        description="flush each landed raw file to disk before its batch is registered (false "
+        "only for scratch stores whose loss does not matter)",
+    )
     gateway_torch_export: bool = Field(
         False, description="also export mlp routers as torch model.pt for the gateway's loader"
     )
     deploy_router: str = Field("knn", description="Which configs/routers/<name>.yaml to deploy")
     manifest_hmac_secret: SecretStr | None = Field(
-        None, validation_alias="LLMROUTER_MODEL_HMAC_SECRET"
+        None,
+        validation_alias="LLMROUTER_MODEL_HMAC_SECRET",
+        description="HMAC key that signs deployed manifests (the gateway's variable name)",
     )
 
     @field_validator("device")
@@ -99,6 +136,15 @@ class RouteIQSettings(BaseSettings):
     def _check_device(cls, value: str) -> str:
         if value not in {"auto", "cpu", "cuda"}:
             raise ValueError(f"device must be auto, cpu or cuda, got {value!r}")
+        return value
+
+    @field_validator("ingest_duckdb_memory")
+    @classmethod
+    def _check_memory(cls, value: str) -> str:
+        if not re.fullmatch(r"\s*[0-9]+(\.[0-9]+)?\s*([KMGT]i?B|B|bytes)?\s*", value, re.I):
+            raise ValueError(
+                f"ingest_duckdb_memory must be a size such as 768MB or 2GB, got {value!r}"
+            )
         return value
 
     @field_validator("artifact_store")
@@ -175,6 +221,31 @@ class ResolvedLocations:
     mlflow_tracking_uri: str
     mlflow_artifact_root: str
     artifact_store: str
+
+
+def environment_name(name: str) -> str:
+    """The environment variable that sets a field of :class:`RouteIQSettings`."""
+    alias = RouteIQSettings.model_fields[name].validation_alias
+    return alias if isinstance(alias, str) else f"ROUTEIQ_{name.upper()}"
+
+
+def settings_reference() -> str:
+    """Every setting as a Markdown table (the README's settings reference is this text)."""
+    lines = ["| variable | default | what it sets |", "| --- | --- | --- |"]
+    for name, info in RouteIQSettings.model_fields.items():
+        if info.default_factory is not None:
+            default = "(derived)" if name != "home" else "the repository's `dagster_home/`"
+            if name == "configs_dir":
+                default = "the repository's `configs/`"
+        elif info.default is None:
+            default = "-"
+        else:
+            default = (
+                f"`{str(info.default).lower() if isinstance(info.default, bool) else info.default}`"
+            )
+        what = (info.description or "").replace("|", "\\|")
+        lines.append(f"| `{environment_name(name)}` | {default} | {what} |")
+    return "\n".join(lines) + "\n"
 
 
 def load_settings() -> RouteIQSettings:

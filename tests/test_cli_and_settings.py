@@ -63,3 +63,48 @@ def test_simulate_cli_writes_otlp_files(tmp_path):
 def test_simulate_from_table_needs_prices(tmp_path, benchmark_table):
     result = _routeiq("simulate", "--out", str(tmp_path), "--from-table", str(benchmark_table[0]))
     assert result.returncode != 0 and "--prices" in result.stderr
+
+
+def test_the_readme_settings_reference_is_the_settings_objects():
+    """README's settings table is generated from the settings fields (regenerate it with
+    ``python -c 'from routeiq_assets.settings import settings_reference as r; print(r())'``);
+    every field says what it sets."""
+    import re
+
+    from routeiq_assets.settings import REPO_ROOT, settings_reference
+
+    for name, info in RouteIQSettings.model_fields.items():
+        assert info.description, f"settings field {name} has no description"
+    readme = (REPO_ROOT / "README.md").read_text()
+    found = re.search(
+        r"<!-- settings-reference:start -->\n(.*?)<!-- settings-reference:end -->", readme, re.S
+    )
+    assert found and found.group(1) == settings_reference()
+
+
+def test_every_routeiq_variable_is_a_setting_and_only_settings_read_the_environment():
+    """A ROUTEIQ_* name in the package, the README, docs/, the compose file or .env.example is
+    a settings field's variable (ROUTEIQ_BENCH_*: the benchmarks' own, outside the package); no
+    module but settings.py reads one from the environment."""
+    import re
+
+    from routeiq_assets.settings import REPO_ROOT, environment_name
+
+    known = {environment_name(name) for name in RouteIQSettings.model_fields}
+    places = [
+        *(REPO_ROOT / "routeiq_assets").rglob("*.py"),
+        *(REPO_ROOT / "docs").rglob("*.md"),
+        REPO_ROOT / "README.md",
+        REPO_ROOT / "docker-compose.yml",
+        REPO_ROOT / ".env.example",
+        REPO_ROOT / "Makefile",
+    ]
+    for path in places:
+        text = path.read_text()
+        unknown = set(re.findall(r"ROUTEIQ_[A-Z0-9_]*[A-Z0-9]", text)) - known
+        if path.parent.name != "routeiq_assets" and "routeiq_assets" not in path.parts:
+            unknown = {name for name in unknown if not name.startswith("ROUTEIQ_BENCH_")}
+        assert not unknown, f"{path.relative_to(REPO_ROOT)} names {sorted(unknown)}"
+        if path.suffix == ".py" and path.name != "settings.py":
+            reads = re.findall(r"(?:environ(?:\.get)?\(|getenv\(|environ\[)\s*[\"']ROUTEIQ_", text)
+            assert not reads, f"{path.relative_to(REPO_ROOT)} reads ROUTEIQ_* itself"

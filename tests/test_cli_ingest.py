@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -152,13 +153,24 @@ def test_ingest_of_an_unreadable_file_names_it_without_a_traceback(cli_env, tmp_
 def test_a_range_run_that_failed_is_in_the_summary_even_when_its_files_went_through(
     cli_env, tmp_path
 ):
-    write_otlp_files(simulate_requests(40, seed=4), tmp_path / "in", "f", requests_per_file=20)
-    # a setting that only runs of several batches use (DuckDB's memory in bulk loads)
+    write_otlp_files(simulate_requests(4000, seed=4), tmp_path / "in", "f", requests_per_file=2000)
+    # a setting that only runs of several batches use (DuckDB's memory in bulk loads), too
+    # small for their writes: the range run fails, the runs of one batch each go through
     done = _cli(
-        "ingest", str(tmp_path / "in"), env={**cli_env, "ROUTEIQ_INGEST_DUCKDB_MEMORY": "lots"}
+        "ingest", str(tmp_path / "in"), env={**cli_env, "ROUTEIQ_INGEST_DUCKDB_MEMORY": "1MB"}
     )
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
-    assert summary["batches"] == 2 and summary["decisions"] == 40 and summary["failed"] == []
+    assert summary["batches"] == 2 and summary["decisions"] == 4000 and summary["failed"] == []
     assert len(summary["failed_range_runs"]) == 1
-    assert "ROUTEIQ_INGEST_DUCKDB_MEMORY='lots' is not a DuckDB memory size" in done.stderr
+    assert "while writing under ROUTEIQ_INGEST_DUCKDB_MEMORY=1MB" in done.stderr
+
+
+def test_a_bad_setting_is_refused_before_any_work(cli_env, tmp_path):
+    write_otlp_files(simulate_requests(40, seed=4), tmp_path / "in", "f", requests_per_file=20)
+    done = _cli(
+        "ingest", str(tmp_path / "in"), env={**cli_env, "ROUTEIQ_INGEST_DUCKDB_MEMORY": "lots"}
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "ingest_duckdb_memory must be a size such as 768MB or 2GB, got 'lots'" in done.stderr
+    assert not (Path(cli_env["ROUTEIQ_HOME"]) / "raw").exists()

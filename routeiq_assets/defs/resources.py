@@ -38,7 +38,7 @@ class RouteIQResource(dg.ConfigurableResource):
 
 def s3_client(endpoint_url: str | None = None, max_attempts: int = 3):
     """A boto3 S3 client from dagster-aws's S3Resource (MinIO when ``endpoint_url`` is set)."""
-    # imported here: dagster-aws (boto3) took 0.8 s of start-up in every process that loads the
+    # imported here: dagster-aws (boto3) adds start-up time to every process that loads the
     # definitions (each run, `routeiq ingest`, the daemon) while most never touch S3
     from dagster_aws.s3 import S3Resource
 

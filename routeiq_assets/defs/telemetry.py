@@ -54,8 +54,8 @@ def _land(key: str, source_path: str, raw_dir: Path) -> RawFile:
 
 
 # One run may cover a range of batches (BackfillPolicy.single_run): a backfill of many batches or
-# `routeiq ingest` of many files is then one run that normalises the next batches on threads (or
-# worker processes) while it writes the current one, instead of one run (and one start-up) a batch.
+# `routeiq ingest` of many files is then one run that normalises the next batch while it writes
+# the current one, instead of one run (and one start-up) a batch.
 BATCH_RANGES = dg.BackfillPolicy.single_run()
 # The parameter is marked beta in Dagster 1.13 (it works, tested here): say it once, here,
 # instead of in every process that loads the definitions.

@@ -59,9 +59,8 @@ def landing_files(landing_dir: Path) -> list[Path]:
 
 
 COPY_CHUNK = 1 << 20
-# copy_file_range copies in the kernel, page cache to page cache (no pass through this process:
-# 3.5 GB of OTLP JSON landed on two threads in 1.9 s instead of 2.1 s here, 3.3 CPU-seconds
-# instead of 3.8); where the kernel or the file systems refuse it, a plain read/write loop.
+# copy_file_range copies in the kernel, page cache to page cache (no pass through this
+# process); where the kernel or the file systems refuse it, a plain read/write loop.
 _KERNEL_COPY = hasattr(os, "copy_file_range")
 _NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM}
 
@@ -89,14 +88,14 @@ def _copy(src: int, dst: int) -> None:
             written += os.write(dst, chunk[written:])
 
 
-# A landed file is flushed to disk (and its name in its folder) before land_file returns: a
-# batch is registered in the warehouse only after, so a crash never leaves a registered batch
-# whose raw file is empty or short (ext4 with delayed allocation, XFS). Measured here, 3.5 GB on
-# two threads: landing 4.1 s instead of 1.9 s, but the whole ingest only ~0.5 s longer, since
-# without it the kernel writes the same bytes later and the warehouse's first commits (any
-# fsync on this file system) waited for them instead. ROUTEIQ_RAW_FSYNC=0 skips it, for
-# scratch stores whose loss does not matter.
-DURABLE = os.environ.get("ROUTEIQ_RAW_FSYNC", "1") != "0"
+def durable() -> bool:
+    """Whether a landed file is flushed to disk (and its name in its folder) before land_file
+    returns (the ``raw_fsync`` setting, default on): a batch is registered in the warehouse only
+    after, so a crash never leaves a registered batch whose raw file is empty or short (ext4
+    with delayed allocation, XFS). Without it the kernel writes the same bytes later anyway."""
+    from routeiq_assets.settings import load_settings
+
+    return load_settings().raw_fsync
 
 
 def _libc_sync_file_range() -> Callable[..., int] | None:
@@ -113,8 +112,7 @@ def _libc_sync_file_range() -> Callable[..., int] | None:
 
 # Linux's sync_file_range(SYNC_FILE_RANGE_WRITE) (not in the os module): the kernel starts
 # writing a copy to disk as soon as it is made, while the landing thread reads it back to hash
-# it, instead of when the fsync after asks. Landing is bound by this disk's writes: 3.5 GB here
-# landed in 3.6-4.2 s instead of 4.8-5.5 s (writing and flushing the same bytes alone: 3.8 s).
+# it, instead of when the fsync after asks: landing is bound by the disk's writes.
 _SYNC_FILE_RANGE = _libc_sync_file_range()
 _SYNC_FILE_RANGE_WRITE = 2
 
@@ -183,6 +181,7 @@ def _open_source(source: Path, regular_only: bool) -> int:
 def _land_file(source: Path, raw_dir: Path, regular_only: bool = False) -> RawFile:
     raw_dir = Path(raw_dir)
     raw_dir.mkdir(parents=True, exist_ok=True)
+    flush = durable()
     with open(_open_source(source, regular_only), "rb", buffering=0) as src:
         # a file of its own for each copy, created exclusively: threads, processes or hosts
         # sharing the raw store may land the same bytes at once
@@ -191,10 +190,10 @@ def _land_file(source: Path, raw_dir: Path, regular_only: bool = False) -> RawFi
         try:
             try:
                 _copy(src.fileno(), fd)
-                if DURABLE:
+                if flush:
                     _start_writeback(fd)  # the disk writes while this thread hashes
                 sha = _fd_sha256(fd)
-                if DURABLE:
+                if flush:
                     os.fsync(fd)  # on disk before it is named, let alone registered
             finally:
                 os.close(fd)
@@ -205,11 +204,11 @@ def _land_file(source: Path, raw_dir: Path, regular_only: bool = False) -> RawFi
             if not target.exists():
                 if not target.parent.exists():
                     target.parent.mkdir(exist_ok=True)
-                    if DURABLE:
+                    if flush:
                         _fsync_dir(raw_dir)  # the new shard folder's own name
                 tmp.chmod(0o444)
                 tmp.replace(target)
-            if DURABLE:
+            if flush:
                 # also when another thread or process named it: its flush may not be done yet
                 _fsync_dir(target.parent)
         finally:
@@ -231,9 +230,8 @@ R = TypeVar("R")
 def in_threads(fn: Callable[[T], R], items: Iterable[T], threads: int | None = None) -> list[R]:
     """``[fn(x) for x in items]`` on up to ``threads`` threads (default: one a core, at most 2),
     in order; the first error is raised. Hashing (hashlib) and file reads and writes release
-    the GIL, so landing a backlog of large files uses both cores: 3.5 GB of OTLP JSON took 5 s to
-    land on one thread here. Landing is idempotent, so a file landed next to one that failed is
-    simply found in the raw store next time."""
+    the GIL, so landing a backlog of large files uses both cores. Landing is idempotent, so a
+    file landed next to one that failed is simply found in the raw store next time."""
     items = list(items)
     threads = threads or min(2, os.cpu_count() or 1)
     if threads <= 1 or len(items) <= 1:
@@ -244,9 +242,8 @@ def in_threads(fn: Callable[[T], R], items: Iterable[T], threads: int | None = N
 
 def landing_threads() -> int:
     """Threads to land files on: two a core (at most four) when each waits for its file's
-    flush to disk while the others copy and hash (3.5 GB here, the writeback started as each
-    copy is made: 4.0-4.2 s on four threads, 4.2-4.8 s on two); else one a core, at most 2."""
-    return (2 if DURABLE else 1) * min(2, os.cpu_count() or 1)
+    flush to disk while the others copy and hash; else one a core, at most 2."""
+    return (2 if durable() else 1) * min(2, os.cpu_count() or 1)
 
 
 def land_files(sources: Iterable[Path], raw_dir: Path) -> list[RawFile]:

@@ -15,7 +15,7 @@ import json
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,7 +50,6 @@ class ColumnarBatch:
     records_in: int = 0
     duplicates_in_batch: int = 0
     fast_records: int = 0  # records the fast path normalised itself (the rest went the general way)
-    stats: dict[str, Any] = field(default_factory=dict)
 
 
 def as_columnar(batch: NormalisedBatch) -> ColumnarBatch:
@@ -386,45 +385,6 @@ def concat_tables(tables: Sequence[pa.Table | None], strict: bool = False) -> pa
     if not present:
         return None
     return pa.concat_tables(present, promote_options="default" if strict else "permissive")
-
-
-def join_parts(tables: Sequence[pa.Table | None]) -> pa.Table | None:
-    """The tables of consecutive parts of one file as one, typed as if the file had been read
-    in one go: where Arrow cannot join a column (a timestamp with another time zone, text and
-    numbers), it is inferred again from all its values (:func:`infer_array`), as a single pass
-    infers it; where that could differ (a part typed float beside text), ArrowInvalid, and the
-    callers read the file in one go."""
-    try:
-        return concat_tables(tables)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        present = [t for t in tables if t is not None and t.num_rows]
-        names = present[0].column_names
-        columns = []
-        for name in names:
-            types = {t.schema.field(name).type for t in present}
-            if len(types) == 1:
-                chunks = [c for t in present for c in t[name].chunks]
-                columns.append(pa.chunked_array(chunks, type=types.pop()))
-            elif not all(_keeps_values(t) for t in types):
-                # a float part may hold ints it widened (0 read as 0.0), a struct part keys it
-                # added (null for the objects without them): one pass over the original values
-                # would store other text, and only re-reading them can tell
-                types_seen = sorted(map(str, types))
-                raise pa.ArrowInvalid(f"column {name}: parts typed {types_seen}") from None
-            else:
-                columns.append(infer_array([v for t in present for v in t[name].to_pylist()]))
-        return pa.Table.from_arrays(columns, names)
-
-
-def _keeps_values(kind: pa.DataType) -> bool:
-    """Whether a column of this type gives back the values it was inferred from."""
-    return (
-        pa.types.is_null(kind)
-        or pa.types.is_string(kind)
-        or pa.types.is_integer(kind)
-        or pa.types.is_boolean(kind)
-        or pa.types.is_timestamp(kind)
-    )
 
 
 def _chunks(column: pa.Array | pa.ChunkedArray) -> list[pa.Array]:

@@ -3,13 +3,11 @@
 The general path (:func:`~routeiq_assets.telemetry.otlp.read_otlp_json` then
 :func:`~routeiq_assets.warehouse.normalize.normalise_records`) builds a dict per span and
 attribute and validates each decision payload with pydantic. This path decodes an export request
-line into typed msgspec structs, each decision payload into strict structs that mirror the
-contract's models, and builds the row tuples the way
+line into typed msgspec structs, each decision payload into strict structs derived from the
+contract's pydantic models (:func:`struct_of`), and builds the row tuples the way
 :func:`~routeiq_assets.warehouse.normalize.decision_values` and ``llm_call_values`` do, with
 each distinct JSON object, prompt and completion serialised or scrubbed once per batch. Columns
 go to Arrow every few thousand rows (:class:`~routeiq_assets.warehouse.columnar.BatchBuilder`).
-A large file can be read in parts (:func:`split_lines`) by several processes and joined in file
-order (:func:`merge_parts`).
 
 Anything it is not sure of goes the general way, so the result is the same row for row:
 
@@ -24,23 +22,24 @@ Anything it is not sure of goes the general way, so the result is the same row f
 
 from __future__ import annotations
 
+import functools
 import json
-import mmap
 import re
-import threading
+import types
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Union, get_args, get_origin
 
+import annotated_types
 import msgspec
-import numpy as np
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 from routeiq_assets.contract import DECISION_EVENT_NAME, PAYLOAD_ATTRIBUTE, SUPPORTED_VERSIONS
-from routeiq_assets.contract.decision import INT32_RANGE, INT64_RANGE
+from routeiq_assets.contract.decision import RouterDecision
 from routeiq_assets.telemetry.otlp import (
     LLM_CALL_KEYS,
     any_value,
-    is_multiline_document,
     line_records,
     normalise_id,
     otlp_documents,
@@ -50,14 +49,7 @@ from routeiq_assets.telemetry.otlp import (
 from routeiq_assets.telemetry.otlp import span_records as general_span_records
 from routeiq_assets.telemetry.pii import PromptTextMode
 from routeiq_assets.telemetry.records import BOM, as_float, token_counts
-from routeiq_assets.warehouse import otlp_native
-from routeiq_assets.warehouse.columnar import (
-    BatchBuilder,
-    ColumnarBatch,
-    drop_repeats,
-    gc_paused,
-    join_parts,
-)
+from routeiq_assets.warehouse.columnar import BatchBuilder, ColumnarBatch, gc_paused
 from routeiq_assets.warehouse.normalize import (
     custom_fields,
     decision_values,
@@ -119,84 +111,73 @@ class _Export(msgspec.Struct, gc=False):
     resourceSpans: list[_Resource] | None
 
 
-# --- the decision payload: strict mirrors of routeiq_assets.contract.decision's models --------
-
-_Int32 = Annotated[int, msgspec.Meta(ge=INT32_RANGE[0], le=INT32_RANGE[1])]
-_Int64 = Annotated[int, msgspec.Meta(ge=INT64_RANGE[0], le=INT64_RANGE[1])]
+# --- the decision payload: strict msgspec structs derived from the contract's pydantic models --
 
 
-class _Input(msgspec.Struct, gc=False):
-    requested_model: str | None = None
-    query_length: _Int32 | None = None
-    user_id: str | None = None
-    team_id: str | None = None
-    api_type: str | None = None
-    request_metadata: msgspec.Raw = msgspec.Raw(b"{}")  # a JSON object: checked when read
+def _constraint(meta: list[Any]) -> msgspec.Meta | None:
+    """The contract's field constraints (annotated-types) as msgspec's; one it does not know
+    is an error here, so a new constraint in the contract cannot be skipped by this path."""
+    bounds: dict[str, Any] = {}
+    for item in meta:
+        if isinstance(item, annotated_types.Ge):
+            bounds["ge"] = item.ge
+        elif isinstance(item, annotated_types.Le):
+            bounds["le"] = item.le
+        elif isinstance(item, annotated_types.MinLen):
+            bounds["min_length"] = item.min_length
+        else:
+            raise TypeError(f"the fast path does not mirror the constraint {item!r}")
+    return msgspec.Meta(**bounds) if bounds else None
 
 
-class _Candidate(msgspec.Struct, gc=False):
-    model_name: str
-    provider: str | None = None
-    score: float | None = None
-    available: bool = True
+def _mirror(annotation: Any) -> Any:
+    """A pydantic annotation of the contract as a msgspec type (a JSON object: Raw, checked
+    when read; a model: its struct)."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        base, *extra = get_args(annotation)
+        meta = [m for e in extra for m in (e.metadata if isinstance(e, FieldInfo) else [e])]
+        constraint = _constraint(meta)
+        return Annotated[_mirror(base), constraint] if constraint else _mirror(base)
+    if origin in (Union, types.UnionType):
+        return Union[tuple(_mirror(arg) for arg in get_args(annotation))]  # noqa: UP007
+    if origin is list:
+        return list[_mirror(get_args(annotation)[0])]
+    if origin is dict:
+        return msgspec.Raw
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return struct_of(annotation)
+    return annotation  # str, int, float, bool, a Literal, None
 
 
-class _Experiment(msgspec.Struct, gc=False):
-    experiment_id: str | None = None
-    variant: str | None = None
-    strategy_name: str | None = None
-    strategy_version: str | None = None
-    weight: float | None = None
-    total_weight: float | None = None
-    hash_bucket: _Int32 | None = None
-    hash_key_type: str | None = None
+@functools.cache
+def struct_of(model: type[BaseModel]) -> type[msgspec.Struct]:
+    """The strict msgspec struct of a contract model: the same fields, types, constraints and
+    defaults (``tests/contract`` checks that both accept and refuse the same payloads)."""
+    fields: list[tuple[Any, ...]] = []
+    for name, info in model.model_fields.items():
+        kind = _mirror(info.annotation)
+        constraint = _constraint(info.metadata)
+        if constraint is not None:
+            kind = Annotated[kind, constraint]
+        factory = info.default_factory
+        if info.is_required():
+            fields.append((name, kind))
+        elif factory is dict:
+            fields.append((name, kind, msgspec.Raw(b"{}")))
+        elif factory is not None:
+            made = (
+                struct_of(factory)
+                if isinstance(factory, type) and issubclass(factory, BaseModel)
+                else factory
+            )
+            fields.append((name, kind, msgspec.field(default_factory=made)))
+        else:
+            fields.append((name, kind, info.default))
+    return msgspec.defstruct(f"Fast{model.__name__}", fields, kw_only=True, gc=False)
 
 
-class _Timings(msgspec.Struct, gc=False):
-    total_ms: float | None = None
-    strategy_ms: float | None = None
-    embedding_ms: float | None = None
-    candidate_filter_ms: float | None = None
-
-
-class _Outcome(msgspec.Struct, gc=False):
-    status: Literal["success", "failure", "fallback", "error", "no_candidates", "timeout"]
-    error_message: str | None = None
-    error_type: str | None = None
-    input_tokens: _Int64 | None = None
-    output_tokens: _Int64 | None = None
-    total_tokens: _Int64 | None = None
-    api_type: str | None = None
-
-
-class _Fallback(msgspec.Struct, gc=False):
-    fallback_triggered: bool = False
-    original_model: str | None = None
-    fallback_reason: str | None = None
-    fallback_attempt: _Int32 | None = None
-
-
-class _Decision(msgspec.Struct, gc=False):
-    contract_version: str
-    event_id: str
-    trace_id: str
-    outcome: _Outcome
-    contract_name: str = DECISION_EVENT_NAME
-    span_id: str | None = None
-    parent_span_id: str | None = None
-    timestamp_utc: str | None = None
-    timestamp_unix_ms: _Int64 | None = None
-    input: _Input = msgspec.field(default_factory=_Input)
-    strategy_name: str | None = None
-    strategy_version: str | None = None
-    candidate_deployments: list[_Candidate] = []
-    selected_deployment: str | None = None
-    selection_reason: str | None = None
-    experiment: _Experiment | None = None
-    timings: _Timings = msgspec.field(default_factory=_Timings)
-    fallback: _Fallback = msgspec.field(default_factory=_Fallback)
-    custom_attributes: msgspec.Raw = msgspec.Raw(b"{}")  # a JSON object: checked when read
-
+_Decision = struct_of(RouterDecision)
 
 _EXPORT = msgspec.json.Decoder(_Export)
 _DECISION = msgspec.json.Decoder(_Decision)
@@ -417,148 +398,25 @@ def add_line(builder: BatchBuilder, raw_line: bytes, location: str, rows: _Rows)
 
 
 def normalise_otlp_file(
-    path: Path,
-    batch_id: str,
-    source: str,
-    prompt_mode: PromptTextMode = "scrub",
-    part: tuple[int, int, int] | None = None,
-    native: bool | None = None,
+    path: Path, batch_id: str, source: str, prompt_mode: PromptTextMode = "scrub"
 ) -> ColumnarBatch:
-    """One OTLP JSON file as a batch of Arrow tables, equal to the general path's rows.
-
-    ``part`` = (start byte, end byte, number of the line at start) restricts it to the lines of
-    one :func:`split_lines` part; :func:`merge_parts` joins the parts' batches. ``native``: use
-    the compiled normaliser (:mod:`~routeiq_assets.warehouse.otlp_native`; default: where it is
-    built and not switched off), which hands every line it is unsure of back to this function.
-    """
+    """One OTLP JSON file as a batch of Arrow tables, equal to the general path's rows."""
     path = Path(path)
-    documents = otlp_documents(path) if part is None or part == (0, -1, 1) else None
-    # pretty-printed requests: the compiled path reads lines only
-    if documents is None and (otlp_native.available() if native is None else native):
-
-        def python_part(p: tuple[int, int, int]) -> ColumnarBatch:
-            return normalise_otlp_file(path, batch_id, source, prompt_mode, p, native=False)
-
-        try:
-            return otlp_native.normalise_native(
-                path, batch_id, source, prompt_mode, part, python_part, merge_parts
-            )
-        except otlp_native.NotNative:
-            pass  # the whole range the Python way
     builder = BatchBuilder(batch_id, source, prompt_mode)
     rows = _Rows(builder)
     with gc_paused():
-        lines = documents if documents is not None else _lines(path, part or (0, -1, 1))
-        for line_no, raw_line in lines:
+        documents = otlp_documents(path)  # pretty-printed requests, else None: a request a line
+        for line_no, raw_line in documents if documents is not None else _lines(path):
             add_line(builder, raw_line, f"{path.name}:{line_no}", rows)
         return builder.finish()
 
 
-def _lines(path: Path, part: tuple[int, int, int]) -> Iterator[tuple[int, bytes]]:
-    """The non-blank lines of ``part`` of a file, with their numbers (a UTF-8 byte-order mark
-    before the first line dropped)."""
-    start, end, first_line = part
+def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """The non-blank lines of a file, with their numbers (a UTF-8 byte-order mark before the
+    first line dropped)."""
     with path.open("rb", buffering=READ_BUFFER) as handle:
-        handle.seek(start)
-        offset = start
-        for line_no, raw_line in enumerate(handle, start=first_line):
-            if 0 <= end <= offset:
-                break
-            if offset == 0 and raw_line.startswith(BOM):
-                offset, raw_line = len(BOM), raw_line[len(BOM) :]
-            offset += len(raw_line)
+        for line_no, raw_line in enumerate(handle, start=1):
+            if line_no == 1 and raw_line.startswith(BOM):
+                raw_line = raw_line[len(BOM) :]
             if raw_line and not raw_line.isspace():
                 yield line_no, raw_line
-
-
-def split_lines(path: Path, parts: int) -> list[tuple[int, int, int]]:
-    """About equal byte ranges of whole lines: (start, end, number of the first line). A file of
-    pretty-printed requests (:func:`~routeiq_assets.telemetry.otlp.otlp_documents`) is one part:
-    its lines are no requests."""
-    ranges = split_bytes(path, parts)
-    counter = LineCounter(path, [start for start, _ in ranges])
-    return [(start, end, counter.line_at(start)) for start, end in ranges]
-
-
-def split_bytes(path: Path, parts: int) -> list[tuple[int, int]]:
-    """:func:`split_lines` without the line numbers (:class:`LineCounter` counts them)."""
-    path = Path(path)
-    size = path.stat().st_size
-    if is_multiline_document(path):
-        return [(0, -1)]
-    bounds = [0]
-    with path.open("rb") as handle:
-        for k in range(1, parts):
-            handle.seek(max(size * k // parts, bounds[-1]))
-            handle.readline()  # to the end of the line the cut falls in
-            bounds.append(min(handle.tell(), size))
-    bounds = sorted({*bounds, size})
-    if len(bounds) < 2:
-        return [(0, 0)]
-    return list(zip(bounds, bounds[1:], strict=False))
-
-
-class LineCounter:
-    """The number of the line at each of these offsets of a file (the starts of its parts),
-    counted when first asked for, in one pass in file order, by whichever thread asks (a part's
-    normaliser, so that the parts after the first need not wait for the whole file to be
-    counted). Counted where the file is mapped (no copy), each block's pages dropped from this
-    process once counted (they stay in the page cache; else the whole file would count towards
-    its RSS): 3.7 GB in 0.8 s here, where reading it in blocks to count them took 1.7 s."""
-
-    def __init__(self, path: Path, starts: list[int]) -> None:
-        self.path = Path(path)
-        self.starts = sorted(set(starts))
-        self._lines = {0: 1}  # the starts counted so far (in file order), and their lines
-        self._lock = threading.Lock()
-
-    def line_at(self, offset: int) -> int:
-        if offset not in self.starts and offset:
-            raise ValueError(f"{offset} is not one of the starts of {self.path}'s parts")
-        with self._lock:
-            if offset not in self._lines:
-                self._count_to(offset)
-            return self._lines[offset]
-
-    def _count_to(self, offset: int) -> None:
-        done = max(self._lines)
-        line = self._lines[done]
-        with (
-            self.path.open("rb") as handle,
-            mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mm,
-        ):
-            data = np.frombuffer(mm, dtype=np.uint8)
-            try:
-                for start in (s for s in self.starts if done < s <= offset):
-                    for at in range(done, start, READ_BUFFER):
-                        stop = min(at + READ_BUFFER, start)
-                        line += int(np.count_nonzero(data[at:stop] == 10))
-                        page = at - at % mmap.PAGESIZE
-                        mm.madvise(mmap.MADV_DONTNEED, page, stop - page)
-                    done = start
-                    self._lines[start] = line
-            finally:
-                del data  # (the map cannot close while an array points into it)
-
-
-def resolved_part(part: tuple[int, int, Any] | None) -> tuple[int, int, int] | None:
-    """A part whose first line is still to be counted (a :class:`LineCounter`) with it."""
-    if part is None or isinstance(part[2], int):
-        return part
-    start, end, counter = part
-    return start, end, counter.line_at(start)
-
-
-def merge_parts(parts: list[ColumnarBatch]) -> ColumnarBatch:
-    """One batch from the batches of its parts, in file order: a decision or call already in an
-    earlier part is a duplicate, as when the file is read in one go."""
-    if len(parts) == 1:
-        return parts[0]
-    kept = drop_repeats(parts)
-    merged = {name: join_parts([t[name] for t, _ in kept]) for name in parts[0].tables}
-    return ColumnarBatch(
-        merged,
-        sum(p.records_in for p in parts),
-        sum(p.duplicates_in_batch for p in parts) + sum(dropped for _, dropped in kept),
-        sum(p.fast_records for p in parts),
-    )

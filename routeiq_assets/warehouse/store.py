@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,7 +20,6 @@ import pyarrow.compute as pc
 from routeiq_assets.warehouse.columnar import (
     ColumnarBatch,
     as_columnar,
-    call_keys,
     concat_tables,
     drop_repeats,
 )
@@ -86,37 +84,33 @@ def transaction(
 
 
 # While many batches are written in a row, DuckDB checkpoints only when the write-ahead log
-# reaches this size instead of its default 16 MiB. Each 50,000-event OTLP batch logs ~53 MB, so
-# the default folds the log into the database file after every batch, and each checkpoint
-# re-reads and recompresses the tables' last row groups. Measured here (12 such batches, one
-# process): 16 MiB 0.66 s a batch, 256 MB 0.50 s, 1 GB 0.44 s; but rows not yet checkpointed stay
-# in memory, and 1 GB took 300 MB more peak RSS (256 MB: +34 MB). The log's replay after a crash
-# grows with it too; transactions are unchanged.
+# reaches this size instead of its default 16 MiB, which would fold the log into the database
+# file (re-reading and recompressing the tables' last row groups) after every large batch. Rows
+# not yet checkpointed stay in memory, and the log's replay after a crash grows with it.
 BULK_CHECKPOINT_THRESHOLD = "256MB"
 
 
-# DuckDB's memory while many batches are written in a row. DuckDB keeps every block it writes
-# in its buffer pool until its memory limit (80% of the machine's memory by default) makes it
-# evict them, so without a cap a backlog ingested in one run holds the warehouse it wrote in
-# memory: about 300 MB more peak RSS a million events (measured here, one ingest of 2 million
-# OTLP events: 2.28-2.31 GB peak without it, 1.93-1.98 GB with 768 MB, in the same time; a
-# million: 1.78-1.85 against 1.69-1.72 GB). Blocks written are on disk, so evicting them costs
-# nothing; a lower cap did (512 MB: about 6% slower, the anti-joins re-read evicted ids).
-# ROUTEIQ_INGEST_DUCKDB_MEMORY sets another (a DuckDB size, e.g. "2GB").
-BULK_MEMORY_LIMIT = os.environ.get("ROUTEIQ_INGEST_DUCKDB_MEMORY", "768MB")
-
-
 @contextmanager
-def bulk_load(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+def bulk_load(
+    con: duckdb.DuckDBPyConnection, memory_limit: str | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
     """Defer checkpoints and cap DuckDB's memory while the block writes many batches;
-    checkpoint once at its end, and restore both settings."""
-    bad_cap = (
-        f"ROUTEIQ_INGEST_DUCKDB_MEMORY={BULK_MEMORY_LIMIT!r} is not a DuckDB memory size "
-        "(such as 768MB or 2GB)"
-    )
-    cap = _size_bytes(BULK_MEMORY_LIMIT)
+    checkpoint once at its end, and restore both settings.
+
+    DuckDB keeps the blocks it writes in its buffer pool until its memory limit (80% of the
+    machine's by default) makes it evict them, so without a cap a backlog ingested in one run
+    holds the warehouse it wrote in memory. ``memory_limit``: a DuckDB size (default: the
+    ``ingest_duckdb_memory`` setting)."""
+    if memory_limit is None:
+        from routeiq_assets.settings import load_settings
+
+        memory_limit = load_settings().ingest_duckdb_memory
+    cap = _size_bytes(memory_limit)
     if cap is None:
-        raise ValueError(bad_cap)
+        raise ValueError(
+            f"ROUTEIQ_INGEST_DUCKDB_MEMORY={memory_limit!r} is not a DuckDB memory size "
+            "(such as 768MB or 2GB)"
+        )
     before = con.execute(
         "SELECT current_setting('checkpoint_threshold'), current_setting('memory_limit')"
     ).fetchall()[0]
@@ -128,20 +122,17 @@ def bulk_load(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnect
     con.execute(f"SET checkpoint_threshold = '{BULK_CHECKPOINT_THRESHOLD}'").fetchall()
     if capped:
         try:
-            con.execute(f"SET memory_limit = '{BULK_MEMORY_LIMIT}'").fetchall()
+            con.execute(f"SET memory_limit = '{memory_limit}'").fetchall()
         except duckdb.OutOfMemoryException as exc:  # it holds more already: go on without
             log.warning("bulk load without ROUTEIQ_INGEST_DUCKDB_MEMORY's cap: %s", exc)
             capped = False
-        except duckdb.Error as exc:
-            con.execute(f"SET checkpoint_threshold = '{before[0]}'").fetchall()
-            raise ValueError(f"{bad_cap}: {exc}") from exc
     try:
         yield con
     except duckdb.OutOfMemoryException as exc:
         if not capped:
             raise
         exc.add_note(
-            f"while writing under ROUTEIQ_INGEST_DUCKDB_MEMORY={BULK_MEMORY_LIMIT}: set a "
+            f"while writing under ROUTEIQ_INGEST_DUCKDB_MEMORY={memory_limit}: set a "
             "larger size to ingest this (the batches committed before stay committed)"
         )
         raise
@@ -198,13 +189,11 @@ def _insert(
     incoming: pa.Table | None,
     where: str = "",
     params: list | None = None,
-    scan_once: bool = False,
 ) -> int:
-    """Insert ``incoming``'s rows (``where``: a filter on them); ``scan_once``: registered as
-    :func:`one_pass`, for a query with no join on it (DuckDB cannot tell a stream's size)."""
+    """Insert ``incoming``'s rows (``where``: a filter on them)."""
     if incoming is None or incoming.num_rows == 0:
         return 0
-    con.register("incoming", one_pass(incoming) if scan_once else incoming)
+    con.register("incoming", incoming)
     try:
         inserted = con.execute(
             f"INSERT INTO {table} BY NAME SELECT * FROM incoming {where}", params
@@ -217,22 +206,6 @@ def _insert(
         raise
     con.unregister("incoming")
     return int(inserted)
-
-
-def one_pass(table: pa.Table) -> pa.RecordBatchReader:
-    """The table's record batches, to register for one scan: DuckDB keeps an Arrow object
-    registered in a transaction alive until the transaction ends (after unregister too), and a
-    table with it all its memory; this stream lets go of each batch once DuckDB has read it.
-    Measured here, 20 inserts of 500,000 rows in one transaction: 913 MB peak RSS with the
-    tables registered (481 MB of Arrow memory still held), 401 MB with streams; as fast."""
-    batches = table.to_batches()
-    batches.reverse()
-
-    def each() -> Iterator[pa.RecordBatch]:
-        while batches:
-            yield batches.pop()
-
-    return pa.RecordBatchReader.from_batches(table.schema, each())
 
 
 def write_batch(
@@ -257,8 +230,7 @@ def write_batches(
 
     Why: DuckDB logs an insert of fewer rows than a row group (122,880) to its write-ahead log and
     copies it into the database file at the next checkpoint, while a larger insert is written
-    to the file once. Four 50,000-event batches take 1.4 s as one group and 2.1 s as four
-    transactions (tests/benchmarks/test_ingest_throughput.py measures both).
+    to the file once (tests/benchmarks/test_ingest_throughput.py measures both).
 
     The batches are written in turn instead (each in its own transaction, as before grouping)
     when grouping could store something else: a batch holds feedback rows (deduplicated against
@@ -404,157 +376,6 @@ def _log_batch(
     ).fetchall()
 
 
-class CannotStream(Exception):
-    """A batch's parts cannot be written one after another as :func:`write_batch_parts` does
-    (it rolled back): the batch is to be normalised and written whole."""
-
-
-def write_batch_parts(
-    con: duckdb.DuckDBPyConnection,
-    batch_id: str,
-    parts: Iterable[NormalisedBatch | ColumnarBatch],
-    chunk_records: int = 400_000,
-) -> BatchCounts:
-    """Replace one batch's rows in one transaction, its parts (consecutive parts of one file, in
-    file order) inserted as they come, joined into inserts of at least ``chunk_records``
-    records, so that only a chunk's tables are in memory, not the file's: the same rows and
-    counts as joining all the parts (``otlp_fast.merge_parts``) and :func:`write_batch`, or as
-    reading the file in one go.
-
-    A decision or call of an earlier part is a duplicate (within a chunk, ``drop_repeats``;
-    across chunks and batches, what the database holds, the transaction's rows included); a
-    chunk's candidates go in with its decisions that do. DuckDB writes a large transaction's
-    rows to the database file as its row groups fill, and lets go of each chunk once read
-    (:func:`one_pass`).
-
-    Raises :class:`CannotStream` (after the rollback) where writing parts one by one could store
-    something else than the whole file: a column typed differently by two parts (one pass over
-    the file would infer one type from all the values), or feedback rows (deduplicated against
-    the rows stored before the batch only)."""
-    records = in_batch = 0
-    offered = {"router_decisions": 0, "llm_calls": 0}
-    with transaction(con):
-        _delete_batches(con, [batch_id])
-        for chunk in _chunks_of(parts, batch_id, chunk_records):
-            records += chunk.records_in
-            in_batch += chunk.duplicates_in_batch
-            offered["router_decisions"] += _len(chunk.tables["router_decisions"])
-            offered["llm_calls"] += _len(chunk.tables["llm_calls"])
-            _write_chunk(con, chunk.tables)
-            del chunk  # (not held while the next one is gathered)
-        counted = ("router_decisions", "llm_calls", "quarantine")
-        stored = batch_row_counts(con, [batch_id], counted)[batch_id]
-        duplicates = in_batch + sum(offered[t] - stored[t] for t in offered)
-        counts = BatchCounts(
-            records,
-            stored["router_decisions"],
-            stored["llm_calls"],
-            duplicates,
-            stored["quarantine"],
-        )
-        _log_batch(con, batch_id, counts, datetime.now(UTC).replace(tzinfo=None))
-    return counts
-
-
-def _write_chunk(con: duckdb.DuckDBPyConnection, tables: dict[str, pa.Table | None]) -> None:
-    """Insert a chunk of a batch's parts, without the decisions (with their candidates) and
-    calls already stored (by the chunks before it, or by other batches)."""
-    tables = dict(tables)
-    if (decisions := tables["router_decisions"]) is not None:
-        stored = _stored_keys(con, "router_decisions", decisions, ("event_id",))
-        if stored is not None:
-            for name in ("router_decisions", "decision_candidates"):
-                if (rows := tables[name]) is not None:
-                    tables[name] = rows.filter(pc.invert(pc.is_in(rows["event_id"], stored[0])))
-    if (calls := tables["llm_calls"]) is not None:
-        stored = _stored_keys(con, "llm_calls", calls, ("trace_id", "span_id"))
-        if stored is not None:
-            kept = pc.invert(pc.is_in(call_keys(calls), call_keys(stored)))
-            tables["llm_calls"] = calls.filter(kept)
-    for name in ("router_decisions", "decision_candidates", "llm_calls", "quarantine"):
-        _insert(con, name, tables[name], scan_once=True)
-
-
-def _stored_keys(
-    con: duckdb.DuckDBPyConnection, table: str, rows: pa.Table, keys: tuple[str, ...]
-) -> pa.Table | None:
-    """The keys of these rows that ``table`` holds already (None: none)."""
-    con.register("keys", one_pass(rows.select(list(keys))))
-    try:
-        match = " AND ".join(f"s.{k} = keys.{k}" for k in keys)
-        found = con.execute(
-            f"SELECT * FROM keys WHERE EXISTS (SELECT 1 FROM {table} s WHERE {match})"
-        ).fetchall()
-    finally:
-        with suppress(duckdb.Error):
-            con.unregister("keys")
-    if not found:
-        return None
-    return pa.table(
-        [pa.array(column, pa.string()) for column in zip(*found, strict=True)], names=list(keys)
-    )
-
-
-def _chunks_of(
-    parts: Iterable[NormalisedBatch | ColumnarBatch], batch_id: str, chunk_records: int
-) -> Iterator[ColumnarBatch]:
-    """Consecutive parts joined until they hold ``chunk_records`` records, each checked first.
-    Measured here on one 3.7 GB file in 28 parts, with this path's first version (anti-joins in
-    SQL): inserts of 400,000 records 9.7-9.9 s and 1.75 GB peak, of 200,000 10.6 s and 1.39 GB,
-    a part each 11.0 s and 1.30 GB."""
-    types: dict[tuple[str, str], pa.DataType] = {}
-    held: list[ColumnarBatch] = []
-    for given in parts:
-        part = given if isinstance(given, ColumnarBatch) else as_columnar(given)
-        del given
-        _check_batch_ids(batch_id, part)
-        _check_streamable(part, types)
-        held.append(part)
-        del part
-        if sum(p.records_in for p in held) >= chunk_records:
-            yield _join_parts(_emptied(held))  # (this frame keeps no reference to them)
-    if held:
-        yield _join_parts(_emptied(held))
-
-
-def _emptied(held: list[ColumnarBatch]) -> list[ColumnarBatch]:
-    """The list's items, the list left empty."""
-    taken = list(held)
-    held.clear()
-    return taken
-
-
-def _join_parts(parts: list[ColumnarBatch]) -> ColumnarBatch:
-    """Parts of one file as one batch, a decision or call of an earlier part a duplicate; their
-    column types agree (:func:`_check_streamable`)."""
-    if len(parts) == 1:
-        return parts[0]
-    joined = _joined(parts)
-    assert joined is not None  # (the types were checked)
-    kept, tables = joined
-    return ColumnarBatch(
-        tables,
-        sum(p.records_in for p in parts),
-        sum(p.duplicates_in_batch for p in parts) + sum(dropped for _, dropped in kept),
-    )
-
-
-def _check_streamable(part: ColumnarBatch, types: dict[tuple[str, str], pa.DataType]) -> None:
-    """Raise CannotStream when this part holds feedback, or types a column otherwise than an
-    earlier part did (``types``: the types seen so far, updated); an all-null column fits any."""
-    if _len(part.tables["feedback"]):
-        raise CannotStream("it holds feedback rows")
-    for name, table in part.tables.items():
-        if table is None or not table.num_rows:
-            continue
-        for column in table.schema:
-            if pa.types.is_null(column.type):
-                continue
-            seen = types.setdefault((name, column.name), column.type)
-            if seen != column.type:
-                raise CannotStream(f"its parts type {name}.{column.name} {seen} and {column.type}")
-
-
 def _len(table: pa.Table | None) -> int:
     return 0 if table is None else table.num_rows
 
@@ -659,8 +480,8 @@ FROM j
 
 def _large_share(con: duckdb.DuckDBPyConnection, batch_ids: list[str]) -> bool:
     """Whether these batches hold more than a quarter of the decisions and calls: counting
-    their traces again then costs about what joining the whole tables does (a backfill's one
-    run over 2,000 batches of a million rows: 0.5 s against 0.2 s), so the tables are joined."""
+    their traces again then costs more than joining the whole tables, so the tables are
+    joined."""
     mine, total = con.execute(
         "SELECT (SELECT count(*) FROM router_decisions WHERE batch_id IN (SELECT unnest($ids)))"
         " + (SELECT count(*) FROM llm_calls WHERE batch_id IN (SELECT unnest($ids))),"
@@ -675,10 +496,10 @@ def advance_pairing(
 ) -> dict[str, int]:
     """The warehouse-wide pairing counts after a run that wrote ``new_batches``, none of them
     stored before it, and stored them. ``before``: :func:`current_pairing` as the run began;
-    with it, only the traces the new batches touch are counted again (10 million decisions and
-    calls, one 50,000-row batch: 0.19-0.22 s instead of 1.8-2.4 s for joining the whole
-    tables); without it (None: missing, stale, or a batch rewritten), or when the batches hold
-    more than a quarter of the rows, the whole tables are joined."""
+    with it, only the traces the new batches touch are counted again (a small batch then
+    costs a small query, not a join of the whole tables); without it (None: missing, stale,
+    or a batch rewritten), or when the batches hold more than a quarter of the rows, the whole
+    tables are joined."""
     if before is None or _large_share(con, new_batches):
         counts = decision_call_join_counts(con)
     else:

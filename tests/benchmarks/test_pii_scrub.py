@@ -66,7 +66,7 @@ def test_scrub_throughput(benchmark_table, machine_load):
 
 
 def test_normalising_distinct_prompts(tmp_path, machine_load):
-    """A 50,000-event OTLP file normalised (the compiled path when built) with its simulated,
+    """A 50,000-event OTLP file normalised (the fast path) with its simulated,
     repeated prompts and with every prompt made distinct, as a gateway's are; each in the
     ``keep`` mode (no scrubbing: the baseline) and the default ``scrub`` mode."""
     from dataclasses import replace

@@ -13,9 +13,8 @@ from routeiq_assets.telemetry.simulator import (
     write_otlp_files,
 )
 from routeiq_assets.warehouse.ingest import ingest_batch, ingest_pending, register_raw_file
-from routeiq_assets.warehouse.otlp_fast import merge_parts, normalise_otlp_file, split_lines
-from routeiq_assets.warehouse.store import TELEMETRY_TABLES, connect, write_batch
-from routeiq_assets.warehouse.workers import normalise_in_workers
+from routeiq_assets.warehouse.otlp_fast import normalise_otlp_file
+from routeiq_assets.warehouse.store import TELEMETRY_TABLES, connect
 
 IGNORED = {"quarantine": "quarantined_at"}  # when a row was written, not what it says
 
@@ -201,34 +200,10 @@ def test_fast_path_takes_clean_records_itself(tmp_path):
     assert batch.fast_records < batch.records_in - batch.tables["quarantine"].num_rows
 
 
-@pytest.mark.parametrize("n_parts", [2, 3, 7])
-def test_a_file_read_in_parts_equals_the_file_read_whole(tmp_path, n_parts):
-    path = _messy_file(tmp_path / "messy.otlp.json")
-    parts = split_lines(path, n_parts)
-    assert parts[0][0] == 0 and parts[-1][1] == path.stat().st_size
-    assert [p[2] for p in parts] == [path.read_bytes()[: p[0]].count(b"\n") + 1 for p in parts]
-    assert len(parts) == n_parts
-    raw = land_file(path, tmp_path / "raw")
-    results = []
-    for fast in (False, True):
-        with connect(tmp_path / f"{fast}.duckdb") as con:
-            if fast:
-                batch = merge_parts(
-                    [normalise_otlp_file(raw.raw_path, raw.batch_id, "m", part=p) for p in parts]
-                )
-                counts = write_batch(con, raw.batch_id, batch)
-            else:
-                counts = ingest_batch(con, raw.batch_id, raw.raw_path, raw.format, "m", fast=False)
-            results.append((counts, _contents(con)))
-    assert results[0] == results[1]
-
-
-@pytest.mark.parametrize("native", ["1", "0"])
-def test_parallel_ingest_equals_sequential_general_ingest(tmp_path, monkeypatch, native):
-    """Several batches normalised in parallel (threads with the compiled normaliser, worker
-    processes without it); events repeated across files are duplicates of the first file
-    landed, as in a sequential run."""
-    monkeypatch.setenv("ROUTEIQ_NATIVE_OTLP", native)
+def test_pipelined_ingest_equals_sequential_general_ingest(tmp_path):
+    """Several batches, the next normalised on a thread while one is written and consecutive
+    ones written together; events repeated across files are duplicates of the first file
+    landed, as in a sequential run of the general path."""
     reqs = list(simulate_requests(300, seed=5))
     files = []
     for i, part in enumerate((reqs[:120], reqs[100:220], reqs[200:300] + reqs[:10])):
@@ -243,7 +218,7 @@ def test_parallel_ingest_equals_sequential_general_ingest(tmp_path, monkeypatch,
             for f in (*files, messy):
                 register_raw_file(con, land_file(f, tmp_path / "raw"))
             if parallel:
-                done = ingest_pending(con, workers=2, parallel_min_bytes=0, split_min_bytes=0)
+                done = ingest_pending(con)
             else:
                 done = [
                     (b, ingest_batch(con, b, p, fmt, name, fast=False))
@@ -258,47 +233,6 @@ def test_parallel_ingest_equals_sequential_general_ingest(tmp_path, monkeypatch,
     assert len(done) == 4 and all(c.balanced for _, c in done)
     assert len(tables["router_decisions"]) >= 300
     assert sum(c.duplicates for _, c in done) >= 2 * (20 + 20 + 10)
-
-
-def test_a_worker_failure_names_the_file(tmp_path):
-    missing = tmp_path / "gone.otlp.json"
-    jobs = [(missing, "otlp_json", "b", "gone", "scrub", None)]
-    with pytest.raises(RuntimeError, match="gone.otlp.json") as failure:
-        list(normalise_in_workers(jobs, workers=1))
-    assert "FileNotFoundError" in str(failure.value)
-
-
-def test_a_killed_worker_is_reported_and_nothing_is_left_behind(tmp_path, monkeypatch):
-    import gc
-    import os
-    import signal
-    import subprocess
-    import tempfile
-    import time
-
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "scratch"))
-    (tmp_path / "scratch").mkdir()
-    files = write_otlp_files(
-        simulate_requests(400, seed=1), tmp_path / "in", "x", requests_per_file=20
-    )
-    jobs = [(p, "otlp_json", f"b{i}", p.name, "scrub", None) for i, p in enumerate(files)]
-    batches = normalise_in_workers(jobs, 2)
-    next(batches)  # both workers started, each with its queue of jobs
-    workers = [
-        o
-        for o in gc.get_objects()
-        if isinstance(o, subprocess.Popen) and "routeiq_assets.warehouse.workers" in o.args
-    ]
-    assert len(workers) == 2
-    time.sleep(2)  # the first worker answers its queued jobs before it dies
-    os.kill(workers[0].pid, signal.SIGKILL)
-    with pytest.raises(RuntimeError, match=r"normalising worker exited \(-9\)") as failure:
-        list(batches)
-    # the error names a file (not a bare broken pipe from the cleanup), the other worker is
-    # stopped, and the batches' Arrow files are gone
-    assert "x-000" in str(failure.value)
-    assert all(w.poll() is not None for w in workers)
-    assert list((tmp_path / "scratch").iterdir()) == []
 
 
 def test_a_file_over_the_large_file_size_is_warned_about_before_the_work(tmp_path, monkeypatch):

@@ -254,10 +254,8 @@ def test_bulk_load_defers_checkpoints_caps_memory_and_restores_the_settings(tmp_
 
 
 def test_the_cap_never_raises_the_limit(tmp_path, monkeypatch):
-    from routeiq_assets.warehouse import store
-
     # more than this machine's default (80% of its memory): a small box keeps its smaller one
-    monkeypatch.setattr(store, "BULK_MEMORY_LIMIT", "100TB")
+    monkeypatch.setenv("ROUTEIQ_INGEST_DUCKDB_MEMORY", "100TB")
     with connect(tmp_path / "w.duckdb") as con:
         before = _settings(con)
         with bulk_load(con):
@@ -266,9 +264,7 @@ def test_the_cap_never_raises_the_limit(tmp_path, monkeypatch):
 
 
 def test_a_cap_that_cannot_be_set_now_is_skipped_with_a_warning(monkeypatch, caplog):
-    from routeiq_assets.warehouse import store
-
-    monkeypatch.setattr(store, "BULK_MEMORY_LIMIT", "64MB")
+    monkeypatch.setenv("ROUTEIQ_INGEST_DUCKDB_MEMORY", "64MB")
     con = duckdb.connect()  # in memory, with nowhere to spill: what it holds cannot go
     con.execute("SET temp_directory = ''").fetchall()
     con.execute("CREATE TABLE big AS SELECT range i, repeat('x', 100) s FROM range(2000000)")
@@ -280,13 +276,15 @@ def test_a_cap_that_cannot_be_set_now_is_skipped_with_a_warning(monkeypatch, cap
 
 
 def test_a_bad_memory_cap_is_refused_by_name(tmp_path, monkeypatch):
-    from routeiq_assets.warehouse import store
+    from routeiq_assets.settings import load_settings
 
-    monkeypatch.setattr(store, "BULK_MEMORY_LIMIT", "lots")
+    monkeypatch.setenv("ROUTEIQ_INGEST_DUCKDB_MEMORY", "lots")
+    with pytest.raises(ValueError, match="ingest_duckdb_memory must be a size.*'lots'"):
+        load_settings()
     with connect(tmp_path / "w.duckdb") as con:
         before = _settings(con)
         refused = pytest.raises(ValueError, match="ROUTEIQ_INGEST_DUCKDB_MEMORY='lots'")
-        with refused, bulk_load(con):
+        with refused, bulk_load(con, "lots"):
             pytest.fail("the block must not run")
         assert _settings(con) == before
 
@@ -303,9 +301,7 @@ def four_files(tmp_path_factory):
 
 def _ingest_under(tmp, files, monkeypatch, cap):
     """Ingest the files under this memory cap; DuckDB's pool after each batch is written."""
-    from routeiq_assets.warehouse import store
-
-    monkeypatch.setattr(store, "BULK_MEMORY_LIMIT", cap)
+    monkeypatch.setenv("ROUTEIQ_INGEST_DUCKDB_MEMORY", cap)
     pool = []
     with connect(tmp / f"{cap}.duckdb") as con:
         for f in files:
@@ -431,8 +427,7 @@ def test_a_failed_group_write_leaves_none_of_its_batches(tmp_path):
             write_batches(con, [("x", bad), ("x", bad)])
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_batches_normalised_before_a_failure_are_written(tmp_path, workers):
+def test_batches_normalised_before_a_failure_are_written(tmp_path):
     from routeiq_assets.warehouse.ingest import ingest_batches
 
     files = _group_files(tmp_path)
@@ -446,7 +441,7 @@ def test_batches_normalised_before_a_failure_are_written(tmp_path, workers):
         pending.insert(2, ("0123456789abcdef", str(gone), "otlp_json", "gone"))
         logged = []
         with pytest.raises((OSError, RuntimeError)):
-            ingest_batches(con, pending, logged.append, workers=workers, parallel_min_bytes=0)
+            ingest_batches(con, pending, log=logged.append)
         written = {r[0] for r in con.execute("SELECT batch_id FROM ingest_log").fetchall()}
         assert written == {pending[0][0], pending[1][0]}
         assert any(line.startswith("[2/4] b") for line in logged)
