@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import multiprocessing
+import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+from joblib.externals.loky import get_reusable_executor
 
 from routeiq_assets.telemetry.pii import PromptTextMode
 from routeiq_assets.telemetry.raw_store import RawFile
@@ -35,6 +39,9 @@ LARGE_FILE_BYTES = 2**30
 # this many records, so that inserts are large enough for DuckDB to skip its write-ahead log
 # (see store.write_batches). A crash or a failed write redoes at most one group.
 WRITE_GROUP_RECORDS = 400_000
+# Below this many bytes of pending files, worker processes cost more (their start-up, about a
+# second each, once a process) than they save.
+PARALLEL_MIN_BYTES = 64 * 2**20
 
 
 def _quiet(_message: str) -> None:
@@ -150,10 +157,11 @@ def ingest_batches(
     warn: Log | None = None,
 ) -> list[tuple[str, BatchCounts]]:
     """Normalise and write these registered batches in order (so which of two copies of an
-    event is kept never depends on timing): the next batch is normalised on one thread while
-    this one writes, consecutive batches of fewer than ``WRITE_GROUP_RECORDS`` records are
-    written together in one transaction (:func:`~routeiq_assets.warehouse.store.write_batches`),
-    all under one :func:`~routeiq_assets.warehouse.store.bulk_load`. When a batch cannot be
+    event is kept never depends on timing), normalised ahead in worker processes while this one
+    writes when there is enough work (:func:`_normalised`); consecutive batches of fewer than
+    ``WRITE_GROUP_RECORDS`` records are written together in one transaction
+    (:func:`~routeiq_assets.warehouse.store.write_batches`), all under one
+    :func:`~routeiq_assets.warehouse.store.bulk_load`. When a batch cannot be
     normalised, the batches before it are written before the error is raised. ``warn``
     (default: ``log``) gets what the caller should show as a warning: a file of
     ``LARGE_FILE_BYTES`` or more, whose ingest takes memory that grows with its size."""
@@ -202,30 +210,49 @@ def ingest_batches(
 def _normalised(
     pending: list[Pending], prompt_mode: PromptTextMode
 ) -> Iterator[NormalisedBatch | ColumnarBatch]:
-    """Each pending batch normalised, in order, the next one on a thread while the caller
-    writes (DuckDB's inserts release the GIL)."""
-    if len(pending) <= 1:
-        for batch_id, raw_path, fmt, name in pending:
-            yield normalise_file(Path(raw_path), fmt, batch_id, name, prompt_mode)
+    """Each pending batch normalised, in order: in worker processes (one a core, a batch ahead
+    each) when the files hold at least ``PARALLEL_MIN_BYTES``, else here. Normalising is Python
+    work that holds the GIL, so threads cannot share it out. The workers are loky's (through
+    joblib): new interpreters that neither fork this process nor run its main script, kept
+    for the next ingest of this process."""
+    jobs = [(Path(raw), fmt, batch_id, name, prompt_mode) for batch_id, raw, fmt, name in pending]
+    processes = min(os.cpu_count() or 1, len(jobs))
+    if (
+        processes < 2
+        or sum(_size(job[0]) for job in jobs) < PARALLEL_MIN_BYTES
+        or multiprocessing.current_process().daemon  # (a daemon may not start processes)
+    ):
+        for job in jobs:
+            yield normalise_job(job)
         return
-    with ThreadPoolExecutor(1, thread_name_prefix="routeiq-normalise") as pool:
+    pool = get_reusable_executor(max_workers=processes)
+    queued = collections.deque((job, pool.submit(normalise_job, job)) for job in jobs[:processes])
+    following = iter(jobs[processes:])
+    try:
+        while queued:
+            job, future = queued.popleft()
+            if (after := next(following, None)) is not None:
+                queued.append((after, pool.submit(normalise_job, after)))
+            try:
+                batch = future.result()
+            except BrokenProcessPool as exc:  # a worker died (killed, out of memory)
+                names = ", ".join(str(j[0]) for j in (job, *(j for j, _ in queued)))
+                exc.add_note(f"a worker died while normalising one of {names}")
+                raise
+            yield batch
+            del batch  # (not held while the next one is awaited)
+    finally:
+        for _, future in queued:
+            future.cancel()
 
-        def submit(item: Pending) -> Future[NormalisedBatch | ColumnarBatch]:
-            batch_id, raw_path, fmt, name = item
-            return pool.submit(normalise_file, Path(raw_path), fmt, batch_id, name, prompt_mode)
 
-        ahead = submit(pending[0])
-        try:
-            for k in range(len(pending)):
-                current = ahead
-                if k + 1 < len(pending):
-                    ahead = submit(pending[k + 1])
-                try:
-                    batch = current.result()
-                except Exception as exc:
-                    exc.add_note(f"while normalising {pending[k][1]} ({pending[k][3]})")
-                    raise
-                yield batch
-                del batch
-        finally:
-            ahead.cancel()
+Job = tuple[Path, str, str, str, PromptTextMode]  # normalise_file's arguments
+
+
+def normalise_job(job: Job) -> NormalisedBatch | ColumnarBatch:
+    """:func:`normalise_file` of one job; its error names the file."""
+    try:
+        return normalise_file(*job)
+    except Exception as exc:
+        exc.add_note(f"while normalising {job[0]} ({job[3]})")
+        raise

@@ -25,8 +25,8 @@ DuckDB writes' CPU is what any path that lands durably, decodes with msgspec and
 spends at least: the benchmark prints how fast that could go with every core busy and nothing
 else, and how many cores our path kept busy.
 
-The issue's targets are asserted: end to end at least 2x the per-record loop, and a peak RSS of
-at most 2 GB (all processes).
+The issue's targets are asserted at a million events or more: end to end at least 2x the
+per-record loop, and a peak RSS of at most 2 GB (all processes).
 """
 
 import json
@@ -74,13 +74,17 @@ report(stop(started), sum(c.decisions for _, c in done))
 
 # Only normalising: the files already in the raw store (landed by LAND), registered and
 # normalised into a fresh warehouse; what a run that the landing sensor requests does (the
-# sensor's tick lands the files).
+# sensor's tick lands the files). argv[3] "serial": without worker processes (each batch
+# normalised in turn in this process), to show what they buy.
 NORMALISE = """
 import sys, time
 from pathlib import Path
 from routeiq_assets.telemetry.raw_store import describe_raw_file
+from routeiq_assets.warehouse import ingest
 from routeiq_assets.warehouse.ingest import ingest_pending, register_raw_file
 from routeiq_assets.warehouse.store import connect
+if sys.argv[3] == "serial":
+    ingest.PARALLEL_MIN_BYTES = 1 << 62
 files = sorted(p for p in Path(sys.argv[1]).rglob("*.json") if not p.name.startswith("."))
 started = start()
 with connect(Path(sys.argv[2])) as con:
@@ -351,13 +355,16 @@ def test_normalisation_throughput(tmp_path, machine_load):
     sensor = _measure(SENSOR, str(full), str(sensor_home / "dagster"), str(sensor_home / "routeiq"))
     shutil.rmtree(sensor_home)  # its raw store, for what follows
     land = _measure(LAND, str(full), str(tmp_path / "raw_land"))
-    norm = _measure(NORMALISE, str(tmp_path / "raw_land"), str(tmp_path / "norm.duckdb"))
+    norm = _measure(NORMALISE, str(tmp_path / "raw_land"), str(tmp_path / "norm.duckdb"), "-")
+    serial = _measure(
+        NORMALISE, str(tmp_path / "raw_land"), str(tmp_path / "serial.duckdb"), "serial"
+    )
     disk = _measure(FLOOR_DISK, str(full), str(tmp_path / "disk.bin"))
     dec = _measure(FLOOR_DECODE, str(full))
     wr = _measure(FLOOR_WRITE, str(full), str(tmp_path / "floor.duckdb"), "group")
     each = _measure(FLOOR_WRITE, str(full), str(tmp_path / "each.duckdb"), "each")
     assert prod.events == dec.events == uniq.events == EVENTS
-    assert norm.events == sensor.events == EVENTS
+    assert norm.events == serial.events == sensor.events == EVENTS
     assert prod_inc.events == inc.events
     assert wr.events == each.events == min(EVENTS, 4 * PER_FILE)
 
@@ -366,6 +373,7 @@ def test_normalisation_throughput(tmp_path, machine_load):
         ("ours: validate + normalise + DuckDB write", ours, True),
         ("  of which landing (copy, hash, flush)", land, False),
         ("ours, normalise only (files landed before)", norm, True),
+        ("  the same without worker processes", serial, True),
         ("ours: +1% new batch after the full run", inc, False),
         ("ours, every prompt distinct", uniq, True),
         ("product: `routeiq ingest` (Dagster runs)", prod, True),
@@ -425,11 +433,13 @@ def test_normalisation_throughput(tmp_path, machine_load):
                 "ours_cpu_seconds_per_million": round(ours.cpu / ours.events * 1e6, 2),
                 "distinct_prompts_vs_baseline_speed": round(base.seconds / uniq.seconds, 3),
                 "normalise_only_vs_baseline_speed": round(base.seconds / norm.seconds, 3),
+                "worker_processes_speedup": round(serial.seconds / norm.seconds, 3),
                 "sensor_vs_baseline_speed": round(base.seconds / sensor.seconds, 3),
                 "ceiling_vs_baseline_speed": round(ceiling / base_rate, 3),
                 "cpu_ceiling_vs_baseline_speed": round(cpu_ceiling / base_rate, 3),
             }
         )
     )
-    assert base.seconds / ours.seconds >= 2, "end to end is not 2x the per-record loop"
-    assert ours.tree_mb <= 2048 and prod.tree_mb <= 2048, "peak RSS over 2 GB"
+    if EVENTS >= 1_000_000:  # the issue's volume (smaller runs measure start-up mostly)
+        assert base.seconds / ours.seconds >= 2, "end to end is not 2x the per-record loop"
+        assert ours.tree_mb <= 2048 and prod.tree_mb <= 2048, "peak RSS over 2 GB"

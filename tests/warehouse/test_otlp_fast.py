@@ -200,10 +200,16 @@ def test_fast_path_takes_clean_records_itself(tmp_path):
     assert batch.fast_records < batch.records_in - batch.tables["quarantine"].num_rows
 
 
-def test_pipelined_ingest_equals_sequential_general_ingest(tmp_path):
-    """Several batches, the next normalised on a thread while one is written and consecutive
-    ones written together; events repeated across files are duplicates of the first file
-    landed, as in a sequential run of the general path."""
+@pytest.mark.parametrize("in_workers", [False, True])
+def test_an_ingest_of_several_batches_equals_sequential_general_ingest(
+    tmp_path, monkeypatch, in_workers
+):
+    """Several batches (normalised in worker processes, or in this one) written together;
+    events repeated across files are duplicates of the first file landed, as in a sequential
+    run of the general path."""
+    from routeiq_assets.warehouse import ingest
+
+    monkeypatch.setattr(ingest, "PARALLEL_MIN_BYTES", 0 if in_workers else 1 << 60)
     reqs = list(simulate_requests(300, seed=5))
     files = []
     for i, part in enumerate((reqs[:120], reqs[100:220], reqs[200:300] + reqs[:10])):
