@@ -8,6 +8,7 @@ The event carries one attribute, ``routeiq.router_decision.payload``, a JSON str
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -92,7 +93,9 @@ class RouterDecision(_Lenient):
     contract_version: str
     contract_name: str = DECISION_EVENT_NAME
     event_id: str = Field(min_length=1)
-    trace_id: str = Field(min_length=1)
+    # Optional in RouteIQ's RouterDecisionEvent (a decision JSONL written by its builder carries
+    # "trace_id": null); any non-empty text is an id (its generator writes "trace_000001")
+    trace_id: str | None = None
     span_id: str | None = None
     parent_span_id: str | None = None
     timestamp_utc: str | None = None
@@ -144,6 +147,17 @@ def parse_decision_payload(payload: str | bytes | dict[str, Any]) -> RouterDecis
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()[:5]
         )
         raise ContractError(f"payload violates the contract: {problems}") from None
+
+
+def canonical_id(text: str | None) -> str | None:
+    """An id as the warehouse keys it: hex ids lowercased (the same id in either case), any other
+    non-empty text as given; empty or missing: None."""
+    if not text:
+        return None
+    return text.lower() if _HEX_TEXT.fullmatch(text) else text
+
+
+_HEX_TEXT = re.compile(r"[0-9a-fA-F]+")
 
 
 def shown_text(text: str) -> str:

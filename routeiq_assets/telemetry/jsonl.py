@@ -247,16 +247,17 @@ def _required_text(document: dict[str, Any], key: str) -> str:
 
 
 def _legacy_id(document: dict[str, Any], key: str, hex_len: int) -> str | None:
-    """A given id as lowercase hex, None when absent; dashes of UUID-style ids are dropped."""
+    """A given id, None when absent: hex ids (UUID-style dashes dropped) as lowercase hex, any
+    other text as given (RouteIQ's generator writes ids such as ``trace_000001``)."""
     value = document.get(key)
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise _FieldError(f"{key} is a JSON {json_type(value)} ({_show(value)}), expected hex")
+        raise _FieldError(f"{key} is a JSON {json_type(value)} ({_show(value)}), expected text")
     text = value.strip().lower().replace("-", "")
-    if len(text) != hex_len or not _HEX.fullmatch(text):
-        raise _FieldError(f"{key} {_show(value)} is not {hex_len} hex digits")
-    return text
+    if len(text) == hex_len and _HEX.fullmatch(text):
+        return text
+    return value
 
 
 def _unix_nanos(value: Any) -> int:

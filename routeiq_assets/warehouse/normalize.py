@@ -16,6 +16,7 @@ from typing import Any
 
 from routeiq_assets.contract import (
     ContractError,
+    canonical_id,
     parse_decision_payload,
     shown_text,
     unpaired_surrogate,
@@ -214,11 +215,12 @@ def decision_values(
     decision: Any,
     location: str,
     batch_id: str,
+    trace_id: str | None,
     metadata_json: Callable[[Any], str] = json_text,
     custom: Callable[[Any], tuple[str, float | None, Any, float | None]] = custom_fields,
 ) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
     """A validated decision as a row (``DECISION_COLUMNS``) and candidate rows
-    (``CANDIDATE_COLUMNS``).
+    (``CANDIDATE_COLUMNS``); ``trace_id``: its :func:`decision_trace`.
 
     ``decision`` is a :class:`RouterDecision` or anything with the same attributes (the fast
     OTLP path passes its own typed structs, and memoised ``metadata_json``/``custom``
@@ -239,7 +241,7 @@ def decision_values(
         location,
         decision.contract_version,
         decision.contract_name,
-        decision.trace_id.lower(),
+        trace_id,
         decision.span_id,
         decision.parent_span_id,
         _parse_ts(decision.timestamp_utc, decision.timestamp_unix_ms),
@@ -299,12 +301,18 @@ def decision_values(
     return row, cands
 
 
-def check_span_trace(decision_trace_id: str, span_trace: str | None) -> None:
-    """A decision's trace_id must be its span's (when the span has one)."""
-    if span_trace and decision_trace_id.lower() != span_trace:
-        raise ContractError(
-            f"payload trace_id {decision_trace_id!r} differs from its span's {span_trace!r}"
-        )
+def decision_trace(decision_trace_id: str | None, span_trace: str | None) -> str | None:
+    """The trace a decision belongs to: its span's, when it came in a span (a payload trace_id,
+    when given, must be that one); else its payload's (:func:`canonical_id`), or None: a
+    decision without trace context, keyed by its event_id and counted as unpaired."""
+    given = canonical_id(decision_trace_id)
+    if span_trace:
+        if given is not None and given != span_trace:
+            raise ContractError(
+                f"payload trace_id {decision_trace_id!r} differs from its span's {span_trace!r}"
+            )
+        return span_trace
+    return given
 
 
 def decision_rows(
@@ -312,8 +320,8 @@ def decision_rows(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One decision row and its candidate rows; raises ContractError for a bad payload."""
     decision = parse_decision_payload(record.data["payload"])
-    check_span_trace(decision.trace_id, record.data.get("trace_id"))
-    row, cands = decision_values(decision, record.location, batch_id)
+    trace_id = decision_trace(decision.trace_id, record.data.get("trace_id"))
+    row, cands = decision_values(decision, record.location, batch_id, trace_id)
     return (
         dict(zip(DECISION_COLUMNS, row, strict=True)),
         [dict(zip(CANDIDATE_COLUMNS, c, strict=True)) for c in cands],

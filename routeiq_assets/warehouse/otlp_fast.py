@@ -36,7 +36,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from routeiq_assets.contract import DECISION_EVENT_NAME, PAYLOAD_ATTRIBUTE, SUPPORTED_VERSIONS
-from routeiq_assets.contract.decision import RouterDecision
+from routeiq_assets.contract.decision import RouterDecision, canonical_id
 from routeiq_assets.telemetry.otlp import (
     LLM_CALL_KEYS,
     any_value,
@@ -259,10 +259,10 @@ class _Rows:
         return found
 
     def decision(
-        self, d: _Decision, location: str
+        self, d: _Decision, location: str, trace_id: str | None
     ) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
         # the general path's row builder, with this batch's memoised JSON serialisers
-        return decision_values(d, location, self.batch_id, self.metadata, self.custom)
+        return decision_values(d, location, self.batch_id, trace_id, self.metadata, self.custom)
 
     def llm_call(
         self, span: _Span, trace_id: str, span_id: str, attrs: dict[str, Any], location: str
@@ -324,8 +324,7 @@ def _decision(payload: Any, span_trace: str) -> _Decision:
     if (
         decision.contract_version not in SUPPORTED_VERSIONS
         or not decision.event_id
-        or not decision.trace_id
-        or decision.trace_id.lower() != span_trace
+        or (decision.trace_id and canonical_id(decision.trace_id) != span_trace)
     ):
         raise _GeneralPath
     return decision
@@ -353,7 +352,9 @@ def _fast_span(span: _Span, location: str, builder: BatchBuilder, rows: _Rows) -
     where = f"{location} span {span.spanId!s}"
     decisions = [
         rows.decision(
-            _decision(_attributes(event.attributes).get(PAYLOAD_ATTRIBUTE), trace_id), where
+            _decision(_attributes(event.attributes).get(PAYLOAD_ATTRIBUTE), trace_id),
+            where,
+            trace_id,
         )
         for event in events or ()
     ]

@@ -53,9 +53,21 @@ def connect(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConn
     try:
         if not read_only:
             con.execute(schema_sql())
+            _migrate(con)
         yield con
     finally:
         con.close()
+
+
+def _migrate(con: duckdb.DuckDBPyConnection) -> None:
+    """Bring a warehouse made by an earlier version to the schema (CREATE IF NOT EXISTS leaves
+    its tables as they were): a decision's trace_id may be NULL (no trace context)."""
+    [(nullable,)] = con.execute(
+        "SELECT is_nullable FROM duckdb_columns()"
+        " WHERE table_name = 'router_decisions' AND column_name = 'trace_id'"
+    ).fetchall()
+    if not nullable:
+        con.execute("ALTER TABLE router_decisions ALTER COLUMN trace_id DROP NOT NULL").fetchall()
 
 
 @contextmanager
@@ -449,7 +461,8 @@ def current_pairing(con: duckdb.DuckDBPyConnection) -> dict[str, int] | None:
 
 
 # Per trace touched by a run's new batches: its decisions and calls now (n) and the run's share
-# of them (r); before the run it had n - r. What pairs up changed only for these traces.
+# of them (r); before the run it had n - r. What pairs up changed only for these traces. A
+# decision without a trace (trace_id NULL) pairs with nothing.
 _PAIRING_DELTA = """
 WITH t AS (
     SELECT trace_id FROM router_decisions WHERE batch_id IN (SELECT unnest($ids))
@@ -471,7 +484,9 @@ j AS (
 SELECT coalesce(sum(CASE WHEN cn > 0 THEN dn ELSE 0 END)
                 - sum(CASE WHEN c0 > 0 THEN d0 ELSE 0 END), 0),
        coalesce(sum(CASE WHEN cn = 0 THEN dn ELSE 0 END)
-                - sum(CASE WHEN c0 = 0 THEN d0 ELSE 0 END), 0),
+                - sum(CASE WHEN c0 = 0 THEN d0 ELSE 0 END), 0)
+       + (SELECT count(*) FROM router_decisions
+          WHERE trace_id IS NULL AND batch_id IN (SELECT unnest($ids))),
        coalesce(sum(CASE WHEN dn = 0 THEN cn ELSE 0 END)
                 - sum(CASE WHEN d0 = 0 THEN c0 ELSE 0 END), 0)
 FROM j

@@ -17,6 +17,7 @@ from routeiq_assets.warehouse.normalize import (
     DECISION_COLUMNS,
     LLM_CALL_COLUMNS,
     QUARANTINE_COLUMNS,
+    decision_trace,
     decision_values,
 )
 from routeiq_assets.warehouse.otlp_fast import _DECISION, struct_of
@@ -152,13 +153,14 @@ def test_each_contract_field_lands_in_its_column(path):
     payload, values = _distinct_payload()
     text = json.dumps(payload)
     decision = parse_decision_payload(text) if path == "general" else _DECISION.decode(text)
+    trace = decision_trace(decision.trace_id, None)
     if path == "fast":
         from routeiq_assets.warehouse.columnar import BatchBuilder
         from routeiq_assets.warehouse.otlp_fast import _Rows
 
-        row, candidates = _Rows(BatchBuilder("b", "s")).decision(decision, "loc")
+        row, candidates = _Rows(BatchBuilder("b", "s")).decision(decision, "loc", trace)
     else:
-        row, candidates = decision_values(decision, "loc", "b")
+        row, candidates = decision_values(decision, "loc", "b", trace)
     stored = dict(zip(DECISION_COLUMNS, row, strict=True))
     for leaf, column in COLUMN_OF.items():
         expected = values[leaf]
@@ -215,7 +217,7 @@ def test_the_fast_struct_has_the_contracts_fields_everywhere():
     "edit",
     [
         lambda p: p.update(event_id=""),
-        lambda p: p.update(trace_id=""),
+        lambda p: p.update(trace_id=7),
         lambda p: p.pop("outcome"),
         lambda p: p["outcome"].update(status="maybe"),
         lambda p: p["input"].update(query_length=2**31),

@@ -259,7 +259,6 @@ def test_legacy_keeps_a_given_trace_id_when_only_span_id_is_missing(tmp_path):
         ({"query": 42}, ["query", "integer"]),
         ({"model_name": ...}, ["model_name"]),
         ({"model_name": "  "}, ["model_name", "empty"]),
-        ({"trace_id": "not-hex"}, ["trace_id", "hex"]),
         ({"span_id": 12345}, ["span_id", "integer"]),
     ],
 )
@@ -272,6 +271,15 @@ def test_legacy_wrong_fields_make_the_line_bad(tmp_path, overrides, words):
     for word in words:
         assert word in bad.reason
     assert json.loads(bad.raw) == legacy_line(**overrides)
+
+
+def test_legacy_ids_that_are_not_hex_are_kept_as_given(tmp_path):
+    """RouteIQ's generate_synthetic_traces.py writes trace_000001 and span_000001."""
+    line = legacy_line(trace_id="trace_000001", span_id="span_000001")
+    (record,) = read_legacy_traces_jsonl(write_lines(tmp_path / "t.jsonl", [line]))
+    assert record.kind == "llm_call"
+    assert (record.data["trace_id"], record.data["span_id"]) == ("trace_000001", "span_000001")
+    assert "routeiq.synthetic_ids" not in record.data["attributes"]
 
 
 def test_legacy_reports_every_wrong_field(tmp_path):
