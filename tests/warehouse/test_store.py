@@ -696,3 +696,24 @@ def test_a_failed_rollback_does_not_hide_why_the_transaction_failed():
         con.close()  # the connection is gone: ROLLBACK and unregister fail too
         raise ValueError("the block's own error")
     assert "ROLLBACK after it failed" in "".join(raised.value.__notes__)
+
+
+def test_a_warehouse_whose_decisions_needed_a_trace_is_migrated(tmp_path):
+    """A warehouse made when router_decisions.trace_id was NOT NULL takes decisions without
+    trace context once opened."""
+    path = tmp_path / "old.duckdb"
+    with connect(path) as con:
+        con.execute("DROP TABLE router_decisions").fetchall()
+        con.execute(
+            "CREATE TABLE router_decisions (event_id VARCHAR NOT NULL, batch_id VARCHAR NOT NULL,"
+            " contract_version VARCHAR NOT NULL, trace_id VARCHAR NOT NULL)"
+        ).fetchall()
+    nullable = (
+        "SELECT is_nullable FROM duckdb_columns()"
+        " WHERE table_name = 'router_decisions' AND column_name = 'trace_id'"
+    )
+    with duckdb.connect(str(path)) as raw:
+        assert raw.execute(nullable).fetchall() == [(False,)]
+    with connect(path) as con:
+        assert con.execute(nullable).fetchall() == [(True,)]
+        con.execute("INSERT INTO router_decisions VALUES ('e', 'b', 'v1', NULL)").fetchall()
