@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from routeiq_assets.settings import REPO_ROOT, RouteIQSettings
+from routeiq_assets.settings import REPO_ROOT, RouteIQSettings, load_settings
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -213,8 +213,9 @@ def _cmd_extract_jaeger(args: argparse.Namespace) -> int:
     )
 
     stats = JaegerStats()
+    limit = args.limit if args.limit is not None else load_settings().jaeger_limit
     records = extract_records(
-        args.jaeger_url, args.service_name, args.hours_back, stats=stats, limit=args.limit
+        args.jaeger_url, args.service_name, args.hours_back, stats=stats, limit=limit
     )
     try:
         counts = write_seed_outputs(records, Path(args.output), args.routing_decisions_output)
@@ -230,7 +231,7 @@ def _cmd_extract_jaeger(args: argparse.Namespace) -> int:
                 "skipped_spans": stats.skipped_spans,
                 "requests": stats.requests,
                 "windows": stats.windows,
-                "capped_windows": stats.capped_windows,
+                "split_windows": stats.split_windows,
                 "duplicate_traces": stats.duplicate_traces,
             },
             indent=2,
@@ -461,7 +462,12 @@ def build_parser() -> argparse.ArgumentParser:
     jae.add_argument("--hours-back", type=float, default=168)
     jae.add_argument("--output", default="traces.jsonl", help="legacy traces.jsonl (LLM calls)")
     jae.add_argument("--routing-decisions-output", help="routing_decisions.jsonl (payloads)")
-    jae.add_argument("--limit", type=int, default=1000, help="traces per API request")
+    jae.add_argument(
+        "--limit",
+        type=int,
+        help="traces per API request; a window answered with this many is split until every "
+        "answer is below it (default: ROUTEIQ_JAEGER_LIMIT, 1000)",
+    )
     jae.set_defaults(func=_cmd_extract_jaeger)
 
     train = sub.add_parser("train", help="train one router from a config (the seed's command)")

@@ -79,6 +79,12 @@ class RouteIQSettings(BaseSettings):
     )
     jaeger_url: str | None = Field(None, description="Jaeger query service, for hourly pulls")
     jaeger_service: str = Field("litellm-gateway", description="service name to pull")
+    jaeger_limit: int = Field(
+        1000,
+        ge=1,
+        description="traces a Jaeger API request asks for; a window answered with this many is "
+        "split until every answer is below it (the hourly pull and extract-jaeger's default)",
+    )
     embedding_model: str = Field(
         DEFAULT_EMBEDDING_MODEL, description="sentence-transformers model that embeds queries"
     )

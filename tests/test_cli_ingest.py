@@ -174,3 +174,46 @@ def test_a_bad_setting_is_refused_before_any_work(cli_env, tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "ingest_duckdb_memory must be a size such as 768MB or 2GB, got 'lots'" in done.stderr
     assert not (Path(cli_env["ROUTEIQ_HOME"]) / "raw").exists()
+
+
+def _recent(traces, spread_us):
+    """The traces moved into the last hour, the k-th ``spread_us * k`` microseconds after the
+    first (0: all in the same microsecond)."""
+    base = int((datetime.now(UTC).timestamp() - 3600) * 1e6)
+    for k, trace in enumerate(traces):
+        for span in trace["spans"]:
+            span["startTime"] = base + spread_us * k
+    return traces
+
+
+def test_extract_jaeger_with_default_flags_pulls_more_than_one_answer_holds(
+    jaeger,  # noqa: F811
+    cli_env,
+    tmp_path,
+):
+    """2,500 traces within one second of the default 168 hours, 1,000 an answer: all of them."""
+    requests = list(simulate_requests(2500, seed=22))
+    jaeger.traces = _recent([jaeger_trace(r) for r in requests], spread_us=7)
+    traces = tmp_path / "out" / "traces.jsonl"
+    args = ("extract-jaeger", "--jaeger-url", jaeger.url, "--output", str(traces))
+    result = _cli(*args, env=cli_env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["traces"] == 2500
+    assert len(traces.read_text().splitlines()) == 2500
+    assert {q["limit"][0] for q in jaeger.requests} == {"1000"}
+
+
+def test_extract_jaeger_fails_naming_a_window_it_cannot_complete(
+    jaeger,  # noqa: F811
+    cli_env,
+    tmp_path,
+):
+    requests = list(simulate_requests(30, seed=23))
+    jaeger.traces = _recent([jaeger_trace(r) for r in requests], spread_us=0)
+    traces = tmp_path / "out" / "traces.jsonl"
+    env = {**cli_env, "ROUTEIQ_JAEGER_LIMIT": "20"}
+    result = _cli("extract-jaeger", "--jaeger-url", jaeger.url, "--output", str(traces), env=env)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "one microsecond (the API's resolution)" in result.stderr
+    assert {q["limit"][0] for q in jaeger.requests} == {"20"}
+    assert not traces.exists()

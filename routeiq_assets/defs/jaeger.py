@@ -15,9 +15,11 @@ def jaeger_pull(
     context: dg.AssetExecutionContext, routeiq: RouteIQResource
 ) -> dg.MaterializeResult:
     """One hour of the gateway's traces from the Jaeger query API (ROUTEIQ_JAEGER_URL,
-    ROUTEIQ_JAEGER_SERVICE), written to the landing folder as a Jaeger JSON file. Windows that a
-    response may have capped are split; the file name carries the window, and re-pulling a window
-    with late spans lands a new file whose already-seen events count as duplicates."""
+    ROUTEIQ_JAEGER_SERVICE), written to the landing folder as a Jaeger JSON file. A window answered
+    with ROUTEIQ_JAEGER_LIMIT traces is split until every answer is below it; where one
+    microsecond still holds that many, the run fails naming the window and nothing is written.
+    The file name carries the window, and re-pulling a window with late spans lands a new file
+    whose already-seen events count as duplicates."""
     settings = routeiq.settings()
     if not settings.jaeger_url:
         raise dg.Failure("no Jaeger query service configured: set ROUTEIQ_JAEGER_URL")
@@ -25,7 +27,14 @@ def jaeger_pull(
     start_us, end_us = int(window.start.timestamp() * 1e6), int(window.end.timestamp() * 1e6) - 1
     name = f"jaeger-{settings.jaeger_service}-{window.start:%Y%m%dT%H}.json"
     out = settings.resolved.landing_dir / "jaeger" / name
-    stats = pull_window_to_file(settings.jaeger_url, settings.jaeger_service, start_us, end_us, out)
+    stats = pull_window_to_file(
+        settings.jaeger_url,
+        settings.jaeger_service,
+        start_us,
+        end_us,
+        out,
+        limit=settings.jaeger_limit,
+    )
     context.log.info(f"{stats.traces} traces in {window.start}..{window.end} -> {out}")
     return dg.MaterializeResult(
         metadata={
@@ -33,7 +42,7 @@ def jaeger_pull(
             "traces": stats.traces,
             "requests": stats.requests,
             "windows": stats.windows,
-            "capped_windows": stats.capped_windows,
+            "split_windows": stats.split_windows,
             "duplicate_traces": stats.duplicate_traces,
         }
     )

@@ -44,7 +44,7 @@ from routeiq_assets.telemetry.records import (
 
 logger = logging.getLogger(__name__)
 
-MIN_WINDOW_US = 1_000_000
+MIN_WINDOW_US = 1_000_000  # the shortest max_window_us a caller may ask for
 DEFAULT_WINDOW_US = 3_600 * 1_000_000
 BODY_EXCERPT_CHARS = 500
 _HEX = frozenset("0123456789abcdef")
@@ -69,11 +69,11 @@ LEGACY_TRACE_KEYS = (
 
 @dataclass
 class JaegerStats:
-    """Counters for one read or pull; pass one in to see what was skipped, split or capped.
+    """Counters for one read or pull; pass one in to see what was skipped or split.
 
     ``skipped_spans`` are spans that are neither a decision nor an LLM call (proxy, DB, HTTP
-    spans...). ``capped_windows`` are one-second windows that still came back with ``limit``
-    traces: Jaeger may have dropped traces there, and a warning was logged for each.
+    spans...). ``split_windows`` are windows that came back with ``limit`` traces and were
+    split in two to pull every trace.
     """
 
     traces: int = 0
@@ -86,12 +86,16 @@ class JaegerStats:
     retries: int = 0
     windows: int = 0
     split_windows: int = 0
-    capped_windows: int = 0
     duplicate_traces: int = 0
 
 
 class JaegerError(RuntimeError):
     """Base class of the errors the Jaeger query client raises."""
+
+
+class JaegerIncompleteError(JaegerError):
+    """A window the API answered with ``limit`` traces cannot be split further (one
+    microsecond, the API's resolution): its traces beyond the limit cannot be pulled."""
 
 
 class JaegerUnavailableError(JaegerError):
@@ -438,10 +442,10 @@ def fetch_traces(
 
     Times are microsecond epochs, both ends inclusive. The range is queried in windows of at
     most ``max_window_us``; a window that returns ``limit`` traces (Jaeger may have cut it) is
-    split in half and re-queried, down to windows of one second, where the traces are yielded
-    as they are, a warning is logged and ``stats.capped_windows`` counts it. Each trace is
-    yielded once, however many windows returned it; documents with no new trace are not
-    yielded.
+    split in half and re-queried, down to one microsecond (the API's resolution). A window of
+    one microsecond that still returns ``limit`` traces raises :class:`JaegerIncompleteError`
+    naming it: a pull is complete or it fails. Each trace is yielded once, however many windows
+    returned it; documents with no new trace are not yielded.
 
     ``retries`` is the number of attempts per request: timeouts, connection errors, HTTP 5xx
     and 429 are retried after ``backoff_s``, ``2 * backoff_s``, ... (through ``sleep``), and the
@@ -474,21 +478,18 @@ def fetch_traces(
             traces = doc.get("data") or []
             width = hi - lo + 1
             if len(traces) >= limit:
-                if width >= 2 * MIN_WINDOW_US:
-                    stats.split_windows += 1
-                    mid = lo + width // 2
-                    pending.extend([(mid, hi), (lo, mid - 1)])  # earlier half popped first
-                    continue
-                stats.capped_windows += 1
-                logger.warning(
-                    "Jaeger returned %d traces (the limit) for service %r in window %s, too "
-                    "short to split further (%.1f s); traces beyond the limit may be missing. "
-                    "Raise limit to pull them.",
-                    len(traces),
-                    service,
-                    window,
-                    width / 1e6,
-                )
+                if width < 2:
+                    raise JaegerIncompleteError(
+                        f"Jaeger returned {len(traces)} traces (the limit) for service "
+                        f"{service!r} in window {window}, one microsecond (the API's "
+                        "resolution) that cannot be split further: traces beyond the limit "
+                        "cannot be pulled. Raise the limit (--limit, or ROUTEIQ_JAEGER_LIMIT "
+                        "for the hourly pull) above the traces that one microsecond holds."
+                    )
+                stats.split_windows += 1
+                mid = lo + width // 2
+                pending.extend([(mid, hi), (lo, mid - 1)])  # earlier half popped first
+                continue
             fresh = []
             for trace in traces:
                 key = jaeger_id(trace.get("traceID"), 32) if isinstance(trace, dict) else None

@@ -1,6 +1,5 @@
 import dataclasses
 import json
-import logging
 import socket
 import threading
 import time
@@ -12,6 +11,7 @@ import pytest
 
 from routeiq_assets.telemetry.jaeger import (
     LEGACY_TRACE_KEYS,
+    JaegerIncompleteError,
     JaegerRequestError,
     JaegerStats,
     JaegerUnavailableError,
@@ -401,7 +401,7 @@ def test_capped_windows_are_split_and_every_trace_returned_once(jaeger):
         )
     )
     assert len(ids) == 250 and sorted(ids) == sorted(r.trace_id for r in reqs)
-    assert stats.split_windows >= 2 and stats.capped_windows == 0
+    assert stats.split_windows >= 2
     assert all(len(q["limit"]) == 1 and q["limit"] == ["100"] for q in jaeger.requests)
 
 
@@ -427,21 +427,30 @@ def test_trace_seen_in_two_windows_is_returned_once(jaeger):
     assert stats.duplicate_traces == 1 and stats.windows == 2
 
 
-def test_full_one_second_window_is_kept_and_reported(jaeger, caplog):
+def test_a_full_window_is_split_down_to_the_microsecond(jaeger):
+    """Five traces within one second, the limit three: every trace is pulled."""
+    reqs = list(simulate_requests(5, seed=13))
+    jaeger.traces = [jaeger_trace(r) for r in reqs]
+    for k, trace in enumerate(jaeger.traces):
+        for span in trace["spans"]:
+            span["startTime"] = START_US + 100 + k
+    stats = JaegerStats()
+    ids = _trace_ids(
+        fetch_traces(jaeger.url, SERVICE_NAME, START_US, START_US + 999_999, limit=3, stats=stats)
+    )
+    assert sorted(ids) == sorted(r.trace_id for r in reqs) and stats.split_windows >= 2
+
+
+def test_a_full_microsecond_fails_the_pull_naming_the_window(jaeger):
     reqs = list(simulate_requests(5, seed=13))
     jaeger.traces = [jaeger_trace(r) for r in reqs]
     for trace in jaeger.traces:
         for span in trace["spans"]:
             span["startTime"] = START_US + 100
-    stats = JaegerStats()
-    with caplog.at_level(logging.WARNING, logger="routeiq_assets.telemetry.jaeger"):
-        ids = _trace_ids(
-            fetch_traces(
-                jaeger.url, SERVICE_NAME, START_US, START_US + 999_999, limit=3, stats=stats
-            )
-        )
-    assert len(ids) == 3 and stats.capped_windows == 1
-    assert "may be missing" in caplog.text
+    with pytest.raises(JaegerIncompleteError) as failed:
+        list(fetch_traces(jaeger.url, SERVICE_NAME, START_US, START_US + 999_999, limit=3))
+    assert f"{START_US + 100}..{START_US + 100} us" in str(failed.value)
+    assert "ROUTEIQ_JAEGER_LIMIT" in str(failed.value)
 
 
 def test_server_errors_are_retried(jaeger):
