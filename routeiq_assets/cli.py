@@ -256,7 +256,11 @@ def _cmd_convert(args: argparse.Namespace) -> int:
             rows, skipped = export.rows_from_warehouse(con)
     else:
         rows, skipped = export.rows_from_legacy_traces(Path(args.input))
-    prices_file = settings.prices_file or load_policy(settings.labeling_path).prices_file
+    prices_file = (
+        Path(args.prices)
+        if args.prices
+        else settings.prices_file or load_policy(settings.labeling_path).prices_file
+    )
     metadata = export.write_llmrouter_export(
         rows,
         Path(args.output_dir),
@@ -489,6 +493,12 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--include-routing-metadata", action="store_true")
     conv.add_argument("--embedding-model", help="default: ROUTEIQ_EMBEDDING_MODEL")
     conv.add_argument("--test-split", type=float, default=0.2)
+    conv.add_argument(
+        "--prices",
+        help="model prices for llm_data.json: our prices YAML or LLMRouter's llm_candidates.json "
+        "(default: ROUTEIQ_PRICES_FILE, else the label policy's); a model without one gets "
+        "null prices, which routeiq train reads as unpriced",
+    )
     conv.set_defaults(func=_cmd_convert)
 
     mat = sub.add_parser(

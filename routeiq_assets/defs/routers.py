@@ -46,7 +46,12 @@ def router_asset(name: str, config_path: Path) -> dg.AssetsDefinition:
             loc.mlflow_artifact_root,
             run_name=f"router_{name}",
             router_dir=result.folder,
-            params={"router_type": cfg.router_type, **cfg.hparam.model_dump()},
+            params={
+                "router_type": cfg.router_type,
+                "cost_aware": result.cost_aware,
+                "candidate_models": ",".join(result.router.model_names_),
+                **cfg.hparam.model_dump(),
+            },
             metrics={**result.metrics, "train_seconds": result.seconds},
             tags={"routeiq.router": name, "dagster.run_id": context.run.run_id},
         )
@@ -55,6 +60,7 @@ def router_asset(name: str, config_path: Path) -> dg.AssetsDefinition:
             metadata={
                 "router_dir": dg.MetadataValue.path(str(result.folder)),
                 "mlflow_run_id": run_id,
+                "cost_aware": result.cost_aware,
                 "train_queries": result.n_train,
                 "validation_queries": result.n_validation,
                 "seconds": round(result.seconds, 2),

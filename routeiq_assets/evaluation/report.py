@@ -60,10 +60,16 @@ def _row(
 
 
 def evaluate_against_baselines(
-    router: Router, ex: LoggedExamples, lam: float, train_quality_by_model: np.ndarray
+    router: Router,
+    ex: LoggedExamples,
+    lam: float,
+    train_quality_by_model: np.ndarray,
+    cost_aware: bool = True,
 ) -> list[EvaluationRow]:
     """The router at ``lam``, always-cheapest, always-best and uniform random, valued by SNIPS on
-    the same data (random with a fixed seed, so reports are reproducible)."""
+    the same data (random with a fixed seed, so reports are reproducible). A quality-only
+    router (trained without prices) has no always-cheapest baseline: no model's price is
+    known."""
     n = len(ex.logged_model)
     predicted = (
         router.predict_quality(router_inputs(router, ex.texts, ex.embeddings))
@@ -73,9 +79,21 @@ def evaluate_against_baselines(
     chosen = decide(predicted, router.cost_, lam) if n else np.zeros(0, int)
     cheapest = int(np.argmin(router.cost_))
     best = int(np.argmax(train_quality_by_model))
+    label = f"lambda={lam:g}" if cost_aware else "quality-only: no model priced"
     rows = [
-        _row(f"router_{router.router_type} (lambda={lam:g})", chosen, ex, predicted),
-        _row(f"always-cheapest ({ex.model_names[cheapest]})", np.full(n, cheapest), ex, predicted),
+        _row(f"router_{router.router_type} ({label})", chosen, ex, predicted),
+        *(
+            [
+                _row(
+                    f"always-cheapest ({ex.model_names[cheapest]})",
+                    np.full(n, cheapest),
+                    ex,
+                    predicted,
+                )
+            ]
+            if cost_aware
+            else []
+        ),
         _row(f"always-best ({ex.model_names[best]})", np.full(n, best), ex, predicted),
         _row(
             "random (uniform)",

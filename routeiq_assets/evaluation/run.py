@@ -144,8 +144,9 @@ def evaluate_router_folder(
     router = load_router(folder)
     examples = load_test_examples(con, router.model_names_, meta["embedding_model"], encoder)
     lam = float(meta.get("default_lambda", 0.0))
+    cost_aware = bool(meta.get("cost_aware", True))
     rows = evaluate_against_baselines(
-        router, examples, lam, train_quality_by_model(con, router.model_names_)
+        router, examples, lam, train_quality_by_model(con, router.model_names_), cost_aware
     )
     return {
         "full_information": full_information_metrics(con, router, meta["embedding_model"], encoder),
@@ -154,6 +155,7 @@ def evaluate_router_folder(
         "router": folder.name,
         "router_type": meta["router_type"],
         "lambda": lam,
+        "cost_aware": cost_aware,
         "test_examples": len(examples.logged_model),
         "estimate": "off-policy SNIPS on logged test-split telemetry",
         "rows": [

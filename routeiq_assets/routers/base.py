@@ -76,12 +76,18 @@ def router_inputs(router: Router, texts: list[str], embeddings: np.ndarray | Non
     return list(texts) if router.input_kind == "text" else embeddings
 
 
-def expected_cost(cost: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Mean observed cost per model; models never observed get the mean of the others."""
-    observed = mask.sum(axis=0)
-    mean = np.where(observed > 0, (cost * mask).sum(axis=0) / np.maximum(observed, 1), np.nan)
-    fill = np.nanmean(mean) if np.isfinite(mean).any() else 0.0
-    return np.where(np.isfinite(mean), mean, fill).astype(np.float64)
+def expected_cost(cost: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean observed cost per model over the observations with a known cost (nan: unpriced),
+    and whether each model has one. A model never observed gets the mean of the others; one
+    observed only without a price is unpriced (its cost 0 here, and it must not be used as a
+    price: :func:`~routeiq_assets.training.train.apply_pricing`)."""
+    known = mask & np.isfinite(cost)
+    observed, priced_obs = mask.sum(axis=0), known.sum(axis=0)
+    total = np.where(known, cost, 0.0).sum(axis=0)
+    mean = np.where(priced_obs > 0, total / np.maximum(priced_obs, 1), np.nan)
+    fill = float(np.nanmean(mean)) if np.isfinite(mean).any() else 0.0
+    priced = (priced_obs > 0) | ((observed == 0) & np.isfinite(mean).any())
+    return np.where(np.isfinite(mean), mean, np.where(priced, fill, 0.0)).astype(np.float64), priced
 
 
 def decide(

@@ -98,6 +98,9 @@ class RouterConfig(BaseModel):
     hparam: SerializeAsAny[CommonHparams]
     # the lambda (quality per USD) the deployed router uses by default; the gateway may override
     default_lambda: float = Field(0.0, ge=0)
+    # candidates without a price: training refuses (naming them) unless told to leave them out;
+    # an unknown price is never taken as zero. Price them in the prices file instead.
+    unpriced_models: Literal["refuse", "exclude"] = "refuse"
 
 
 def load_router_config(path: Path, router_type: str | None = None) -> RouterConfig:

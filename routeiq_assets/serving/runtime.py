@@ -51,6 +51,7 @@ class LoadedModel:
     default_lambda: float
     version: str | None
     folder: Path | None
+    cost_aware: bool = True  # False: trained without prices, so lambda > 0 and max_cost refused
 
 
 def load_model(
@@ -85,6 +86,7 @@ def load_model(
         float(meta.get("default_lambda", 0.0)),
         version,
         folder,
+        bool(meta.get("cost_aware", True)),
     )
 
 
@@ -289,6 +291,12 @@ class RouterRuntime:
                 raise ValueError(
                     f"none of the candidates {candidates} is known to this router ({names})"
                 )
+        if not active.cost_aware and (max_cost is not None or (lam or 0.0) > 0):
+            raise ValueError(
+                "this router is quality-only (trained without any model price), so it cannot "
+                "route by cost (lambda > 0 or max_cost): price its candidates in the prices file "
+                "and retrain it"
+            )
         quality = router.predict_quality(inputs)
         cost = np.asarray(router.cost_, np.float64)
         rule = "lambda"

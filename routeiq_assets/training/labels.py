@@ -25,15 +25,20 @@ OUTCOME_STATUSES = ("success", "fallback", "failure", "error", "timeout", "no_ca
 
 
 class ModelPrice(BaseModel):
-    """One model's entry: prices per million tokens, plus LLMRouter's optional descriptors."""
+    """One model's entry: prices per million tokens, plus LLMRouter's optional descriptors. A
+    null price (LLMRouter's llm_data.json for a model nobody priced) is unknown, never zero."""
 
     model_config = ConfigDict(extra="forbid")
-    input_price: float = Field(ge=0)
-    output_price: float = Field(ge=0)
+    input_price: float | None = Field(None, ge=0)
+    output_price: float | None = Field(None, ge=0)
     size: str | None = None
     feature: str | None = None
     model: str | None = None
     service: str | None = None
+
+    @property
+    def priced(self) -> bool:
+        return self.input_price is not None and self.output_price is not None
 
 
 class FullInformationTable(BaseModel):

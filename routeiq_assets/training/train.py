@@ -14,7 +14,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +40,56 @@ class TrainingData:
     validation: QualityMatrix
     x_train: np.ndarray
     x_validation: np.ndarray
-    cost: np.ndarray  # expected USD per query, per model
+    cost: np.ndarray  # expected USD per query, per model (0 where unpriced)
     source: str
+    priced: np.ndarray  # bool per model: whether its cost is known
+    quality_only: bool = False  # no model has a price: cost-aware routing is refused
+
+
+def apply_pricing(data: TrainingData, config: RouterConfig, log: Log) -> TrainingData:
+    """The data a router may be trained on, as far as prices go. An unknown price is never taken
+    as zero: with some candidates unpriced, training refuses and names them (the config's
+    ``unpriced_models: exclude`` leaves them out instead); with none priced (LLMRouter's own
+    convert-then-train flow), the router is quality-only and says so."""
+    names = data.train.model_names
+    unpriced = [m for m, ok in zip(names, data.priced, strict=True) if not ok]
+    if not unpriced:
+        return data
+    if len(unpriced) == len(names):
+        log(
+            "no candidate model has a price: training a quality-only router (it routes by "
+            "predicted quality; cost-aware routing on it is refused)"
+        )
+        return replace(data, cost=np.zeros(len(names)), quality_only=True)
+    if config.unpriced_models == "refuse":
+        raise ValueError(
+            f"no price for candidate models {unpriced} (of {names}): an unknown price is never "
+            "taken as zero. Price them in the prices file (ROUTEIQ_PRICES_FILE, default "
+            "configs/prices.yaml: '<model>: {input_price: USD per million input tokens, "
+            "output_price: USD per million output tokens}'; for files, in data_path.llm_data), "
+            "or set 'unpriced_models: exclude' in the router config to train without them"
+        )
+    keep = [j for j, ok in enumerate(data.priced) if ok]
+    log(f"left out unpriced candidate models {unpriced} (unpriced_models: exclude)")
+    return replace(
+        data,
+        train=_columns(data.train, keep),
+        validation=_columns(data.validation, keep),
+        cost=data.cost[keep],
+        priced=data.priced[keep],
+    )
+
+
+def _columns(matrix: QualityMatrix, keep: list[int]) -> QualityMatrix:
+    """The matrix with only these model columns."""
+    return replace(
+        matrix,
+        model_names=[matrix.model_names[j] for j in keep],
+        quality=matrix.quality[:, keep],
+        cost=matrix.cost[:, keep],
+        mask=matrix.mask[:, keep],
+        propensity=matrix.propensity[:, keep],
+    )
 
 
 @dataclass
@@ -52,6 +100,7 @@ class TrainResult:
     n_validation: int
     metrics: dict[str, float]
     seconds: float
+    cost_aware: bool = True  # False: trained without any price (quality-only)
 
 
 def seed_everything(seed: int) -> None:
@@ -74,9 +123,8 @@ def data_from_warehouse(
     x_train, stats = embed_with_cache(con, train.query_text, embedding_model, encoder, progress=log)
     log(f"train embeddings: {stats.unique} unique texts, hit rate {stats.hit_rate:.2%}")
     x_val, _ = embed_with_cache(con, validation.query_text, embedding_model, encoder)
-    return TrainingData(
-        train, validation, x_train, x_val, expected_cost(train.cost, train.mask), "warehouse"
-    )
+    cost, priced = expected_cost(train.cost, train.mask)
+    return TrainingData(train, validation, x_train, x_val, cost, "warehouse", priced)
 
 
 def _matrix(pairs: dict[str, dict[str, list[float]]], names: list[str], keep) -> QualityMatrix:
@@ -155,12 +203,13 @@ def data_from_files(
     prices = load_prices(llm_data) if llm_data else {}
     # files carry no token counts: estimate the prompt from its length, the answer as fixed
     input_tokens = np.mean([len(t) for t in pairs]) / CHARS_PER_TOKEN if pairs else 0.0
+    priced = np.array([m in prices and prices[m].priced for m in names], bool)
     cost = np.array(
         [
             (prices[m].input_price * input_tokens + prices[m].output_price * output_tokens) / 1e6
-            if m in prices
+            if ok
             else 0.0
-            for m in names
+            for m, ok in zip(names, priced, strict=True)
         ]
     )
     log(
@@ -174,6 +223,7 @@ def data_from_files(
         embed(validation.query_text),
         cost,
         str(train_data),
+        priced,
     )
 
 
@@ -216,7 +266,9 @@ def _validation_metrics(router: Router, data: TrainingData) -> dict[str, float]:
 def fit_and_save(
     name: str, config: RouterConfig, data: TrainingData, out_dir: Path, log: Log = lambda _m: None
 ) -> TrainResult:
-    """Fit ``config``'s router on ``data`` and write ``out_dir/<name>`` atomically."""
+    """Fit ``config``'s router on ``data`` (as :func:`apply_pricing` allows) and write
+    ``out_dir/<name>`` atomically."""
+    data = apply_pricing(data, config, log)
     started = time.perf_counter()
     seed_everything(config.hparam.seed)
     router = ROUTER_TYPES[config.router_type](**config.hparam.router_kwargs())
@@ -238,7 +290,8 @@ def fit_and_save(
         extra={
             "embedding_model": config.hparam.embedding_model,
             "embedding_dim": int(data.x_train.shape[1]),
-            "default_lambda": config.default_lambda,
+            "default_lambda": 0.0 if data.quality_only else config.default_lambda,
+            "cost_aware": not data.quality_only,
             "config": config.model_dump(mode="json"),
             "training_source": data.source,
         },
@@ -253,7 +306,13 @@ def fit_and_save(
         f"in {seconds:.1f}s"
     )
     return TrainResult(
-        router, target, len(train.query_text), len(data.validation.query_text), metrics, seconds
+        router,
+        target,
+        len(train.query_text),
+        len(data.validation.query_text),
+        metrics,
+        seconds,
+        not data.quality_only,
     )
 
 

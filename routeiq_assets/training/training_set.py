@@ -63,7 +63,7 @@ class QualityMatrix:
     query_text: list[str]
     model_names: list[str]
     quality: np.ndarray  # float32 [n_queries, n_models], 0 where unobserved
-    cost: np.ndarray  # float32 [n_queries, n_models], 0 where unobserved
+    cost: np.ndarray  # float32 [n_queries, n_models], 0 where unobserved, nan where unpriced
     mask: np.ndarray  # bool [n_queries, n_models]
     propensity: np.ndarray  # float32 [n_queries, n_models], nan where unknown
 
@@ -72,7 +72,7 @@ def load_quality_matrix(
     con: duckdb.DuckDBPyConnection, split: str, model_names: list[str] | None = None
 ) -> QualityMatrix:
     rows = con.execute(
-        "SELECT query_sha256, query_text, model_name, quality, coalesce(cost_usd, 0),"
+        "SELECT query_sha256, query_text, model_name, quality, cost_usd,"
         " propensity FROM training_set WHERE split = ? ORDER BY query_sha256, model_name",
         [split],
     ).fetchall()
@@ -94,6 +94,6 @@ def load_quality_matrix(
         if model not in col:
             continue
         i, j = order[sha], col[model]
-        quality[i, j], cost[i, j], mask[i, j] = q, c, True
+        quality[i, j], cost[i, j], mask[i, j] = q, np.nan if c is None else c, True
         propensity[i, j] = np.nan if p is None else p
     return QualityMatrix(list(order), texts, list(model_names), quality, cost, mask, propensity)

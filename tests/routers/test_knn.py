@@ -48,10 +48,12 @@ def test_decide_trades_quality_for_cost():
     assert decide(np.array([[0.5, 0.5]]), np.array([2.0, 1.0]))[0] == 1  # tie -> cheaper
 
 
-def test_expected_cost_fills_unobserved_models():
-    cost = np.array([[1.0, 0, 0], [3.0, 0.5, 0]])
-    mask = np.array([[True, False, False], [True, True, False]])
-    assert expected_cost(cost, mask).tolist() == [2.0, 0.5, 1.25]
+def test_expected_cost_fills_unobserved_models_and_never_prices_unpriced_ones():
+    cost = np.array([[1.0, 0, 0, np.nan], [3.0, 0.5, 0, np.nan]])
+    mask = np.array([[True, False, False, True], [True, True, False, True]])
+    mean, priced = expected_cost(cost, mask)
+    assert mean.tolist() == [2.0, 0.5, 1.25, 0.0]
+    assert priced.tolist() == [True, True, True, False]  # the last: observed, never priced
 
 
 def test_config_errors_name_file_and_key(tmp_path):
