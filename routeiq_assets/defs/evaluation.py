@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from routeiq_assets import strict_json
 from routeiq_assets.defs.resources import RouteIQResource
 from routeiq_assets.deployment.registry import log_report_run
 from routeiq_assets.evaluation.gate import (
@@ -42,7 +43,7 @@ def evaluation_asset(name: str) -> dg.AssetsDefinition:
             ev = evaluate_router_folder(con, loc.work_dir / "routers" / name, routeiq.encoder())
         out = loc.work_dir / "evaluation" / f"{name}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(ev, indent=2, sort_keys=True, default=float))
+        out.write_text(strict_json.dumps(ev))
         router_row = ev["rows"][0]
         return dg.MaterializeResult(
             metadata={

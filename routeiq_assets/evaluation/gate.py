@@ -26,7 +26,9 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from routeiq_assets.evaluation.offpolicy import bootstrap, estimate_policy_value
+from routeiq_assets import strict_json
+from routeiq_assets.evaluation.offpolicy import bootstrap, doubly_robust, estimate_policy_value
+from routeiq_assets.evaluation.propensity import reward_model
 from routeiq_assets.evaluation.run import full_information_matrix, load_test_examples
 from routeiq_assets.routers.base import Router, decide, load_router, read_router_meta, router_inputs
 from routeiq_assets.training.embeddings import Encoder, embed_with_cache
@@ -93,7 +95,7 @@ class GateResult:
 
 def write_gate(result: GateResult, out_dir: Path) -> Path:
     path = Path(out_dir) / GATE_JSON
-    path.write_text(json.dumps(result.as_dict(), indent=2, sort_keys=True, default=float))
+    path.write_text(strict_json.dumps(result.as_dict()))
     return path
 
 
@@ -117,11 +119,24 @@ class _Scorer:
             self.texts, quality, cost = full
             self.rewards = quality - self.weight * cost
         else:
-            self.kind = "off-policy SNIPS"
-            self.examples = load_test_examples(con, names, embedding_model, encoder)
-            self.texts = self.examples.texts
-            self._embeddings[embedding_model] = self.examples.embeddings
-            self.reward = self.examples.quality - self.weight * self.examples.cost
+            self.examples = ex = load_test_examples(con, names, embedding_model, encoder)
+            self.texts = ex.texts
+            self._embeddings[embedding_model] = ex.embeddings
+            self.reward = ex.quality - self.weight * ex.cost
+            self.direct: np.ndarray | None = None
+            if ex.propensity_source == "logged":
+                self.kind = "off-policy SNIPS"
+            elif ex.deterministic:
+                self.kind = "none (deterministic logging policy)"
+            else:
+                # doubly robust: the estimated propensities corrected by a direct reward model
+                self.kind = "off-policy DR (estimated propensities)"
+                self.direct = reward_model(ex.embeddings, ex.logged_model, self.reward, len(names))
+
+    @property
+    def evaluable(self) -> bool:
+        """Whether the held-out data supports an estimate of any other policy's value."""
+        return not self.kind.startswith("none")
 
     @property
     def queries(self) -> int:
@@ -159,9 +174,18 @@ class _Scorer:
         if unknown_share == 1.0:
             return worst
         sub = idx[known]
-        known_value = estimate_policy_value(
-            chosen[sub], ex.logged_model[sub], self.reward[sub], ex.propensity[sub]
-        ).snips
+        if self.direct is not None:
+            known_value = doubly_robust(
+                chosen[sub],
+                ex.logged_model[sub],
+                self.reward[sub],
+                ex.propensity[sub],
+                self.direct[sub],
+            )
+        else:
+            known_value = estimate_policy_value(
+                chosen[sub], ex.logged_model[sub], self.reward[sub], ex.propensity[sub]
+            ).snips
         if unknown_share == 0.0:
             return known_value
         return (1.0 - unknown_share) * known_value + unknown_share * worst
@@ -200,6 +224,28 @@ def evaluate_gate(
             "none",
             production[0] if production else None,
         )
+    if not scorer.evaluable:
+        shared = {
+            n: float((scorer.choices(r, m, lam) == scorer.examples.logged_model).mean())
+            for n, (r, m, lam) in loaded.items()
+        }
+        return GateResult(
+            False,
+            "no propensities and no full-information data: the gateway logged no propensity and "
+            "its choices follow from the query (a deterministic policy), so only the decisions a "
+            "challenger shares with it are evaluable ("
+            + ", ".join(f"{n}: {v:.0%}" for n, v in shared.items())
+            + f" of {scorer.queries} held-out queries); hold"
+            + (" (nothing in production yet)" if production is None else "; production stays")
+            + ". Remedy: enable exploration in the gateway (the RouteIQ routing plugin logs the "
+            "propensity of each choice), or add an offline evaluation table (full_information in "
+            "configs/labeling.yaml)",
+            next(iter(loaded)),
+            policy.objective,
+            scorer.kind,
+            production[0] if production else None,
+            queries=scorer.queries,
+        )
     chosen = {n: scorer.choices(r, m, lam) for n, (r, m, lam) in loaded.items()}
     values = {n: scorer.value(c) for n, c in chosen.items()}
     ranked = sorted(values, key=lambda n: -np.nan_to_num(values[n], nan=-np.inf))
@@ -214,6 +260,16 @@ def evaluate_gate(
         challenger_value=values[best],
         challengers={n: values[n] for n in ranked},
     )
+    if not np.isfinite(values[best]):
+        result.reason = (
+            f"no challenger's {policy.objective} can be estimated ({scorer.kind}, "
+            f"{scorer.queries} held-out queries: none of their logged decisions is one a "
+            "challenger makes); hold"
+            + ("" if production is None else ", production stays")
+            + ". Remedy: collect more telemetry, enable exploration in the gateway, or add an "
+            "offline evaluation table (full_information in configs/labeling.yaml)"
+        )
+        return result
     if production is None:
         result.passed = True
         result.reason = (
@@ -247,7 +303,12 @@ def evaluate_gate(
             f"{result.production_unknown_share:.1%} of queries (counted as the worst outcome)"
         )
     if not np.isfinite(interval.low):
-        result.reason = f"the difference cannot be estimated: {summary}"
+        result.reason = (
+            f"the difference cannot be estimated ({summary}): the held-out data has too few "
+            "logged decisions the two routers share; hold, production stays. Remedy: collect "
+            "more telemetry, enable exploration in the gateway, or add an offline evaluation "
+            "table (full_information in configs/labeling.yaml)"
+        )
     elif interval.low > policy.min_improvement:
         result.passed = True
         result.reason = f"the challenger is better beyond its interval: {summary}"

@@ -6,9 +6,10 @@ intervals) or full information (every candidate's score known for the test queri
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
+
+from routeiq_assets import strict_json
 
 REPORT_MD, REPORT_PNG, REPORT_JSON = "report.md", "quality_vs_cost.png", "evaluation.json"
 
@@ -122,7 +123,7 @@ def write_report(
         "markdown": out_dir / REPORT_MD,
         "png": out_dir / REPORT_PNG,
     }
-    paths["json"].write_text(json.dumps(evaluations, indent=2, sort_keys=True, default=float))
+    paths["json"].write_text(strict_json.dumps(evaluations))
     plot(evaluations, paths["png"])
     n = evaluations[0]["test_examples"] if evaluations else 0
     parts = ["# Router evaluation", ""]

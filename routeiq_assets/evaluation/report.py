@@ -27,6 +27,10 @@ class LoggedExamples:
     propensity: np.ndarray
     model_names: list[str]
     tasks: list[str] = field(default_factory=list)
+    # "logged"; "estimated" where the gateway logged none (evaluation.propensity), then
+    # ``deterministic`` says whether the logged choices follow from the query alone
+    propensity_source: str = "logged"
+    deterministic: bool = False
 
 
 @dataclass

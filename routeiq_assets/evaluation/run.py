@@ -10,6 +10,7 @@ import duckdb
 import numpy as np
 
 from routeiq_assets.evaluation import metrics
+from routeiq_assets.evaluation.propensity import estimate_logging_policy
 from routeiq_assets.evaluation.report import (
     LoggedExamples,
     evaluate_against_baselines,
@@ -33,18 +34,31 @@ ORDER BY e.event_id
 def load_test_examples(
     con: duckdb.DuckDBPyConnection, model_names: list[str], embedding_model: str, encoder: Encoder
 ) -> LoggedExamples:
+    """The test split's logged decisions. Where the gateway logged no propensity (RouteIQ logs
+    none), it is estimated from the logged choices (:mod:`~routeiq_assets.evaluation.propensity`)
+    and the examples say so."""
     rows = con.execute(TEST_EXAMPLES_SQL).fetchall()
     index = {m: j for j, m in enumerate(model_names)}
     emb, _ = embed_with_cache(con, [r[0] for r in rows], embedding_model, encoder)
+    logged = np.array([index.get(r[1], -1) for r in rows], int)
+    propensity = np.array([np.nan if r[4] is None else r[4] for r in rows], np.float64)
+    source, deterministic = "logged", False
+    missing = ~np.isfinite(propensity) & (logged >= 0)
+    if missing.any():
+        fit = estimate_logging_policy(emb, logged, len(model_names))
+        propensity = np.where(missing, fit.propensity, propensity)
+        source, deterministic = "estimated", fit.deterministic
     return LoggedExamples(
         embeddings=emb,
         texts=[r[0] for r in rows],
-        logged_model=np.array([index.get(r[1], -1) for r in rows], int),
+        logged_model=logged,
         quality=np.array([r[2] for r in rows], np.float64),
         cost=np.array([r[3] for r in rows], np.float64),
-        propensity=np.array([np.nan if r[4] is None else r[4] for r in rows], np.float64),
+        propensity=propensity,
         model_names=model_names,
         tasks=[r[5] for r in rows],
+        propensity_source=source,
+        deterministic=deterministic,
     )
 
 
@@ -157,7 +171,17 @@ def evaluate_router_folder(
         "lambda": lam,
         "cost_aware": cost_aware,
         "test_examples": len(examples.logged_model),
-        "estimate": "off-policy SNIPS on logged test-split telemetry",
+        "estimate": "off-policy SNIPS on logged test-split telemetry"
+        + (
+            ""
+            if examples.propensity_source == "logged"
+            else " (propensities estimated from the logged choices: the gateway logged none"
+            + (
+                "; its choices follow from the query, so only decisions shared with it count)"
+                if examples.deterministic
+                else ")"
+            )
+        ),
         "rows": [
             {
                 "policy": r.policy,

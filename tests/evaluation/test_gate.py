@@ -115,3 +115,82 @@ def test_a_production_router_that_picks_a_retired_model_does_not_block(
         assert np.isfinite(result.production_value) and np.isfinite(result.difference)
         assert result.production_unknown_share > 0.1 and "no longer has" in result.reason
         assert result.passed, result.reason
+
+
+def _without_propensities(warehouse, tmp_path, name):
+    """A copy of the warehouse as RouteIQ would have filled it: no propensity logged."""
+    import shutil
+
+    copy = tmp_path / f"{name}.duckdb"
+    shutil.copy(warehouse.db, copy)
+    with connect(copy) as con:
+        con.execute("UPDATE routing_examples SET propensity = NULL").fetchall()
+        con.execute("UPDATE training_set SET propensity = NULL").fetchall()
+    return dataclasses.replace(warehouse, db=copy)
+
+
+def test_without_logged_propensities_the_gate_decides_on_estimated_ones(
+    replayed_warehouse, routers, tmp_path
+):
+    """The replay's logging policy explores (epsilon-greedy): its propensities are estimated
+    from the logged choices, the values are doubly robust, and the gate decides."""
+    import json
+
+    from routeiq_assets.evaluation.gate import write_gate
+
+    good, bad = routers
+    warehouse = _without_propensities(replayed_warehouse, tmp_path, "no-propensities")
+    off_policy = {"min_full_information_queries": 10**6, "bootstrap_samples": 300}
+    first = _gate(warehouse, {"knn": good, "knn_inverted": bad}, None, **off_policy)
+    assert first.estimate == "off-policy DR (estimated propensities)"
+    assert first.passed and first.router == "knn", first.reason
+    assert first.challengers["knn"] > first.challengers["knn_inverted"]
+    worse = _gate(warehouse, {"knn_inverted": bad}, ("7", good), **off_policy)
+    assert not worse.passed and worse.difference < 0 and "production stays" in worse.reason
+    for result in (first, worse):
+        text = write_gate(result, tmp_path).read_text()
+        json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in gate.json"))
+
+
+def test_a_deterministic_log_without_propensities_holds_with_cause_and_remedy(
+    benchmark_table, routers, tmp_path
+):
+    """A gateway that always picks by a rule of the query and logs no propensity: nothing but
+    the decisions a challenger shares with it can be valued, so the gate holds and says what
+    to do; gate.json is strict JSON."""
+    import json
+
+    from routeiq_assets.evaluation.gate import write_gate
+    from routeiq_assets.telemetry.raw_store import land_file
+    from routeiq_assets.telemetry.simulator import load_table, replay_table, write_otlp_files
+    from routeiq_assets.training.embeddings import minilm_encoder
+    from routeiq_assets.training.labels import LabelingPolicy, build_routing_examples, load_prices
+    from routeiq_assets.training.training_set import build_training_set
+    from routeiq_assets.warehouse.ingest import ingest_pending, register_raw_file
+
+    records, catalog = load_table(*benchmark_table)
+    files = write_otlp_files(
+        replay_table(records[:240], catalog, seed=3, epsilon=0.0), tmp_path / "l", "d"
+    )
+    db = tmp_path / "deterministic.duckdb"
+    with connect(db) as con:
+        for f in files:
+            register_raw_file(con, land_file(f, tmp_path / "raw"))
+        ingest_pending(con)
+        build_routing_examples(
+            con, load_prices(benchmark_table[1]), LabelingPolicy(prices_file=benchmark_table[1])
+        )
+        con.execute("UPDATE routing_examples SET propensity = NULL").fetchall()
+        build_training_set(con, validation=0.1, test=0.5)
+        policy = GatePolicy(bootstrap_samples=200)
+        result = evaluate_gate(
+            con, {"knn": routers[0]}, ("4", routers[1]), policy, minilm_encoder(MODEL, "cpu")
+        )
+    assert not result.passed and result.estimate == "none (deterministic logging policy)"
+    assert "no propensities and no full-information data" in result.reason
+    assert (
+        "enable exploration in the gateway" in result.reason and "production stays" in result.reason
+    )
+    assert "full_information in configs/labeling.yaml" in result.reason
+    text = write_gate(result, tmp_path).read_text()
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in gate.json"))
