@@ -226,9 +226,7 @@ def _normalised(
             yield normalise_job(job)
         return
     # the system allocator hands freed Arrow memory back (mimalloc, Arrow's default, keeps it)
-    pool = get_reusable_executor(
-        max_workers=processes, env={"ARROW_DEFAULT_MEMORY_POOL": "system"}
-    )
+    pool = get_reusable_executor(max_workers=processes, env={"ARROW_DEFAULT_MEMORY_POOL": "system"})
     queued = collections.deque((job, pool.submit(normalise_job, job)) for job in jobs[:processes])
     following = iter(jobs[processes:])
     try:
