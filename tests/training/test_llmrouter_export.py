@@ -122,3 +122,63 @@ def test_convert_refuses_an_input_without_labels(tmp_path, routeiq_home):
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def _cli(*args, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "routeiq_assets.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+
+
+def test_the_generators_traces_convert_and_train(tmp_path, routeiq_home):
+    """RouteIQ's generate_synthetic_traces.py output (ids trace_000001, models nobody priced
+    here) through `routeiq convert`, then `routeiq train` on what it wrote: a quality-only
+    router; with `convert --prices`, a cost-aware one."""
+    from tests.telemetry.test_routeiq_shapes import MODELS, generator_trace_line
+
+    traces = tmp_path / "traces.jsonl"
+    lines = []
+    for i in range(90):
+        line = generator_trace_line(i)
+        line["performance"] = 0.9 if (i + MODELS.index(line["model_name"])) % 2 else 0.3
+        lines.append(json.dumps(line))
+    traces.write_text("\n".join(lines) + "\n")
+    prices = tmp_path / "prices.yaml"
+    prices.write_text(
+        "".join(
+            f"{m}: {{input_price: {k + 1}, output_price: {2 * k + 2}}}\n"
+            for k, m in enumerate(MODELS)
+        )
+    )
+    (nothing := tmp_path / "no-prices.yaml").write_text("{}\n")
+    env = dict(os.environ, ROUTEIQ_PRICES_FILE=str(nothing))  # a gateway's models, unpriced
+    for priced in (False, True):
+        out = tmp_path / f"export-{priced}"
+        extra = ["--prices", str(prices)] if priced else []
+        done = _cli("convert", "--input", str(traces), "--output-dir", str(out), *extra, env=env)
+        assert done.returncode == 0, done.stderr
+        llm_data = json.loads((out / "llm_data.json").read_text())
+        assert sorted(llm_data) == sorted(MODELS)
+        assert all((e["input_price"] is not None) == priced for e in llm_data.values())
+        config = tmp_path / f"knn-{priced}.yaml"
+        config.write_text(
+            f"router_type: knn\ndata_path:\n  train_data: {out / 'routing_train.jsonl'}\n"
+            f"  llm_data: {out / 'llm_data.json'}\nhparam:\n  k: 5\n"
+        )
+        trained = _cli(
+            "train",
+            "--config",
+            str(config),
+            "--output-dir",
+            str(tmp_path / "r"),
+            "--name",
+            f"knn-{priced}",
+            env=env,
+        )
+        assert trained.returncode == 0, trained.stderr
+        meta = json.loads((tmp_path / "r" / f"knn-{priced}" / "router.json").read_text())
+        assert meta["cost_aware"] is priced
