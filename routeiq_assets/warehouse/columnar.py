@@ -377,14 +377,13 @@ def drop_repeats(batches: Sequence[ColumnarBatch]) -> list[tuple[dict[str, pa.Ta
     return out
 
 
-def concat_tables(tables: Sequence[pa.Table | None], strict: bool = False) -> pa.Table | None:
+def concat_tables(tables: Sequence[pa.Table | None]) -> pa.Table | None:
     """The tables (None and empty ones left out) as one, or None when none has rows. Column
-    types inferred differently are unified as Arrow can (an int and a float column become
-    float), or with ``strict`` only where one side is all null; else Arrow raises."""
+    types must agree, except where one side is all null; else Arrow raises."""
     present = [t for t in tables if t is not None and t.num_rows]
     if not present:
         return None
-    return pa.concat_tables(present, promote_options="default" if strict else "permissive")
+    return pa.concat_tables(present, promote_options="default")
 
 
 def _chunks(column: pa.Array | pa.ChunkedArray) -> list[pa.Array]:

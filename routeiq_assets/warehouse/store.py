@@ -281,10 +281,7 @@ def _joined(
     when a column's types differ between batches."""
     kept = drop_repeats(batches)
     try:
-        joined = {
-            name: concat_tables([t[name] for t, _ in kept], strict=True)
-            for name in TELEMETRY_TABLES
-        }
+        joined = {name: concat_tables([t[name] for t, _ in kept]) for name in TELEMETRY_TABLES}
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return None
     return kept, joined
