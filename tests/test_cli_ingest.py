@@ -176,14 +176,18 @@ def test_a_bad_setting_is_refused_before_any_work(cli_env, tmp_path):
     assert not (Path(cli_env["ROUTEIQ_HOME"]) / "raw").exists()
 
 
-def _recent(traces, spread_us):
-    """The traces moved into the last hour, the k-th ``spread_us * k`` microseconds after the
-    first (0: all in the same microsecond)."""
+def _extract_recent(jaeger, requests, spread_us, tmp_path, env):  # noqa: F811
+    """`routeiq extract-jaeger` with default flags over these requests' traces moved into the
+    last hour, the k-th ``spread_us * k`` microseconds after the first (0: all in the same
+    microsecond); its result and output file."""
     base = int((datetime.now(UTC).timestamp() - 3600) * 1e6)
-    for k, trace in enumerate(traces):
+    jaeger.traces = [jaeger_trace(r) for r in requests]
+    for k, trace in enumerate(jaeger.traces):
         for span in trace["spans"]:
             span["startTime"] = base + spread_us * k
-    return traces
+    traces = tmp_path / "out" / "traces.jsonl"
+    result = _cli("extract-jaeger", "--jaeger-url", jaeger.url, "--output", str(traces), env=env)
+    return result, traces
 
 
 def test_extract_jaeger_with_default_flags_pulls_more_than_one_answer_holds(
@@ -193,10 +197,7 @@ def test_extract_jaeger_with_default_flags_pulls_more_than_one_answer_holds(
 ):
     """2,500 traces within one second of the default 168 hours, 1,000 an answer: all of them."""
     requests = list(simulate_requests(2500, seed=22))
-    jaeger.traces = _recent([jaeger_trace(r) for r in requests], spread_us=7)
-    traces = tmp_path / "out" / "traces.jsonl"
-    args = ("extract-jaeger", "--jaeger-url", jaeger.url, "--output", str(traces))
-    result = _cli(*args, env=cli_env)
+    result, traces = _extract_recent(jaeger, requests, 7, tmp_path, cli_env)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["traces"] == 2500
     assert len(traces.read_text().splitlines()) == 2500
@@ -209,10 +210,8 @@ def test_extract_jaeger_fails_naming_a_window_it_cannot_complete(
     tmp_path,
 ):
     requests = list(simulate_requests(30, seed=23))
-    jaeger.traces = _recent([jaeger_trace(r) for r in requests], spread_us=0)
-    traces = tmp_path / "out" / "traces.jsonl"
     env = {**cli_env, "ROUTEIQ_JAEGER_LIMIT": "20"}
-    result = _cli("extract-jaeger", "--jaeger-url", jaeger.url, "--output", str(traces), env=env)
+    result, traces = _extract_recent(jaeger, requests, 0, tmp_path, env)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "one microsecond (the API's resolution)" in result.stderr
     assert {q["limit"][0] for q in jaeger.requests} == {"20"}

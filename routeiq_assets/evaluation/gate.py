@@ -34,6 +34,11 @@ from routeiq_assets.routers.base import Router, decide, load_router, read_router
 from routeiq_assets.training.embeddings import Encoder, embed_with_cache
 
 GATE_JSON = "gate.json"
+# what gives the held-out data an estimable value of a policy other than the logging one
+REMEDY = (
+    "enable exploration in the gateway, or add an offline evaluation table "
+    "(full_information in configs/labeling.yaml)"
+)
 
 
 class GatePolicy(BaseModel):
@@ -237,9 +242,8 @@ def evaluate_gate(
             + ", ".join(f"{n}: {v:.0%}" for n, v in shared.items())
             + f" of {scorer.queries} held-out queries); hold"
             + (" (nothing in production yet)" if production is None else "; production stays")
-            + ". Remedy: enable exploration in the gateway (the RouteIQ routing plugin logs the "
-            "propensity of each choice), or add an offline evaluation table (full_information in "
-            "configs/labeling.yaml)",
+            + f". Remedy: {REMEDY} (the RouteIQ routing plugin logs the propensity of each "
+            "choice it makes when it explores)",
             next(iter(loaded)),
             policy.objective,
             scorer.kind,
@@ -266,8 +270,7 @@ def evaluate_gate(
             f"{scorer.queries} held-out queries: none of their logged decisions is one a "
             "challenger makes); hold"
             + ("" if production is None else ", production stays")
-            + ". Remedy: collect more telemetry, enable exploration in the gateway, or add an "
-            "offline evaluation table (full_information in configs/labeling.yaml)"
+            + f". Remedy: collect more telemetry, {REMEDY}"
         )
         return result
     if production is None:
@@ -305,9 +308,8 @@ def evaluate_gate(
     if not np.isfinite(interval.low):
         result.reason = (
             f"the difference cannot be estimated ({summary}): the held-out data has too few "
-            "logged decisions the two routers share; hold, production stays. Remedy: collect "
-            "more telemetry, enable exploration in the gateway, or add an offline evaluation "
-            "table (full_information in configs/labeling.yaml)"
+            f"logged decisions the two routers share; hold, production stays. Remedy: collect "
+            f"more telemetry, {REMEDY}"
         )
     elif interval.low > policy.min_improvement:
         result.passed = True
