@@ -34,23 +34,33 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         replay_table,
         simulate_requests,
         with_distinct_prompts,
+        write_gateway_files,
         write_otlp_files,
     )
 
+    log = args.log_propensities
     if args.from_table:
         if not args.prices:
             raise SystemExit("--from-table needs --prices (an llm_candidates.json)")
         records, catalog = load_table(Path(args.from_table), Path(args.prices))
         requests = replay_table(
-            records, catalog, args.seed, args.epsilon, limit=args.requests or None
+            records,
+            catalog,
+            args.seed,
+            args.epsilon,
+            limit=args.requests or None,
+            log_propensities=log,
         )
         prefix = f"replay-s{args.seed}"
     else:
-        requests = simulate_requests(args.requests, args.seed, epsilon=args.epsilon)
+        requests = simulate_requests(
+            args.requests, args.seed, epsilon=args.epsilon, log_propensities=log
+        )
         prefix = f"sim-s{args.seed}"
     if args.distinct_prompts:
         requests = with_distinct_prompts(requests)
-    files = write_otlp_files(requests, Path(args.out), prefix, args.requests_per_file)
+    write = write_otlp_files if args.otlp_only else write_gateway_files
+    files = write(requests, Path(args.out), prefix, args.requests_per_file)
     print(json.dumps({"files": [str(f) for f in files], "out": str(args.out)}, indent=2))
     return 0
 
@@ -443,7 +453,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="requests to simulate (with --from-table: at most this many rows; 0 = all)",
     )
     sim.add_argument("--seed", type=int, default=0)
-    sim.add_argument("--epsilon", type=float, default=0.2, help="logging policy's exploration rate")
+    sim.add_argument("--epsilon", type=float, default=0.2, help="the gateway's exploration rate")
+    sim.add_argument(
+        "--log-propensities",
+        action="store_true",
+        help="record the logging policy and each choice's probability in the decision events"
+        " (RouteIQ records none)",
+    )
+    sim.add_argument(
+        "--otlp-only",
+        action="store_true",
+        help="every request as OTLP with trace context (by default one in 50 goes to a decision"
+        " JSONL without trace context and one in 50 to a legacy traces.jsonl, as from RouteIQ)",
+    )
     sim.add_argument("--from-table", help="replay a full-information table (LLMRouter train.json)")
     sim.add_argument(
         "--prices", help="llm_candidates.json with per-model prices (for --from-table)"

@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -53,11 +54,16 @@ def test_info_json_lists_locations_without_secrets(routeiq_home, monkeypatch):
         assert info[key]
 
 
-def test_simulate_cli_writes_otlp_files(tmp_path):
-    result = _routeiq("simulate", "--out", str(tmp_path), "--requests", "30", "--seed", "1")
+def test_simulate_cli_writes_what_routeiq_sends_or_otlp_only(tmp_path):
+    args = ("simulate", "--requests", "60", "--seed", "1")
+    result = _routeiq(*args, "--out", str(tmp_path / "a"))
     assert result.returncode == 0, result.stderr
-    files = json.loads(result.stdout)["files"]
-    assert len(files) == 1 and files[0].endswith(".otlp.json")
+    files = [f.rsplit("/", 1)[1] for f in json.loads(result.stdout)["files"]]
+    assert files == ["sim-s1-00000.otlp.json", "sim-s1-decisions.jsonl", "sim-s1-traces.jsonl"]
+    assert "selection_propensity" not in (tmp_path / "a" / files[0]).read_text()
+    result = _routeiq(*args, "--out", str(tmp_path / "b"), "--otlp-only", "--log-propensities")
+    [otlp] = json.loads(result.stdout)["files"]
+    assert otlp.endswith(".otlp.json") and "selection_propensity" in Path(otlp).read_text()
 
 
 def test_simulate_from_table_needs_prices(tmp_path, benchmark_table):

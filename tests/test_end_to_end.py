@@ -48,11 +48,30 @@ def _materialize(env):
     return json.loads(ingest.stdout)
 
 
+def _strict(constant):
+    raise ValueError(f"{constant} is not JSON")
+
+
+def assert_every_json_is_strict(root):
+    """Every JSON file the platform wrote under ``root`` (not the telemetry it was given in
+    landing/ and raw/) parses strictly: no NaN or Infinity anywhere."""
+    given = (root / "landing", root / "raw")
+    paths = sorted(p for p in root.rglob("*.json") if not any(p.is_relative_to(g) for g in given))
+    assert paths
+    for path in paths:
+        try:
+            json.loads(path.read_text(), parse_constant=_strict)
+        except ValueError as err:
+            raise AssertionError(f"{path}: {err}") from None
+
+
 def _count(con, table):
     return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
 
 
 def test_whole_graph_materializes_and_deploys(graph_env):
+    """On the simulator's default, what RouteIQ sends: no propensities, decisions without trace
+    context, legacy lines with non-hex ids, one model without a price (mistral-7b)."""
     env, home = graph_env
     _run(
         [PY, "-m", "dagster", "definitions", "validate", "-w", str(REPO_ROOT / "workspace.yaml")],
@@ -61,8 +80,11 @@ def test_whole_graph_materializes_and_deploys(graph_env):
     simulate = ["simulate", "--out", str(home / "landing"), "--requests", "3000", "--seed", "3"]
     _run([PY, "-m", "routeiq_assets.cli", *simulate, "--requests-per-file", "1000"], env)
     ingested = _materialize(env)
-    assert ingested["batches"] == 3 and ingested["decisions"] == 3000
-    assert ingested["records_in"] == 6000 and ingested["quarantined"] == 0
+    # 2,880 requests as OTLP (3 files), 60 decisions without trace context in a decision JSONL,
+    # 60 legacy generator lines: nothing valid is quarantined, counts in equal counts out
+    assert ingested["batches"] == 5 and ingested["decisions"] == 2940
+    assert ingested["records_in"] == 5880 and ingested["quarantined"] == 0
+    assert ingested["llm_calls"] == 2940
 
     con = duckdb.connect(str(home / "warehouse" / "routeiq.duckdb"), read_only=True)
     counts = {
@@ -81,21 +103,31 @@ def test_whole_graph_materializes_and_deploys(graph_env):
             "SELECT split, count(DISTINCT query_sha256) FROM training_set GROUP BY 1"
         ).fetchall()
     )
+    unpriced = con.execute(
+        "SELECT count(*) FROM routing_examples WHERE model_name = 'mistral-7b' AND cost_usd IS NULL"
+    ).fetchall()[0][0]
     con.close()
-    assert counts["raw_files"] == 3
-    assert counts["router_decisions"] == counts["llm_calls"] == counts["routing_examples"] == 3000
+    assert counts["raw_files"] == 5
+    assert counts["router_decisions"] == counts["llm_calls"] == 2940
+    # the decisions without a call are not labelled; the legacy calls with a score are
+    assert counts["routing_examples"] == 2880 + 60
+    assert unpriced > 0
     assert counts["quarantine"] == 0
     assert counts["query_embeddings"] == sum(splits.values())
     assert set(splits) == {"train", "validation", "test"}
 
     router_dir = home / "work" / "routers" / "knn"
     assert (router_dir / "weights.npz").stat().st_size > 0
+    meta = json.loads((router_dir / "router.json").read_text())
+    assert meta["unpriced_excluded"] == ["mistral-7b"] and "mistral-7b" not in meta["model_names"]
     report = (home / "work" / "evaluation" / "report.md").read_text()
     assert "router_knn" in report and "always-cheapest" in report and "router_bert" in report
     assert (home / "work" / "evaluation" / "quality_vs_cost.png").read_bytes()[:4] == b"\x89PNG"
 
     gate = json.loads((home / "work" / "evaluation" / "gate.json").read_text())
     assert gate["passed"] and "no production router yet" in gate["reason"]
+    assert gate["estimate"] == "off-policy DR (estimated propensities)"
+    assert_every_json_is_strict(home)
     assert "Deployment gate PASSED" in report
     pointer = json.loads((home / "artifacts/models/knn-router/current.json").read_text())
     version_dir = home / "artifacts" / pointer["manifest"].rsplit("/", 1)[0]
@@ -135,7 +167,7 @@ def test_whole_graph_materializes_and_deploys(graph_env):
         env,
     )
     exported = json.loads((export / "conversion_metadata.json").read_text())
-    assert exported["rows"] == 3000 and exported["unique_queries"] == counts["query_embeddings"]
+    assert exported["rows"] == counts["routing_examples"] and exported["unique_queries"] == counts["query_embeddings"]
 
     # a second run over the same landing folder ingests nothing and retrains the same routers:
     # the deployment gate (a blocking check) holds, deployed_router does not run, production stays
@@ -147,8 +179,9 @@ def test_whole_graph_materializes_and_deploys(graph_env):
     assert gate["passed"] is False and gate["production_version"] == "1"
     assert gate["difference"] == 0
     con = duckdb.connect(str(home / "warehouse" / "routeiq.duckdb"), read_only=True)
-    assert _count(con, "router_decisions") == 3000
+    assert _count(con, "router_decisions") == 2940
     con.close()
+    assert_every_json_is_strict(home)
     assert str(client.get_model_version_by_alias("knn-router", "production").version) == "1"
     assert "Deployment gate FAILED" in (home / "work" / "evaluation" / "report.md").read_text()
     # the report (and its gate check) alone, strictly: exit 3

@@ -119,15 +119,21 @@ class _Scorer:
         self._embeddings: dict[str, np.ndarray] = {}  # per embedding model: read once
         self.weight = policy.cost_weight if policy.objective == "utility" else 0.0
         full = full_information_matrix(con, names)
-        if full is not None and len(full[0]) >= policy.min_full_information_queries:
+        if (
+            full is not None
+            and len(full[0]) >= policy.min_full_information_queries
+            and (self.weight == 0 or np.isfinite(full[2]).all())
+        ):
             self.kind = "full information"
             self.texts, quality, cost = full
-            self.rewards = quality - self.weight * cost
+            self.rewards = quality - self.weight * cost if self.weight else quality
         else:
             self.examples = ex = load_test_examples(con, names, embedding_model, encoder)
             self.texts = ex.texts
             self._embeddings[embedding_model] = ex.embeddings
-            self.reward = ex.quality - self.weight * ex.cost
+            # an unknown cost leaves the reward unknown (never zero): such a logged decision
+            # counts in no estimate that needs it
+            self.reward = ex.quality - self.weight * ex.cost if self.weight else ex.quality
             self.direct: np.ndarray | None = None
             if ex.propensity_source == "logged":
                 self.kind = "off-policy SNIPS"

@@ -106,6 +106,12 @@ def evaluate_against_baselines(
             predicted,
         ),
     ]
+    known = np.isfinite(ex.cost)
+    priced = int(known.sum())
+    priced_cost = float(ex.cost[known].mean()) if priced else float("nan")
+    cost_kind = "on-policy (observed)" + (
+        f"; over the {priced} of {n} decisions whose model has a price" if priced < n else ""
+    )
     logged = EvaluationRow(
         "logging policy (observed)",
         PolicyEstimate(
@@ -116,14 +122,7 @@ def evaluate_against_baselines(
             float(n),
             kind="on-policy (observed)",
         ),
-        PolicyEstimate(
-            float(ex.cost.mean()) if n else float("nan"),
-            float(ex.cost.mean()) if n else float("nan"),
-            n,
-            n,
-            float(n),
-            kind="on-policy (observed)",
-        ),
+        PolicyEstimate(priced_cost, priced_cost, n, priced, float(priced), kind=cost_kind),
     )
     return [*rows, logged]
 

@@ -22,7 +22,7 @@ from routeiq_assets.serving.runtime import RouterRuntime
 from routeiq_assets.training.embeddings import Encoder, embed_with_cache
 
 TEST_EXAMPLES_SQL = """
-SELECT e.query_text, e.model_name, e.quality, coalesce(e.cost_usd, 0), e.propensity,
+SELECT e.query_text, e.model_name, e.quality, e.cost_usd, e.propensity,
        coalesce(e.task, 'unknown')
 FROM routing_examples e
 WHERE e.is_logged
@@ -36,7 +36,8 @@ def load_test_examples(
 ) -> LoggedExamples:
     """The test split's logged decisions. Where the gateway logged no propensity (RouteIQ logs
     none), it is estimated from the logged choices (:mod:`~routeiq_assets.evaluation.propensity`)
-    and the examples say so."""
+    and the examples say so: the logging policy is fitted over every model the log chose, the
+    router's candidates or not. A cost is NaN where the model has no price (never zero)."""
     rows = con.execute(TEST_EXAMPLES_SQL).fetchall()
     index = {m: j for j, m in enumerate(model_names)}
     emb, _ = embed_with_cache(con, [r[0] for r in rows], embedding_model, encoder)
@@ -45,7 +46,11 @@ def load_test_examples(
     source, deterministic = "logged", False
     missing = ~np.isfinite(propensity) & (logged >= 0)
     if missing.any():
-        fit = estimate_logging_policy(emb, logged, len(model_names))
+        every = dict(index)
+        for r in rows:
+            every.setdefault(r[1], len(every))
+        chosen_any = np.array([every[r[1]] for r in rows], int)
+        fit = estimate_logging_policy(emb, chosen_any, len(every))
         propensity = np.where(missing, fit.propensity, propensity)
         source, deterministic = "estimated", fit.deterministic
     return LoggedExamples(
@@ -53,7 +58,7 @@ def load_test_examples(
         texts=[r[0] for r in rows],
         logged_model=logged,
         quality=np.array([r[2] for r in rows], np.float64),
-        cost=np.array([r[3] for r in rows], np.float64),
+        cost=np.array([np.nan if r[3] is None else r[3] for r in rows], np.float64),
         propensity=propensity,
         model_names=model_names,
         tasks=[r[5] for r in rows],
@@ -72,7 +77,7 @@ def train_quality_by_model(con: duckdb.DuckDBPyConnection, model_names: list[str
 
 
 FULL_INFORMATION_TEST_SQL = """
-SELECT query_sha256, any_value(query_text), model_name, avg(quality), avg(coalesce(cost_usd, 0))
+SELECT query_sha256, any_value(query_text), model_name, avg(quality), avg(cost_usd)
 FROM routing_examples
 WHERE NOT is_logged
   AND query_sha256 IN (SELECT query_sha256 FROM training_set WHERE split = 'test')
@@ -84,7 +89,8 @@ def full_information_matrix(
     con: duckdb.DuckDBPyConnection, names: list[str]
 ) -> tuple[list[str], np.ndarray, np.ndarray] | None:
     """Test queries where every one of ``names`` has a full-information score: their texts and
-    the quality and cost matrices [query, model], in a stable order; None when there are none."""
+    the quality and cost matrices [query, model] (cost NaN where unpriced), in a stable order;
+    None when there are none."""
     cells: dict[str, dict[str, tuple[float, float]]] = {}
     texts: dict[str, str] = {}
     for sha, text, model, quality, cost in con.execute(FULL_INFORMATION_TEST_SQL).fetchall():
@@ -94,17 +100,18 @@ def full_information_matrix(
     if not complete:
         return None
     q = np.array([[cells[s][m][0] for m in names] for s in complete])
-    c = np.array([[cells[s][m][1] for m in names] for s in complete])
+    c = np.array([[cells[s][m][1] for m in names] for s in complete], np.float64)
     return [texts[s] for s in complete], q, c
 
 
 def full_information_metrics(
     con: duckdb.DuckDBPyConnection, router, embedding_model: str, encoder: Encoder
 ) -> dict[str, Any] | None:
-    """Curve, AIQ, APGR and CPT on test queries where every candidate's score is known."""
+    """Curve, AIQ, APGR and CPT on test queries where every candidate's score is known; None
+    without such queries, or when a candidate's price is unknown (no cost axis to draw)."""
     names = router.model_names_
     full = full_information_matrix(con, names)
-    if full is None:
+    if full is None or not np.isfinite(full[2]).all():
         return None
     query_texts, q, c = full
     emb, _ = embed_with_cache(con, query_texts, embedding_model, encoder)

@@ -2,9 +2,16 @@
 
 Per request one trace: an ``llm.routing.decision`` span carrying the
 ``routeiq.router_decision.v1`` event, and a child ``gen_ai`` LLM-call span with the prompt, the
-model, token counts and duration. A logging policy (epsilon-greedy over an incumbent router)
-picks the model and its choice probability is recorded in the payload's custom attributes, so
-downstream evaluation can do off-policy estimates. Two worlds:
+model, token counts and duration. The gateway's policy is epsilon-greedy over an incumbent router.
+
+By default the output is what a RouteIQ gateway sends (:func:`write_gateway_files`): no
+propensity anywhere (its builder has no field for one and leaves ``custom_attributes`` empty),
+about one decision in fifty written to a decision JSONL without trace context (OpenTelemetry off
+on that worker), about one in fifty in the legacy ``traces.jsonl`` shape of RouteIQ's
+synthetic-trace generator (ids ``trace_000001``, a ``performance`` score). With
+``log_propensities`` the logging policy, each choice's probability, the incumbent and the
+outcome score are recorded in the payload's custom attributes instead, as an exploring gateway
+that logs its propensities would. Two worlds:
 
 * the built-in generator (:mod:`routeiq_assets.telemetry.catalog`): outcomes drawn from each
   model's per-domain skill;
@@ -37,6 +44,17 @@ from routeiq_assets.telemetry.catalog import (
 )
 
 SERVICE_NAME = "litellm-gateway"
+EXPERIMENT_FIELDS = (
+    "experiment_id",
+    "variant",
+    "strategy_name",
+    "strategy_version",
+    "weight",
+    "total_weight",
+    "hash_bucket",
+    "hash_key_type",
+)
+SIDE_CHANNEL_EVERY = 50  # one request in this many goes to each JSONL side file
 DEFAULT_START = datetime(2026, 11, 1, tzinfo=UTC)
 CHARS_PER_TOKEN = 4
 TABLE_OUTPUT_TOKENS = 256
@@ -51,7 +69,7 @@ class SimulatedRequest:
     candidates: tuple[CatalogModel, ...]
     available: tuple[bool, ...]
     selected: CatalogModel
-    propensity: float
+    propensity: float | None  # the logging policy's choice probability, when it is logged
     incumbent: str
     quality: float  # the outcome's score in [0, 1]
     status: str
@@ -121,8 +139,10 @@ def simulate_requests(
     catalog: Sequence[CatalogModel] = DEFAULT_CATALOG,
     epsilon: float = 0.2,
     start: datetime = DEFAULT_START,
+    log_propensities: bool = False,
 ) -> Iterator[SimulatedRequest]:
-    """Requests from the built-in query generator, outcomes drawn from model skill."""
+    """Requests from the built-in query generator, outcomes drawn from model skill. The policy
+    explores either way; ``log_propensities`` says whether its probabilities are recorded."""
     rng = random.Random(seed)
     policy = EpsilonGreedyPolicy(epsilon)
     names = [m.name for m in catalog]
@@ -132,8 +152,9 @@ def simulate_requests(
         incumbent = _incumbent_for_text(query.text, names)
         idx, propensity = policy.choose(rng, names.index(incumbent), available)
         model = catalog[idx]
+        logged = propensity if log_propensities else None
         yield _request_from_outcome(
-            rng, query, catalog, available, model, propensity, incumbent, start, i
+            rng, query, catalog, available, model, logged, incumbent, start, i
         )
 
 
@@ -151,7 +172,7 @@ def _request_from_outcome(
     catalog: Sequence[CatalogModel],
     available: tuple[bool, ...],
     model: CatalogModel,
-    propensity: float,
+    propensity: float | None,
     incumbent: str,
     start: datetime,
     i: int,
@@ -191,7 +212,7 @@ def _make_request(
     catalog: Sequence[CatalogModel],
     available: tuple[bool, ...],
     model: CatalogModel,
-    propensity: float,
+    propensity: float | None,
     incumbent: str,
     *,
     quality: float,
@@ -258,6 +279,7 @@ def replay_table(
     epsilon: float = 0.2,
     start: datetime = DEFAULT_START,
     limit: int | None = None,
+    log_propensities: bool = False,
 ) -> Iterator[SimulatedRequest]:
     """Replay a full-information table as telemetry: the logged model's score is the outcome.
 
@@ -284,7 +306,7 @@ def replay_table(
             candidates,
             available,
             model,
-            propensity,
+            propensity if log_propensities else None,
             incumbent,
             quality=score,
             status="success" if score >= 0.5 else "failure",
@@ -307,23 +329,29 @@ def _nanos(ts: datetime) -> int:
     return int(ts.timestamp() * 1_000_000) * 1000
 
 
-def decision_payload(req: SimulatedRequest) -> dict[str, Any]:
-    """The ``routeiq.router_decision.v1`` payload for one request."""
+def decision_payload(req: SimulatedRequest, *, trace_context: bool = True) -> dict[str, Any]:
+    """The ``routeiq.router_decision.v1`` payload for one request, as RouteIQ's builder writes
+    it (no propensity, empty custom attributes, an experiment of nulls) unless the request's
+    propensity is logged. Without ``trace_context`` the ids are null, as the builder leaves them
+    when no span is active."""
     fallback = req.status == "fallback"
-    custom: dict[str, Any] = {
-        "logging_policy": "epsilon_greedy",
-        "selection_propensity": round(req.propensity, 6),
-        "incumbent_model": req.incumbent,
-        "quality_score": req.quality,
-    }
-    if req.difficulty:
-        custom["difficulty"] = req.difficulty
+    custom: dict[str, Any] = {}
+    if req.propensity is not None:
+        custom = {
+            "logging_policy": "epsilon_greedy",
+            "selection_propensity": round(req.propensity, 6),
+            "incumbent_model": req.incumbent,
+            "quality_score": req.quality,
+        }
+        if req.difficulty:
+            custom["difficulty"] = req.difficulty
+    routeiq = req.propensity is None
     return {
         "contract_version": "v1",
         "contract_name": DECISION_EVENT_NAME,
         "event_id": req.event_id,
-        "trace_id": req.trace_id,
-        "span_id": req.decision_span_id,
+        "trace_id": req.trace_id if trace_context else None,
+        "span_id": req.decision_span_id if trace_context else None,
         "parent_span_id": None,
         "timestamp_utc": req.timestamp.isoformat().replace("+00:00", "Z"),
         "timestamp_unix_ms": int(req.timestamp.timestamp() * 1000),
@@ -340,14 +368,21 @@ def decision_payload(req: SimulatedRequest) -> dict[str, Any]:
         "candidate_deployments": [
             {
                 "model_name": m.name,
-                "provider": m.provider,
-                "score": 1.0 if m.name == req.incumbent else 0.0,
+                "provider": None if routeiq else m.provider,
+                "score": None if routeiq else 1.0 if m.name == req.incumbent else 0.0,
                 "available": ok,
             }
             for m, ok in zip(req.candidates, req.available, strict=True)
         ],
         "selected_deployment": req.selected.name,
-        "selection_reason": "incumbent" if req.selected.name == req.incumbent else "exploration",
+        "selection_reason": (
+            "strategy_prediction"
+            if routeiq
+            else "incumbent"
+            if req.selected.name == req.incumbent
+            else "exploration"
+        ),
+        **({"experiment": dict.fromkeys(EXPERIMENT_FIELDS)} if routeiq else {}),
         "timings": {
             "total_ms": 2.5,
             "strategy_ms": 1.8,
@@ -489,3 +524,64 @@ def write_otlp_files(
             count_in_file = 0
     flush_file()
     return written
+
+
+def legacy_trace_line(req: SimulatedRequest, trace_id: str, span_id: str) -> dict[str, Any]:
+    """One line of the legacy ``traces.jsonl`` that RouteIQ's synthetic-trace generator writes:
+    one LLM call, ids that are not hex, a unix-microsecond timestamp, the outcome score as
+    ``performance``."""
+    return {
+        "query": req.query,
+        "model_name": req.selected.name,
+        "response": f"[Simulated response to: {req.query[:50]}...]",
+        "response_time": round(req.duration_ms / 1000, 3),
+        "token_num": req.input_tokens + req.output_tokens,
+        "input_tokens": req.input_tokens,
+        "output_tokens": req.output_tokens,
+        "task_name": req.task,
+        "trace_id": trace_id,
+        "span_id": span_id,
+        "timestamp": int(req.timestamp.timestamp() * 1_000_000),
+        "performance": req.quality,
+        "ground_truth": "",
+    }
+
+
+def _write_lines(path: Path, documents: list[dict[str, Any]]) -> list[Path]:
+    if not documents:
+        return []
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(json.dumps(d, separators=(",", ":")) + "\n" for d in documents))
+    tmp.rename(path)
+    return [path]
+
+
+def write_gateway_files(
+    requests: Iterable[SimulatedRequest],
+    out_dir: Path,
+    prefix: str,
+    requests_per_file: int = 5000,
+    side_every: int = SIDE_CHANNEL_EVERY,
+) -> list[Path]:
+    """Write requests the way a RouteIQ deployment delivers them: most as OTLP JSON files, one
+    in ``side_every`` as a decision JSONL line without trace context (``{prefix}-decisions.jsonl``:
+    a decision and no call), one in ``side_every`` as a legacy generator line
+    (``{prefix}-traces.jsonl``: a call with a score and no decision)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    decisions: list[dict[str, Any]] = []
+    legacy: list[dict[str, Any]] = []
+
+    def spans() -> Iterator[SimulatedRequest]:
+        for i, req in enumerate(requests):
+            slot = i % side_every if side_every else -1
+            if slot == side_every // 3:
+                decisions.append(decision_payload(req, trace_context=False))
+            elif slot == 2 * side_every // 3:
+                legacy.append(legacy_trace_line(req, f"trace_{prefix}_{i:06d}", f"span_{i:06d}"))
+            else:
+                yield req
+
+    written = write_otlp_files(spans(), out_dir, prefix, requests_per_file)
+    written += _write_lines(out_dir / f"{prefix}-decisions.jsonl", decisions)
+    return written + _write_lines(out_dir / f"{prefix}-traces.jsonl", legacy)

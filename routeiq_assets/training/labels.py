@@ -261,12 +261,16 @@ def build_routing_examples(
         [{"status": s, "quality": q} for s, q in policy.outcome_quality.items()],
         pa.schema([("status", pa.string()), ("quality", pa.float64())]),
     )
-    lam, mu = policy.utility_lambda, policy.utility_mu
+    # a term whose input is unknown leaves the utility unknown (NULL), never a zero cost
+    utility = "quality"
+    if policy.utility_lambda:
+        utility += f" - {policy.utility_lambda} * cost_usd"
+    if policy.utility_mu:
+        utility += f" - {policy.utility_mu} * latency_ms / 1000"
     with transaction(con, "prices", "outcome_quality"):
         con.execute("DELETE FROM routing_examples").fetchall()
         con.execute(
-            "INSERT INTO routing_examples BY NAME SELECT *,"
-            f" quality - {lam} * coalesce(cost_usd, 0) - {mu} * coalesce(latency_ms, 0) / 1000"
+            f"INSERT INTO routing_examples BY NAME SELECT *, {utility}"
             f" AS utility FROM ({routing_examples_sql(policy)})"
             " AS e(event_id, trace_id, query_text, query_sha256, model_name, task, outcome_status,"
             " quality, label_source, cost_usd, latency_ms, propensity, is_logged, timestamp_utc)"

@@ -44,6 +44,7 @@ class TrainingData:
     source: str
     priced: np.ndarray  # bool per model: whether its cost is known
     quality_only: bool = False  # no model has a price: cost-aware routing is refused
+    unpriced_excluded: tuple[str, ...] = ()  # left out by ``unpriced_models: exclude``
 
 
 def apply_pricing(data: TrainingData, config: RouterConfig, log: Log) -> TrainingData:
@@ -77,6 +78,7 @@ def apply_pricing(data: TrainingData, config: RouterConfig, log: Log) -> Trainin
         validation=_columns(data.validation, keep),
         cost=data.cost[keep],
         priced=data.priced[keep],
+        unpriced_excluded=tuple(unpriced),
     )
 
 
@@ -101,6 +103,7 @@ class TrainResult:
     metrics: dict[str, float]
     seconds: float
     cost_aware: bool = True  # False: trained without any price (quality-only)
+    unpriced_excluded: tuple[str, ...] = ()
 
 
 def seed_everything(seed: int) -> None:
@@ -292,6 +295,7 @@ def fit_and_save(
             "embedding_dim": int(data.x_train.shape[1]),
             "default_lambda": 0.0 if data.quality_only else config.default_lambda,
             "cost_aware": not data.quality_only,
+            "unpriced_excluded": list(data.unpriced_excluded),
             "config": config.model_dump(mode="json"),
             "training_source": data.source,
         },
@@ -313,6 +317,7 @@ def fit_and_save(
         metrics,
         seconds,
         not data.quality_only,
+        data.unpriced_excluded,
     )
 
 

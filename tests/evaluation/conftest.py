@@ -36,7 +36,9 @@ def replayed_warehouse(tmp_path_factory, benchmark_table) -> ReplayedWarehouse:
     records, catalog = load_table(*benchmark_table)
     logged, table = records[:600], records[600:900]
     (table_path := root / "bench.json").write_text(json.dumps(table))
-    files = write_otlp_files(replay_table(logged, catalog, seed=1), root / "l", "r")
+    files = write_otlp_files(
+        replay_table(logged, catalog, seed=1, log_propensities=True), root / "l", "r"
+    )
     policy = LabelingPolicy(
         prices_file=benchmark_table[1], full_information=[{"path": table_path, "name": "bench"}]
     )

@@ -44,22 +44,30 @@ def test_prices_file_errors_name_the_model(tmp_path):
 
 
 def test_examples_label_quality_cost_and_propensity(tmp_path):
-    files = write_otlp_files(simulate_requests(300, seed=5), tmp_path / "l", "x")
+    requests = list(simulate_requests(300, seed=5, log_propensities=True))
+    files = write_otlp_files(iter(requests), tmp_path / "l", "x")
     prices = load_prices(REPO_ROOT / "configs" / "prices.yaml")
+    unpriced = sum(r.selected.name not in prices for r in requests)
+    assert unpriced > 0  # the default prices leave one simulated model (mistral-7b) unpriced
     with connect(tmp_path / "w.duckdb") as con:
         _ingest(con, files, tmp_path / "raw")
-        counts = build_routing_examples(con, prices, LabelingPolicy())
-        assert counts["examples"] == 300 and counts["examples_without_price"] == 0
+        policy = LabelingPolicy(utility_lambda=100.0)
+        counts = build_routing_examples(con, prices, policy)
+        assert counts["examples"] == 300 and counts["examples_without_price"] == unpriced
         rows = con.execute(
             "SELECT e.quality, e.outcome_status, e.cost_usd, d.input_tokens, d.output_tokens,"
-            " e.model_name, e.propensity, d.selection_propensity FROM routing_examples e"
+            " e.model_name, e.propensity, d.selection_propensity, e.utility FROM routing_examples e"
             " JOIN router_decisions d USING (event_id)"
         ).fetchall()
-        for quality, status, cost, tin, tout, model, prop, logged_prop in rows:
+        for quality, status, cost, tin, tout, model, prop, logged_prop, utility in rows:
             assert quality == (1.0 if status == "success" else 0.0)
+            assert prop == logged_prop and 0 < prop <= 1
+            if model not in prices:  # an unknown price is unknown, in the utility too
+                assert cost is None and utility is None
+                continue
             p = prices[model]
             assert cost == pytest.approx((tin * p.input_price + tout * p.output_price) / 1e6)
-            assert prop == logged_prop and 0 < prop <= 1
+            assert utility == pytest.approx(quality - 100.0 * cost)
         summary = build_training_set(con)
         assert sum(summary["queries_per_split"].values()) == counts["distinct_queries"]
         # no query text appears in two splits
@@ -76,7 +84,7 @@ def test_examples_label_quality_cost_and_propensity(tmp_path):
 
 def test_replayed_benchmark_labels_equal_the_table(tmp_path, benchmark_table):
     records, catalog = load_table(*benchmark_table)
-    requests = list(replay_table(records, catalog, seed=9, limit=400))
+    requests = list(replay_table(records, catalog, seed=9, limit=400, log_propensities=True))
     files = write_otlp_files(iter(requests), tmp_path / "l", "r")
     prices = load_prices(benchmark_table[1])
     with connect(tmp_path / "w.duckdb") as con:
@@ -110,7 +118,7 @@ def test_policy_file_validates_and_names_bad_keys(tmp_path):
 def test_feedback_full_information_legacy_and_utility(tmp_path, benchmark_table):
     import json
 
-    requests = list(simulate_requests(40, seed=8))
+    requests = list(simulate_requests(40, seed=8, log_propensities=True))
     (otlp,) = write_otlp_files(iter(requests), tmp_path / "l", "x")
     judged = requests[:10]
     feedback = tmp_path / "feedback.jsonl"

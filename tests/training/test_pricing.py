@@ -63,7 +63,7 @@ def test_a_null_price_is_read_as_unpriced(tmp_path):
 def test_training_refuses_unpriced_candidates_and_names_them(tmp_path):
     data = _data(tmp_path, {"cheap-model": 0.1, "strong-model": 10.0})  # one not listed
     with pytest.raises(ValueError) as refused:
-        fit_and_save("knn", _config(), data, tmp_path / "out")
+        fit_and_save("knn", _config(unpriced_models="refuse"), data, tmp_path / "out")
     message = str(refused.value)
     assert "['unpriced-model']" in message and "never taken as zero" in message
     assert "input_price" in message and "unpriced_models: exclude" in message
