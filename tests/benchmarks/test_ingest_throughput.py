@@ -314,6 +314,7 @@ def test_normalisation_throughput(tmp_path, machine_load):
         "-m",
         "routeiq_assets.cli",
         "simulate",
+        "--otlp-only",  # the OTLP parsers' throughput: every event in the *.json files
         "--requests-per-file",
         str(PER_FILE),
     ]
