@@ -143,7 +143,8 @@ def test_ingest_of_an_unreadable_file_names_it_without_a_traceback(cli_env, tmp_
     folder.mkdir()
     (folder / "a.jsonl").write_text('{"event_id": "e1"}\n')
     (folder / "b.jsonl").symlink_to("/proc/self/mem")  # every read fails with an I/O error
-    done = _cli("ingest", str(folder), env=cli_env)
+    # named on purpose, a file is read as given (in a folder, a link is refused unread)
+    done = _cli("ingest", str(folder / "a.jsonl"), str(folder / "b.jsonl"), env=cli_env)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert "routeiq ingest: error: [Errno 5] Input/output error" in done.stderr

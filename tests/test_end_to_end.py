@@ -167,7 +167,10 @@ def test_whole_graph_materializes_and_deploys(graph_env):
         env,
     )
     exported = json.loads((export / "conversion_metadata.json").read_text())
-    assert exported["rows"] == counts["routing_examples"] and exported["unique_queries"] == counts["query_embeddings"]
+    assert (
+        exported["rows"] == counts["routing_examples"]
+        and exported["unique_queries"] == counts["query_embeddings"]
+    )
 
     # a second run over the same landing folder ingests nothing and retrains the same routers:
     # the deployment gate (a blocking check) holds, deployed_router does not run, production stays

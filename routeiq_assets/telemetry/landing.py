@@ -121,18 +121,31 @@ def land_paths(
     read nor copied again: `routeiq ingest` run every day on a folder that keeps growing costs
     what is new, not the whole folder (``settle_seconds``: see :class:`SourceIndex`)."""
     found = []
+    in_folder: set[Path] = set()  # found in a folder: regular files only, links refused
     for given in paths:
         given = Path(given)
         if not given.exists():
             raise FileNotFoundError(f"{given} does not exist")
-        found.extend(landing_files(given) if given.is_dir() else [given])
+        if given.is_dir():
+            entries = landing_files(given)
+            found.extend(entries)
+            in_folder.update(entries)
+        else:
+            found.append(given)  # named on purpose: read as given (a pipe too)
+            if stat.S_ISFIFO(given.stat().st_mode):
+                log.warning("%s is a FIFO: reading it waits for its writer", given)
     raw_dir = Path(raw_dir)
     index = SourceIndex(raw_dir, settle_seconds)
-    shas = [index.known(path) for path in found]
+    shas = [
+        None if path in in_folder and path.is_symlink() else index.known(path) for path in found
+    ]
     new = [path for path, sha in zip(found, shas, strict=True) if sha is None]
     # (sizes only matter to a time limit)
     landed = _within(
-        lambda path: _land_observed(path, raw_dir), [(p, 0) for p in new], landing_threads(), None
+        lambda path: _land_observed(path, raw_dir, regular_only=path in in_folder),
+        [(p, 0) for p in new],
+        landing_threads(),
+        None,
     )
     for path, result in landed.items():
         if not isinstance(result, Exception):  # remembered even when another file failed
@@ -466,7 +479,7 @@ def _scan(
     for path in landing_files(Path(landing_dir)):
         rel = path.relative_to(landing_dir).as_posix()
         try:
-            st = path.stat()
+            st = path.lstat()  # a link is not followed: landing refuses it with its reason
         except FileNotFoundError:  # removed between listing and stat
             continue
         size, mtime_ns, ctime_ns = st.st_size, st.st_mtime_ns, st.st_ctime_ns
@@ -490,7 +503,8 @@ def _scan(
     index = SourceIndex(Path(raw_dir)) if raw_dir is not None else None
     found: dict[Path, object] = {}
     for _rel, path, _size, _mtime, _ctime, cached in complete:
-        sha = index.known(path) if index is not None and not cached else None
+        link = path.is_symlink()
+        sha = index.known(path) if index is not None and not cached and not link else None
         if sha is not None:
             found[path] = sha  # landed before (by a tick whose cursor was lost, or the CLI)
 
@@ -503,7 +517,12 @@ def _scan(
     # two threads (four when each landing waits for its flush to disk); a file that cannot be
     # read or landed must not hold back the others
     if index is None:
-        found |= _within(file_sha256, items, min(2, os.cpu_count() or 1), max_seconds)
+        found |= _within(
+            lambda path: file_sha256(path, regular_only=True),
+            items,
+            min(2, os.cpu_count() or 1),
+            max_seconds,
+        )
     else:
         landed = _within(
             lambda path: _land_observed(path, Path(raw_dir), regular_only=True),

@@ -35,8 +35,9 @@ def display_name(name: str) -> str:
     return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
-def file_sha256(path: Path) -> str:
-    with Path(path).open("rb", buffering=0) as handle:
+def file_sha256(path: Path, regular_only: bool = False) -> str:
+    """The SHA-256 of a file's bytes (``regular_only``: as :func:`land_file`)."""
+    with open(_open_source(Path(path), regular_only), "rb", buffering=0) as handle:
         return _fd_sha256(handle.fileno())
 
 
@@ -46,16 +47,22 @@ def sniff_format(path: Path) -> str:
 
 
 def landing_files(landing_dir: Path) -> list[Path]:
-    """Complete files in the landing folder (hidden and temporary names are still being written)."""
-    if not landing_dir.exists():
+    """Complete entries of the landing folder (hidden and temporary names are still being
+    written). Links are never followed: a symbolic link (to a file or a folder) and anything
+    that is not a regular file is listed as it is, so that landing it (``regular_only``) refuses
+    it with its reason instead of reading what it points at."""
+    landing_dir = Path(landing_dir)
+    if not landing_dir.is_dir():
         return []
-    return sorted(
-        p
-        for p in landing_dir.rglob("*")
-        if p.is_file()
-        and not any(part.startswith(".") for part in p.relative_to(landing_dir).parts)
-        and not p.name.endswith((".tmp", ".part"))
-    )
+    found = []
+    for root, dirs, files in os.walk(landing_dir):  # never descends into a linked folder
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        here = Path(root)
+        found += [here / d for d in dirs if (here / d).is_symlink()]
+        found += [
+            here / f for f in files if not f.startswith(".") and not f.endswith((".tmp", ".part"))
+        ]
+    return sorted(found)
 
 
 COPY_CHUNK = 1 << 20
@@ -168,13 +175,32 @@ def land_file(source: Path, raw_dir: Path, regular_only: bool = False) -> RawFil
         raise
 
 
+REFUSED_LINK = (
+    "a symbolic link, refused: only regular files inside the landing folder are read "
+    "(copy the file in instead)"
+)
+
+
 def _open_source(source: Path, regular_only: bool) -> int:
+    """An open file descriptor of ``source``. ``regular_only`` (files found in a folder): a
+    symbolic link is refused, not followed, and so is anything but a regular file."""
     if not regular_only:
         return os.open(source, os.O_RDONLY)
-    fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO's open does not wait
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    try:  # a FIFO's open does not wait; a link (even one swapped in since the scan) fails
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or os.path.islink(source):
+            raise OSError(errno.ELOOP, REFUSED_LINK, str(source)) from None
+        raise
+    kind = stat.S_IFMT(os.fstat(fd).st_mode)
+    if kind != stat.S_IFREG:
         os.close(fd)
-        raise OSError(errno.EINVAL, "not a regular file", str(source))
+        what = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket"}
+        raise OSError(
+            errno.EINVAL,
+            f"not a regular file ({what.get(kind, 'a device')}), refused",
+            str(source),
+        )
     return fd
 
 

@@ -59,6 +59,24 @@ def _unsafe(key: str) -> bool:
     return key.startswith("/") or ".." in key.split("/")
 
 
+def _folder_below(root: Path, folder: Path) -> None:
+    """Create ``folder`` (below ``root``) one level at a time, refusing any level that is a
+    symbolic link or not a folder: the mirror writes only below its own folder."""
+    root.mkdir(parents=True, exist_ok=True)
+    current = root
+    for part in folder.relative_to(root).parts:
+        current = current / part
+        if current.is_symlink():
+            raise ValueError(
+                f"{current} is a symbolic link: the mirror writes only below {root}, never "
+                "through a link (remove the link)"
+            )
+        if not current.exists():
+            current.mkdir()
+        elif not current.is_dir():
+            raise ValueError(f"{current} is in the way: not a folder")
+
+
 def mirror_prefix(
     client: Any,
     uri: str,
@@ -104,9 +122,10 @@ def mirror_prefix(
         try:
             if _unsafe(key):
                 raise ValueError("the key names a path outside the landing folder")
-            target.parent.mkdir(parents=True, exist_ok=True)
+            _folder_below(Path(landing_dir), target.parent)
+            part.unlink(missing_ok=True)  # (a link planted under this name is removed)
             client.download_file(bucket, key, str(part))
-            part.replace(target)
+            part.replace(target)  # (a link at the target is replaced, not written through)
         except Exception as exc:  # access denied, a key this file system cannot name, ...
             with contextlib.suppress(OSError):
                 part.unlink(missing_ok=True)

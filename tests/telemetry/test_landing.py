@@ -184,7 +184,7 @@ def test_a_landing_scan_takes_files_in_order_while_its_time_lasts_and_defers_the
 def test_a_file_that_keeps_failing_holds_back_no_other_and_deferred_files_go_first(tmp_path):
     landing, raw = tmp_path / "landing", tmp_path / "raw"
     landing.mkdir()
-    (landing / "a_bad.jsonl").symlink_to("/proc/self/mem")  # every read: EIO, for root too
+    (landing / "a_bad.jsonl").symlink_to("/proc/self/mem")  # refused, every time
     for name in ("b.jsonl", "c.jsonl"):
         (landing / name).write_text(json.dumps({"event_id": name}) + "\n")
     cursor, known, taken = {}, set(), []
@@ -199,7 +199,7 @@ def test_a_file_that_keeps_failing_holds_back_no_other_and_deferred_files_go_fir
 
     first = tick()  # no time: one file a tick; a_bad first by name, and it fails
     assert [p.name for p, _ in first.unreadable] == ["a_bad.jsonl"] and taken == []
-    assert "Input/output error" in first.unreadable[0][1]
+    assert "a symbolic link, refused" in first.unreadable[0][1]
     assert "while landing" in first.unreadable[0][1]  # the error's note: which file, where to
     assert cursor["failed"] == ["a_bad.jsonl"]
     tick()  # a_bad goes last now: b
