@@ -330,8 +330,11 @@ def _decision(payload: Any, span_trace: str) -> _Decision:
     return decision
 
 
-def _fast_span(span: _Span, location: str, builder: BatchBuilder, rows: _Rows) -> None:
-    """Add one span's records to ``builder``, or raise before adding anything."""
+_SpanRows = tuple[list[tuple[Any, Any]], Any]  # a span's (decision row, candidates) and call
+
+
+def _fast_span(span: _Span, location: str, rows: _Rows) -> _SpanRows | None:
+    """One span's rows (None: a span of no interest), or raise; adds nothing to any batch."""
     events = span.events
     if events:
         events = [e for e in events if e.name == DECISION_EVENT_NAME]
@@ -343,7 +346,7 @@ def _fast_span(span: _Span, location: str, builder: BatchBuilder, rows: _Rows) -
                 is_llm_call = True
                 break
     if not (events or is_llm_call):
-        return
+        return None
     trace_id = _id(span.traceId, 32)
     span_id = _id(span.spanId, 16)
     if not (trace_id and span_id):
@@ -359,6 +362,11 @@ def _fast_span(span: _Span, location: str, builder: BatchBuilder, rows: _Rows) -
         for event in events or ()
     ]
     call = rows.llm_call(span, trace_id, span_id, attrs, where) if is_llm_call else None
+    return decisions, call
+
+
+def _add_span_rows(builder: BatchBuilder, found: _SpanRows) -> None:
+    decisions, call = found
     for row, candidates in decisions:
         builder.add_decision(row, candidates)
     if call is not None:
@@ -378,24 +386,49 @@ def add_line(builder: BatchBuilder, raw_line: bytes, location: str, rows: _Rows)
         # or an escaped backslash before "ud83d", merely costs this line the fast path)
         builder.add_records(line_records(raw_line, location))
         return
+    if not raw_line.isascii():
+        try:
+            raw_line.decode("utf-8")
+        except UnicodeDecodeError:
+            # bytes that are not UTF-8, even in a field no column takes: the line is that
+            # line's quarantine row, as on the general path
+            builder.add_records(line_records(raw_line, location))
+            return
     try:
         export = _EXPORT.decode(raw_line)
-    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
-        # UnicodeDecodeError: bytes that are not UTF-8 inside a string (msgspec raises it there)
+    except (msgspec.DecodeError, RecursionError):
         builder.add_records(line_records(raw_line, location))
         return
-    document = None  # the line as json.loads reads it, for spans that go the general way
+    # the line's spans are all read before any is added: a line the general path must read
+    # whole (one it cannot parse) adds nothing twice
+    found: list[_SpanRows | tuple[int, int, int]] = []
+    general = False
     for r, resource in enumerate(export.resourceSpans or ()):
         scopes = resource.scopeSpans or resource.instrumentationLibrarySpans or ()
         for s, scope in enumerate(scopes):
             for i, span in enumerate(scope.spans or ()):
                 try:
-                    _fast_span(span, location, builder, rows)
+                    rows_of_span = _fast_span(span, location, rows)
                 except (_GeneralPath, ValueError, TypeError, OverflowError):
-                    if document is None:
-                        document = json.loads(raw_line)
-                    span_dict = scope_spans(document["resourceSpans"][r])[s]["spans"][i]
-                    builder.add_records(general_span_records(span_dict, location))
+                    found.append((r, s, i))
+                    general = True
+                    continue
+                if rows_of_span is not None:
+                    found.append(rows_of_span)
+    document = None
+    if general:
+        try:
+            document = json.loads(raw_line)  # the line as the general path reads it
+        except (ValueError, RecursionError):
+            builder.add_records(line_records(raw_line, location))
+            return
+    for item in found:
+        if isinstance(item[0], int):  # (resource, scope, span) of a span read the general way
+            r, s, i = item
+            span_dict = scope_spans(document["resourceSpans"][r])[s]["spans"][i]
+            builder.add_records(general_span_records(span_dict, location))
+        else:
+            _add_span_rows(builder, item)
 
 
 def normalise_otlp_file(

@@ -143,9 +143,25 @@ def _messy_file(path):
         b"",
         b"   ",
         _line(request_spans(reqs[63]) + request_spans(reqs[64])),
+        *_bad_bytes_in_ignored_fields(reqs[65:70]),
     ]
     path.write_bytes(b"\n".join(lines) + b"\n")
     return path
+
+
+def _bad_bytes_in_ignored_fields(reqs):
+    """Lines whose trouble is in a field no column takes, each with one span that needs the
+    general path (an empty span id): not UTF-8, and an integer json.loads refuses (more digits
+    than Python converts). Each is that line's quarantine row on every path."""
+    lines = []
+    for req, resource in zip(
+        reqs, (b'{"note\xff":1}', b'{"n":' + b"9" * 5000 + b"}"), strict=False
+    ):
+        decision, call = request_spans(req)
+        call["spanId"] = ""
+        line = _line([decision, call])
+        lines.append(line.replace(b'"resource":{', b'"resource":{"x":' + resource + b",", 1))
+    return lines
 
 
 def _contents(con):
@@ -262,3 +278,17 @@ def test_a_file_over_the_large_file_size_is_warned_about_before_the_work(tmp_pat
     assert messages.index(warned[0]) < min(
         i for i, m in enumerate(messages) if m.startswith("writing batch")
     )
+
+
+def test_a_bad_byte_in_an_ignored_field_costs_its_line_not_the_file(tmp_path):
+    reqs = list(simulate_requests(12, seed=4))
+    good = [_line([s for r in reqs[:10] for s in request_spans(r)])]
+    path = tmp_path / "f.otlp.json"
+    path.write_bytes(b"\n".join([*_bad_bytes_in_ignored_fields(reqs[10:]), *good]) + b"\n")
+    batch = normalise_otlp_file(path, "b", "m")
+    quarantined = batch.tables["quarantine"].to_pylist()
+    assert [(q["location"], q["reason"][:18]) for q in quarantined] == [
+        ("f.otlp.json:1", "line is not UTF-8:"),
+        ("f.otlp.json:2", "line is not JSON: "),
+    ]
+    assert batch.tables["router_decisions"].num_rows == batch.tables["llm_calls"].num_rows == 10
