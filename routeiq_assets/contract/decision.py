@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -25,6 +26,12 @@ INT32_RANGE = (-(2**31), 2**31 - 1)
 INT64_RANGE = (-(2**63), 2**63 - 1)
 Int32 = Annotated[int, Field(ge=INT32_RANGE[0], le=INT32_RANGE[1])]
 Int64 = Annotated[int, Field(ge=INT64_RANGE[0], le=INT64_RANGE[1])]
+# Counts, lengths and attempts are never negative; times and weights are finite and never
+# negative; a score is finite (NaN and the infinities fail any bound, on both ingest paths).
+Count32 = Annotated[int, Field(ge=0, le=INT32_RANGE[1])]
+Count64 = Annotated[int, Field(ge=0, le=INT64_RANGE[1])]
+NonNegative = Annotated[float, Field(ge=0.0, le=sys.float_info.max)]
+Finite = Annotated[float, Field(ge=-sys.float_info.max, le=sys.float_info.max)]
 
 
 class ContractError(ValueError):
@@ -38,7 +45,7 @@ class _Lenient(BaseModel):
 
 class DecisionInput(_Lenient):
     requested_model: str | None = None
-    query_length: Int32 | None = None
+    query_length: Count32 | None = None
     user_id: str | None = None
     team_id: str | None = None
     api_type: str | None = None
@@ -48,7 +55,7 @@ class DecisionInput(_Lenient):
 class CandidateDeployment(_Lenient):
     model_name: str
     provider: str | None = None
-    score: float | None = None
+    score: Finite | None = None
     available: bool = True
 
 
@@ -57,26 +64,26 @@ class Experiment(_Lenient):
     variant: str | None = None
     strategy_name: str | None = None
     strategy_version: str | None = None
-    weight: float | None = None
-    total_weight: float | None = None
+    weight: NonNegative | None = None
+    total_weight: NonNegative | None = None
     hash_bucket: Int32 | None = None
     hash_key_type: str | None = None
 
 
 class Timings(_Lenient):
-    total_ms: float | None = None
-    strategy_ms: float | None = None
-    embedding_ms: float | None = None
-    candidate_filter_ms: float | None = None
+    total_ms: NonNegative | None = None
+    strategy_ms: NonNegative | None = None
+    embedding_ms: NonNegative | None = None
+    candidate_filter_ms: NonNegative | None = None
 
 
 class Outcome(_Lenient):
     status: OutcomeStatus
     error_message: str | None = None
     error_type: str | None = None
-    input_tokens: Int64 | None = None
-    output_tokens: Int64 | None = None
-    total_tokens: Int64 | None = None
+    input_tokens: Count64 | None = None
+    output_tokens: Count64 | None = None
+    total_tokens: Count64 | None = None
     api_type: str | None = None
 
 
@@ -84,7 +91,7 @@ class Fallback(_Lenient):
     fallback_triggered: bool = False
     original_model: str | None = None
     fallback_reason: str | None = None
-    fallback_attempt: Int32 | None = None
+    fallback_attempt: Count32 | None = None
 
 
 class RouterDecision(_Lenient):

@@ -283,6 +283,11 @@ class RouterRuntime:
             inputs = self.embed([query], active.embedding_model)
         else:
             inputs = np.asarray(embedding, np.float32).reshape(1, -1)
+            if not np.isfinite(inputs).all():
+                raise ValueError("the embedding holds NaN or infinite values")
+        for name, value in (("lambda", lam), ("max_cost", max_cost)):
+            if value is not None and not (np.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         names = router.model_names_
         available = np.ones(len(names), bool)
         if candidates is not None:
@@ -298,6 +303,12 @@ class RouterRuntime:
                 "and retrain it"
             )
         quality = router.predict_quality(inputs)
+        if not np.isfinite(quality).all():
+            bad = [n for n, q in zip(names, quality[0], strict=True) if not np.isfinite(q)]
+            raise ValueError(
+                f"router version {active.version} predicts a non-finite quality for {bad}: its "
+                "weights are damaged; retrain it, or roll back to an earlier version"
+            )
         cost = np.asarray(router.cost_, np.float64)
         rule = "lambda"
         if max_cost is not None:

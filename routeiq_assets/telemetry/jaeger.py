@@ -39,6 +39,7 @@ from routeiq_assets.telemetry.records import (
     bad_record,
     first_value,
     parse_json_bytes,
+    quality_value,
     token_counts,
 )
 
@@ -566,7 +567,7 @@ def _legacy_row(data: dict[str, Any]) -> dict[str, Any]:
         "performance": None,
         "ground_truth": None if ground_truth is None else str(ground_truth),
         "_parent_span_id": data.get("parent_span_id"),
-        "_quality_score": as_float(attrs.get("routeiq.quality_score")),
+        "_quality_score": quality_value(attrs),
     }
 
 
@@ -615,7 +616,13 @@ def write_seed_outputs(
         with spool.open("w", encoding="utf-8") as spool_out:
             for record in records:
                 if record.kind == "llm_call":
-                    spool_out.write(json.dumps(_legacy_row(record.data)) + "\n")
+                    try:
+                        row = _legacy_row(record.data)
+                    except ValueError as exc:  # a value out of its range
+                        logger.warning("%s: %s; not written", record.location, exc)
+                        counts["bad"] += 1
+                        continue
+                    spool_out.write(json.dumps(row) + "\n")
                     counts["traces"] += 1
                 elif record.kind == "decision":
                     payload = _payload_object(record.data.get("payload"))

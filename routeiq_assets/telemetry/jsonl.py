@@ -208,7 +208,14 @@ def _optional_int(document: dict[str, Any], key: str) -> int | None:
     return number
 
 
-def _optional_float(document: dict[str, Any], key: str, *, nan_is_missing: bool) -> float | None:
+def _optional_float(
+    document: dict[str, Any],
+    key: str,
+    *,
+    nan_is_missing: bool,
+    low: float = 0.0,
+    high: float = math.inf,
+) -> float | None:
     value = document.get(key)
     if value is None:
         return None
@@ -227,6 +234,8 @@ def _optional_float(document: dict[str, Any], key: str, *, nan_is_missing: bool)
         return None
     if not math.isfinite(number):
         raise _FieldError(f"{key} is not a finite number ({_show(value)})")
+    if not low <= number <= high:
+        raise _FieldError(f"{key} is {_show(value)}, expected a number from {low:g} to {high:g}")
     return number
 
 
@@ -312,7 +321,7 @@ def _legacy_record(location: str, raw_line: bytes, document: dict[str, Any]) -> 
     input_tokens = field(_optional_int, "input_tokens")
     output_tokens = field(_optional_int, "output_tokens")
     token_num = field(_optional_int, "token_num")
-    performance = field(_optional_float, "performance", nan_is_missing=True)
+    performance = field(_optional_float, "performance", nan_is_missing=True, high=1.0)
     trace_id = field(_legacy_id, "trace_id", 32)
     span_id = field(_legacy_id, "span_id", 16)
     if problems:

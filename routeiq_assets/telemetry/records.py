@@ -103,16 +103,62 @@ def as_float(value: Any) -> float | None:
         return None
 
 
+def count_value(value: Any, key: str) -> int | None:
+    """A token count: a whole number from 0 to what a BIGINT column holds (an integral float
+    or a numeric string too); anything else raises ValueError naming ``key`` and the value."""
+    number: int | None = None
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str):
+        try:
+            number = int(value)
+        except ValueError:
+            number = None
+    if number is None or not 0 <= number <= _INT64_MAX:
+        raise ValueError(
+            f"{key} is {value!r}: a token count is a whole number from 0 to {_INT64_MAX}"
+        )
+    return number
+
+
+def unit_value(value: Any, key: str, *, zero: bool = True) -> float | None:
+    """A score or a probability: a finite number in [0, 1] (``zero=False``: in (0, 1]); anything
+    else raises ValueError naming ``key`` and the value."""
+    if value is None:
+        return None
+    number = None if isinstance(value, bool) else as_float(value)
+    if number is None or not (0.0 <= number <= 1.0) or (number == 0.0 and not zero):
+        raise ValueError(
+            f"{key} is {value!r}: expected a finite number in {'[0' if zero else '(0'}, 1]"
+        )
+    return number
+
+
 def token_counts(attrs: dict[str, Any]) -> tuple[int | None, int | None, int | None]:
     """(input, output, total) tokens of a gen_ai span under either naming; the total is summed
-    when only the parts are given."""
-    input_tokens = as_int(
-        first_value(attrs, "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")
-    )
-    output_tokens = as_int(
-        first_value(attrs, "gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens")
-    )
-    total = as_int(attrs.get("gen_ai.usage.total_tokens"))
+    when only the parts are given. A count out of range raises ValueError (its record is
+    quarantined with the reason), never a silent NULL."""
+    input_key = "gen_ai.usage.input_tokens"
+    if attrs.get(input_key) is None:
+        input_key = "gen_ai.usage.prompt_tokens"
+    output_key = "gen_ai.usage.output_tokens"
+    if attrs.get(output_key) is None:
+        output_key = "gen_ai.usage.completion_tokens"
+    input_tokens = count_value(attrs.get(input_key), input_key)
+    output_tokens = count_value(attrs.get(output_key), output_key)
+    total = count_value(attrs.get("gen_ai.usage.total_tokens"), "gen_ai.usage.total_tokens")
     if total is None and input_tokens is not None and output_tokens is not None:
-        total = as_int(input_tokens + output_tokens)
+        total = count_value(input_tokens + output_tokens, "the sum of the token counts")
     return input_tokens, output_tokens, total
+
+
+QUALITY_KEY = "routeiq.quality_score"
+
+
+def quality_value(attrs: dict[str, Any]) -> float | None:
+    """A call's outcome score, when it carries one: in [0, 1] (else ValueError)."""
+    return unit_value(attrs.get(QUALITY_KEY), QUALITY_KEY)

@@ -266,12 +266,33 @@ def _validation_metrics(router: Router, data: TrainingData) -> dict[str, float]:
     }
 
 
+def _check_finite(data: TrainingData) -> None:
+    """Routers learn from finite numbers only: a NaN or an infinity in a label, a cost or an
+    input is refused, naming where, before any fitting."""
+    train = data.train
+    quality = train.quality[train.mask.astype(bool)]
+    problems = []
+    if not np.isfinite(quality).all():
+        problems.append(f"{int((~np.isfinite(quality)).sum())} quality labels")
+    if not np.isfinite(np.asarray(data.cost, np.float64)).all():
+        problems.append("model costs")
+    x = data.x_train
+    if isinstance(x, np.ndarray) and x.dtype.kind == "f" and not np.isfinite(x).all():
+        problems.append("input embeddings")
+    if problems:
+        raise ValueError(
+            f"the training data holds NaN or infinite values ({', '.join(problems)}): routers "
+            "train on finite numbers only; find the source in routing_examples and quarantine"
+        )
+
+
 def fit_and_save(
     name: str, config: RouterConfig, data: TrainingData, out_dir: Path, log: Log = lambda _m: None
 ) -> TrainResult:
     """Fit ``config``'s router on ``data`` (as :func:`apply_pricing` allows) and write
     ``out_dir/<name>`` atomically."""
     data = apply_pricing(data, config, log)
+    _check_finite(data)
     started = time.perf_counter()
     seed_everything(config.hparam.seed)
     router = ROUTER_TYPES[config.router_type](**config.hparam.router_kwargs())

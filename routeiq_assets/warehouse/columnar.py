@@ -282,9 +282,14 @@ class BatchBuilder:
                 tuple(row.values()), [tuple(c[k] for k in CANDIDATE_COLUMNS) for c in cands]
             )
         elif rec.kind == "llm_call":
-            self.add_llm_call(
-                llm_call_values(rec.data, rec.location, self.batch_id, self.prompt_mode, self.memo)
-            )
+            try:
+                row = llm_call_values(
+                    rec.data, rec.location, self.batch_id, self.prompt_mode, self.memo
+                )
+            except ValueError as exc:  # a value out of its range
+                self._quarantine(rec, f"span has a value out of range: {exc}")
+                return
+            self.add_llm_call(row)
         elif rec.kind == "feedback":
             self.records_in += 1
             created = rec.data.get("created_at")

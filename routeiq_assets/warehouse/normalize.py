@@ -24,9 +24,10 @@ from routeiq_assets.contract import (
 from routeiq_assets.telemetry.pii import PromptTextMode, prompt_for_warehouse
 from routeiq_assets.telemetry.records import (
     TelemetryRecord,
-    as_float,
     first_value,
+    quality_value,
     token_counts,
+    unit_value,
 )
 
 _LLM_STATUS = {0: "unset", 1: "ok", 2: "error"}
@@ -205,9 +206,9 @@ def custom_fields(custom: dict[str, Any]) -> tuple[str, float | None, Any, float
     """custom_attributes as (JSON, selection_propensity, logging_policy, quality_score)."""
     return (
         json_text(custom),
-        as_float(custom.get("selection_propensity")),
+        unit_value(custom.get("selection_propensity"), "selection_propensity", zero=False),
         custom.get("logging_policy"),
-        as_float(custom.get("quality_score")),
+        unit_value(custom.get("quality_score"), "quality_score"),
     )
 
 
@@ -321,7 +322,10 @@ def decision_rows(
     """One decision row and its candidate rows; raises ContractError for a bad payload."""
     decision = parse_decision_payload(record.data["payload"])
     trace_id = decision_trace(decision.trace_id, record.data.get("trace_id"))
-    row, cands = decision_values(decision, record.location, batch_id, trace_id)
+    try:
+        row, cands = decision_values(decision, record.location, batch_id, trace_id)
+    except ValueError as exc:  # a custom attribute out of its range
+        raise ContractError(f"custom_attributes.{exc}") from None
     return (
         dict(zip(DECISION_COLUMNS, row, strict=True)),
         [dict(zip(CANDIDATE_COLUMNS, c, strict=True)) for c in cands],
@@ -388,7 +392,7 @@ def llm_call_values(
         (data.get("start_unix_nano") or 0) // 1_000_000 or None,
         status_text(data.get("status_code")),
         attrs.get("litellm.task"),
-        as_float(attrs.get("routeiq.quality_score")),
+        quality_value(attrs),
         _as_text(attrs.get("routeiq.ground_truth")),
     )
 
@@ -458,7 +462,11 @@ def normalise_records(
             batch.decisions.append(row)
             batch.candidates.extend(cands)
         elif rec.kind == "llm_call":
-            row = llm_call_row(rec, batch_id, prompt_mode)
+            try:
+                row = llm_call_row(rec, batch_id, prompt_mode)
+            except ValueError as exc:  # a value out of its range
+                quarantine(rec, f"span has a value out of range: {exc}")
+                continue
             key = (row["trace_id"], row["span_id"])
             if key in seen_calls:
                 batch.duplicates_in_batch += 1

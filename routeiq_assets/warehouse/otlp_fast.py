@@ -48,7 +48,7 @@ from routeiq_assets.telemetry.otlp import (
 )
 from routeiq_assets.telemetry.otlp import span_records as general_span_records
 from routeiq_assets.telemetry.pii import PromptTextMode
-from routeiq_assets.telemetry.records import BOM, as_float, token_counts
+from routeiq_assets.telemetry.records import BOM, quality_value, token_counts
 from routeiq_assets.warehouse.columnar import BatchBuilder, ColumnarBatch, gc_paused
 from routeiq_assets.warehouse.normalize import (
     custom_fields,
@@ -301,7 +301,7 @@ class _Rows:
             start // 1_000_000 or None,
             status_text(code),
             attrs.get("litellm.task"),
-            as_float(attrs.get("routeiq.quality_score")),
+            quality_value(attrs),
             None if ground_truth is None else str(ground_truth),
         )
 
