@@ -74,9 +74,11 @@ def _ensure_dagster_home() -> None:
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
 
 
-def ingest_paths(paths: list[Path]) -> list[dict]:
+def ingest_paths(paths: list[Path], rebuild: bool = False) -> list[dict]:
     """Land files/folders as telemetry batches and materialise raw_traces + the telemetry tables
-    for each new one, through the same job and run config as the landing sensor."""
+    for each new one, through the same job and run config as the landing sensor. A file counts
+    as ingested when Dagster recorded it and the warehouse holds it (a lost or replaced warehouse
+    gets it again); ``rebuild``: every file again, whatever was recorded."""
     from concurrent.futures import ThreadPoolExecutor
 
     from routeiq_assets.telemetry.landing import land_paths
@@ -84,10 +86,22 @@ def ingest_paths(paths: list[Path]) -> list[dict]:
     # the files are landed (hashed and copied) while Dagster and the definitions load
     with ThreadPoolExecutor(1, thread_name_prefix="routeiq-land") as pool:
         landing = pool.submit(land_paths, paths, RouteIQSettings().resolved.raw_dir)
-        return _ingest_landed(landing.result)
+        return _ingest_landed(landing.result, rebuild)
 
 
-def _ingest_landed(landed: Callable[[], list[tuple[Path, str]]]) -> list[dict]:
+def raw_store_files(raw_dir: Path) -> list[Path]:
+    """Every batch file of the raw store, in the order they were landed."""
+    files = [
+        p
+        for p in Path(raw_dir).glob("*/*")
+        if p.is_file() and not p.is_symlink() and not p.name.startswith(".")
+    ]
+    return sorted(files, key=lambda p: (p.stat().st_mtime_ns, p.name))
+
+
+def _ingest_landed(
+    landed: Callable[[], list[tuple[Path, str]]], rebuild: bool = False
+) -> list[dict]:
     import dagster as dg
 
     from routeiq_assets.definitions import defs
@@ -102,12 +116,22 @@ def _ingest_landed(landed: Callable[[], list[tuple[Path, str]]]) -> list[dict]:
     )
     from routeiq_assets.telemetry.landing import plan_files
     from routeiq_assets.telemetry.raw_store import display_name
+    from routeiq_assets.warehouse.store import ingested_batch_ids
 
     _ensure_dagster_home()
     instance = dg.DagsterInstance.get()
     release_dead_runs(instance, lambda msg: print(msg, file=sys.stderr))
     # landed while hashed: the run's raw_traces step finds the files in the raw store
-    scan = plan_files(landed(), ingested_batches(instance))
+    done = set() if rebuild else ingested_batches(instance)
+    held = ingested_batch_ids(RouteIQSettings().resolved.duckdb_path)
+    if held is not None and done - held:
+        print(
+            f"{len(done - held)} batches Dagster recorded as ingested are not in the warehouse "
+            "(lost or replaced): their files are ingested again",
+            file=sys.stderr,
+        )
+        done &= held
+    scan = plan_files(landed(), done)
     for path in scan.known:
         print(f"{path}: already ingested (same content), skipped", file=sys.stderr)
     new_keys = [k for k, _ in scan.ready]
@@ -200,7 +224,14 @@ def _batch_counts(run: Any, keys: list[str]) -> dict[str, dict]:
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
-    results = ingest_paths([Path(p) for p in args.paths])
+    if args.rebuild == bool(args.paths):
+        raise ValueError("give files or folders to ingest, or --rebuild alone")
+    if args.rebuild:
+        paths = raw_store_files(RouteIQSettings().resolved.raw_dir)
+        print(f"rebuilding the warehouse from {len(paths)} raw store files", file=sys.stderr)
+        results = ingest_paths(paths, rebuild=True) if paths else []
+    else:
+        results = ingest_paths([Path(p) for p in args.paths])
     totals = {k: sum(r.get(k, 0) for r in results) for k in INGEST_COUNTS}
     failed = [r["file"] for r in results if not r["success"]]
     # a range run that failed and whose batches then went through one run each: all ingested,
@@ -211,6 +242,14 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         summary["failed_range_runs"] = range_failed
     print(json.dumps(summary, indent=2))
     return 1 if failed else 0
+
+
+def _cmd_verify_warehouse(_args: argparse.Namespace) -> int:
+    from routeiq_assets.warehouse.store import verify_warehouse
+
+    path = RouteIQSettings().resolved.duckdb_path
+    print(json.dumps({"warehouse": str(path), **verify_warehouse(path), "ok": True}))
+    return 0
 
 
 def _cmd_extract_jaeger(args: argparse.Namespace) -> int:
@@ -479,8 +518,19 @@ def build_parser() -> argparse.ArgumentParser:
     sim.set_defaults(func=_cmd_simulate)
 
     ing = sub.add_parser("ingest", help="land telemetry files or folders and normalise them")
-    ing.add_argument("paths", nargs="+", help="files or folders of any supported format")
+    ing.add_argument("paths", nargs="*", help="files or folders of any supported format")
+    ing.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="ingest every batch of the raw store again (a lost or damaged warehouse; then "
+        "routeiq materialize --skip-ingest)",
+    )
     ing.set_defaults(func=_cmd_ingest)
+
+    ver = sub.add_parser(
+        "verify-warehouse", help="read every value of the warehouse, checking its checksums"
+    )
+    ver.set_defaults(func=_cmd_verify_warehouse)
 
     jae = sub.add_parser("extract-jaeger", help="pull routing telemetry from the Jaeger query API")
     jae.add_argument("--jaeger-url", required=True, help="e.g. http://localhost:16686")

@@ -40,21 +40,88 @@ def schema_sql() -> str:
     return resources.files("routeiq_assets.warehouse").joinpath("schema.sql").read_text()
 
 
+REBUILD_HINT = (
+    "move the file aside and re-create the warehouse from the raw store with `routeiq ingest "
+    "--rebuild`, then `routeiq materialize --skip-ingest` for the tables built from it"
+)
+
+
+class WarehouseDamaged(OSError):
+    """The warehouse file fails DuckDB's block checksums; the message says how to rebuild it."""
+
+
+def _damaged(path: Path, exc: BaseException) -> WarehouseDamaged | None:
+    if "Corrupt database file" in str(exc) or "checksum" in str(exc).lower():
+        return WarehouseDamaged(f"warehouse {path} is damaged ({exc}): {REBUILD_HINT}")
+    return None
+
+
 @contextmanager
 def connect(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Open the warehouse (creating file and schema on first write) and always close it."""
+    """Open the warehouse (creating file and schema on first write) and always close it. A
+    damaged file (a block that fails its checksum, wherever it is read) raises
+    :class:`WarehouseDamaged`, which names the fix."""
     path = Path(path)
     if read_only and not path.exists():
         raise FileNotFoundError(
             f"warehouse {path} does not exist yet: materialise the telemetry assets first"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path), read_only=read_only)
+    try:
+        con = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.Error as exc:
+        damaged = _damaged(path, exc)
+        if damaged is None:
+            raise
+        raise damaged from exc
     try:
         if not read_only:
             con.execute(schema_sql())
             _migrate(con)
         yield con
+    except duckdb.Error as exc:
+        damaged = _damaged(path, exc)
+        if damaged is None:
+            raise
+        raise damaged from exc
+    finally:
+        con.close()
+
+
+def verify_warehouse(path: Path) -> dict[str, int]:
+    """Read every stored value of every table (DuckDB checks each block's checksum as it reads
+    it); the tables and rows read, or :class:`WarehouseDamaged` naming the fix."""
+    tables = rows = 0
+    with connect(path, read_only=True) as con:
+        for (table,) in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE NOT internal ORDER BY 1"
+        ).fetchall():
+            columns = [
+                c
+                for (c,) in con.execute(
+                    "SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [table]
+                ).fetchall()
+            ]
+            sums = ", ".join(f'sum(hash("{c}"))' for c in columns)
+            [(count, *_)] = con.execute(f'SELECT count(*), {sums} FROM "{table}"').fetchall()
+            tables, rows = tables + 1, rows + count
+    return {"tables": tables, "rows": rows}
+
+
+def ingested_batch_ids(path: Path) -> set[str] | None:
+    """The batches the warehouse holds (its ingest_log); an empty set when the file is gone,
+    None when it cannot be read now (another process writing it): then nothing is known."""
+    path = Path(path)
+    if not path.exists():
+        return set()
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error:
+        return None
+    try:
+        return {b for (b,) in con.execute("SELECT batch_id FROM ingest_log").fetchall()}
+    except duckdb.Error:  # no ingest_log yet
+        return set()
     finally:
         con.close()
 
