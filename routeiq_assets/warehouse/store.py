@@ -69,23 +69,18 @@ def connect(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConn
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         con = duckdb.connect(str(path), read_only=read_only)
+        try:
+            if not read_only:
+                con.execute(schema_sql())
+                _migrate(con)
+            yield con
+        finally:
+            con.close()
     except duckdb.Error as exc:
         damaged = _damaged(path, exc)
         if damaged is None:
             raise
         raise damaged from exc
-    try:
-        if not read_only:
-            con.execute(schema_sql())
-            _migrate(con)
-        yield con
-    except duckdb.Error as exc:
-        damaged = _damaged(path, exc)
-        if damaged is None:
-            raise
-        raise damaged from exc
-    finally:
-        con.close()
 
 
 def verify_warehouse(path: Path) -> dict[str, int]:
