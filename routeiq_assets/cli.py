@@ -426,9 +426,6 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
     from routeiq_assets.deployment.registry import RegistryError
     from routeiq_assets.deployment.store import ArtifactStoreError
 
-    # fail in seconds when MLflow is down, not after MLflow's default minutes of backoff
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     settings = RouteIQSettings()
     try:
         deployment = deploy_registered(

@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from routeiq_assets.redact import mask_url
 from routeiq_assets.telemetry.pii import PromptTextMode
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -183,7 +184,8 @@ class RouteIQSettings(BaseSettings):
         )
 
     def describe(self) -> dict[str, object]:
-        """Every location and service in use, for ``routeiq info`` (no secrets)."""
+        """Every location and service in use, for ``routeiq info``: no secrets, credentials in
+        URLs masked."""
         from routeiq_assets.deployment.manifest import signing_kind
 
         loc = self.resolved
@@ -193,17 +195,17 @@ class RouteIQSettings(BaseSettings):
             "raw_dir": str(loc.raw_dir),
             "duckdb_path": str(loc.duckdb_path),
             "work_dir": str(loc.work_dir),
-            "mlflow_tracking_uri": loc.mlflow_tracking_uri,
+            "mlflow_tracking_uri": mask_url(loc.mlflow_tracking_uri),
             "mlflow_artifact_root": loc.mlflow_artifact_root,
             "mlflow_experiment": self.mlflow_experiment,
-            "artifact_store": loc.artifact_store,
+            "artifact_store": mask_url(loc.artifact_store),
             "artifact_store_kind": "s3" if loc.artifact_store.startswith("s3://") else "local",
-            "s3_endpoint_url": self.s3_endpoint_url,
+            "s3_endpoint_url": self.s3_endpoint_url and mask_url(self.s3_endpoint_url),
             "configs_dir": str(self.configs_dir),
             "labeling_file": str(self.labeling_path),
             "prices_file": str(self.prices_file) if self.prices_file else "(from labeling file)",
-            "landing_s3_uri": self.landing_s3_uri,
-            "jaeger_url": self.jaeger_url,
+            "landing_s3_uri": self.landing_s3_uri and mask_url(self.landing_s3_uri),
+            "jaeger_url": self.jaeger_url and mask_url(self.jaeger_url),
             "jaeger_service": self.jaeger_service,
             "embedding_model": self.embedding_model,
             "device": self.device,

@@ -54,6 +54,26 @@ def test_info_json_lists_locations_without_secrets(routeiq_home, monkeypatch):
         assert info[key]
 
 
+def test_info_masks_credentials_in_service_urls(routeiq_home, monkeypatch):
+    import os
+
+    secrets = ("mlflow-pw", "minio-pw", "jaeger-pw", "jaeger-token")
+    monkeypatch.setenv("ROUTEIQ_MLFLOW_TRACKING_URI", "http://ops:mlflow-pw@mlflow:5000")
+    monkeypatch.setenv("ROUTEIQ_S3_ENDPOINT_URL", "http://minio:minio-pw@minio:9000")
+    monkeypatch.setenv("ROUTEIQ_JAEGER_URL", "https://j:jaeger-pw@jaeger/?token=jaeger-token")
+    result = _routeiq("info", "--json", env=dict(os.environ))
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["mlflow_tracking_uri"] == "http://ops:***@mlflow:5000"
+    assert info["s3_endpoint_url"] == "http://minio:***@minio:9000"
+    assert info["jaeger_url"] == "https://j:***@jaeger/?token=***"
+    text = _routeiq("info", env=dict(os.environ))
+    assert text.returncode == 0, text.stderr
+    assert "http://ops:***@mlflow:5000" in text.stdout
+    for output in (result.stdout + result.stderr, text.stdout + text.stderr):
+        assert not [s for s in secrets if s in output], output
+
+
 def test_simulate_cli_writes_what_routeiq_sends_or_otlp_only(tmp_path):
     args = ("simulate", "--requests", "60", "--seed", "1")
     result = _routeiq(*args, "--out", str(tmp_path / "a"))

