@@ -16,15 +16,20 @@ import hashlib
 import hmac
 import json
 import os
+import stat
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 MANIFEST_NAME = "manifest.json"
 HMAC_ENV = "LLMROUTER_MODEL_HMAC_SECRET"
 PRIVATE_KEY_ENVS = ("LLMROUTER_MODEL_PRIVATE_KEY_B64", "LLMROUTER_MODEL_PRIVATE_KEY_PATH")
 PUBLIC_KEY_ENVS = ("LLMROUTER_MODEL_PUBLIC_KEY_B64", "LLMROUTER_MODEL_PUBLIC_KEY_PATH")
+# The most one artifact read from a router folder may hold. A router's files are far smaller
+# (the largest, bert's safetensors encoder, is ~90 MB); the cap keeps a hostile manifest from
+# exhausting memory with a huge file.
+MAX_ARTIFACT_BYTES = 1 << 30
 
 
 class ManifestError(ValueError):
@@ -219,6 +224,94 @@ def build_manifest(
     }
     manifest["signature"] = keys.sign(canonical_signing_bytes(manifest))
     return manifest
+
+
+def parse_manifest(data: bytes, source: str) -> dict[str, Any]:
+    """The manifest in ``data`` (read from ``source``, which errors name): a JSON object whose
+    ``artifacts`` are ``{path, sha256}`` strings, each path relative and inside its folder (no
+    ``..``, not absolute). Every loader, local folder or artifact store, reads manifests here."""
+    try:
+        manifest = json.loads(data)
+    except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
+        raise ManifestError(f"{source} is not JSON ({exc}); expected a manifest object") from None
+    artifacts = manifest.get("artifacts") if isinstance(manifest, dict) else None
+    if not isinstance(artifacts, list) or not all(
+        isinstance(a, dict) and isinstance(a.get("path"), str) and isinstance(a.get("sha256"), str)
+        for a in artifacts
+    ):
+        raise ManifestError(
+            f"{source}: expected a JSON object whose 'artifacts' is a list of "
+            '{"path": ..., "sha256": ...} strings'
+        )
+    for artifact in artifacts:
+        _artifact_parts(artifact["path"], source)
+    return manifest
+
+
+def _artifact_parts(path: str, source: object) -> tuple[str, ...]:
+    """The components of an artifact path; refused unless relative and without ``..``."""
+    parts = PurePosixPath(path).parts
+    if not parts or parts[0] == "/" or ".." in parts:
+        raise ManifestError(
+            f"{source}: artifact path {path!r} points outside the version folder "
+            "(artifact paths are relative, without '..')"
+        )
+    return parts
+
+
+def _file_kind(mode: int) -> str:
+    kinds = {
+        stat.S_IFLNK: "a symbolic link",
+        stat.S_IFDIR: "a folder",
+        stat.S_IFREG: "a file",
+        stat.S_IFIFO: "a FIFO",
+        stat.S_IFCHR: "a device",
+        stat.S_IFBLK: "a device",
+        stat.S_IFSOCK: "a socket",
+    }
+    return kinds.get(stat.S_IFMT(mode), "not a regular file")
+
+
+def read_artifact(folder: Path, path: str, max_bytes: int = MAX_ARTIFACT_BYTES) -> bytes:
+    """The bytes of the artifact ``path`` in ``folder``: a regular file of at most
+    ``max_bytes``, reached without following any symbolic link, so never outside ``folder``.
+    Raises :class:`ManifestError` naming the file and the reason."""
+    where = Path(folder) / path
+    parts = _artifact_parts(path, folder)
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        # one component at a time from the folder's descriptor, never following a link; the
+        # fstat of what was opened catches a file swapped in after its check
+        for depth, part in enumerate(parts, start=1):
+            last = depth == len(parts)
+            try:
+                mode = os.stat(part, dir_fd=fd, follow_symlinks=False).st_mode
+            except FileNotFoundError:
+                raise ManifestError(f"{where}: listed in the manifest but missing") from None
+            if not (stat.S_ISREG(mode) if last else stat.S_ISDIR(mode)):
+                raise ManifestError(
+                    f"{where}: refused, {'/'.join(parts[:depth])} is {_file_kind(mode)}; an "
+                    "artifact is a regular file inside the folder (copy it in, do not link it)"
+                )
+            flags = os.O_RDONLY | os.O_NOFOLLOW | (os.O_NONBLOCK if last else os.O_DIRECTORY)
+            child = os.open(part, flags, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > max_bytes:
+            raise ManifestError(
+                f"{where}: refused, {_file_kind(info.st_mode)} of {info.st_size} bytes; an "
+                f"artifact is a regular file of at most {max_bytes} bytes"
+            )
+        with os.fdopen(fd, "rb") as handle:
+            fd = -1  # the handle closes it
+            data = handle.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise ManifestError(f"{where}: refused, it grew past {max_bytes} bytes while read")
+        return data
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def verify_manifest(

@@ -16,13 +16,14 @@ from __future__ import annotations
 import json
 import tempfile
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from routeiq_assets.deployment.manifest import (
     MANIFEST_NAME,
     ManifestError,
     ManifestKeys,
+    parse_manifest,
     verify_manifest,
 )
 from routeiq_assets.deployment.store import ArtifactStore
@@ -114,18 +115,12 @@ def fetch_version(
     """Download one version's files, verify them against its manifest, write them to ``into``
     (a new temporary folder by default) only once all verified; return (folder, manifest).
     With ``version``, the (signed) manifest must be that version's."""
-    manifest = json.loads(store.get_bytes(manifest_key))
+    manifest = parse_manifest(store.get_bytes(manifest_key), store.uri(manifest_key))
     if version is not None and str(manifest.get("version")) != str(version):
         raise ManifestError(
             f"{store.uri(manifest_key)} is the manifest of version {manifest.get('version')!r}, "
             f"not of version {version!r}"
         )
-    for artifact in manifest["artifacts"]:
-        parts = PurePosixPath(artifact["path"]).parts
-        if not parts or parts[0] == "/" or ".." in parts:
-            raise ManifestError(
-                f"artifact path {artifact['path']!r} points outside the version folder"
-            )
     prefix = manifest_key.rsplit("/", 1)[0]
     blobs = {a["path"]: store.get_bytes(f"{prefix}/{a['path']}") for a in manifest["artifacts"]}
     verify_manifest(manifest, blobs.__getitem__, keys=keys)

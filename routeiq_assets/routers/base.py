@@ -12,6 +12,7 @@ hyperparameters, cost vector) and ``weights.npz`` (arrays only, loaded with
 from __future__ import annotations
 
 import json
+import zipfile
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
@@ -129,10 +130,35 @@ def read_router_meta(folder: Path) -> dict[str, Any]:
     path = Path(folder) / ROUTER_JSON
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: not a router artifact folder")
-    meta = json.loads(path.read_text())
+    try:
+        meta = json.loads(path.read_bytes())
+    except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
+        raise ValueError(f"{path} is not JSON ({exc}): not a router artifact folder") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(meta).__name__}")
     if meta.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path}: unsupported format_version {meta.get('format_version')!r}")
     return meta
+
+
+def read_weights(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a ``weights.npz`` (never pickle: ``allow_pickle=False``), with its
+    ``cost`` vector; a file that is not such an archive raises a ValueError naming it."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: not a router artifact folder")
+    if not zipfile.is_zipfile(path):  # numpy would call such bytes pickled data
+        raise ValueError(f"{path} is not a numpy .npz archive: the router folder is corrupt")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except Exception as exc:  # a damaged zip raises zipfile, zlib, OSError, ValueError, ...
+        raise ValueError(
+            f"{path} cannot be read as a numpy .npz archive ({type(exc).__name__}: {exc}): "
+            "the router folder is corrupt"
+        ) from None
+    if "cost" not in arrays:
+        raise ValueError(f"{path}: no 'cost' array: not a router's weights")
+    return arrays
 
 
 def load_router(folder: Path) -> Router:
@@ -143,9 +169,12 @@ def load_router(folder: Path) -> Router:
     kind = meta["router_type"]
     if kind not in ROUTER_TYPES:
         raise ValueError(f"{folder}: unknown router_type {kind!r}; known: {sorted(ROUTER_TYPES)}")
-    with np.load(Path(folder) / WEIGHTS_NPZ, allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files}
-    router = ROUTER_TYPES[kind].from_arrays(meta["hyperparameters"], arrays)
+    weights = Path(folder) / WEIGHTS_NPZ
+    arrays, hparams = read_weights(weights), meta["hyperparameters"]
+    try:
+        router = ROUTER_TYPES[kind].from_arrays(hparams, arrays)
+    except KeyError as exc:
+        raise ValueError(f"{weights}: no array {exc}, which a {kind} router needs") from None
     router.model_names_ = list(meta["model_names"])
     router.cost_ = arrays["cost"]
     router.load_extra(Path(folder))

@@ -26,6 +26,8 @@ from routeiq_assets.deployment.manifest import (
     MANIFEST_NAME,
     ManifestError,
     ManifestKeys,
+    parse_manifest,
+    read_artifact,
     verify_manifest,
 )
 from routeiq_assets.deployment.publish import POINTER_NAME, fetch_version
@@ -58,17 +60,19 @@ def load_model(
     folder: Path, keys: ManifestKeys | None = None, version: str | None = None, verify: bool = True
 ) -> LoadedModel:
     """Verify ``folder`` against its manifest (when it has one; required when a verification
-    key is set) and load its router; a file the manifest does not cover is refused."""
+    key is set) and load its router; a file the manifest does not cover is refused, and so is
+    an artifact that is not a regular file inside ``folder`` (a link, a FIFO, a device, a path
+    with ``..``) or is over ``MAX_ARTIFACT_BYTES``."""
     folder = Path(folder)
     manifest_path = folder / MANIFEST_NAME
-    if verify and manifest_path.exists():
-        manifest = json.loads(manifest_path.read_text())
-        verify_manifest(manifest, lambda p: (folder / p).read_bytes(), keys=keys)
+    if verify and (manifest_path.exists() or manifest_path.is_symlink()):
+        manifest = parse_manifest(read_artifact(folder, MANIFEST_NAME), str(manifest_path))
+        verify_manifest(manifest, lambda path: read_artifact(folder, path), keys=keys)
         covered = {a["path"] for a in manifest.get("artifacts", [])}
         uncovered = sorted(
             rel
             for p in folder.rglob("*")
-            if p.is_file()
+            if (p.is_symlink() or not p.is_dir())  # a link or FIFO the loader might open
             and p != manifest_path
             and (rel := p.relative_to(folder).as_posix()) not in covered
         )
