@@ -274,7 +274,7 @@ class BatchBuilder:
             self._quarantine(rec, problem)
         elif rec.kind == "decision":
             try:
-                row, cands = decision_rows(rec, self.batch_id)
+                row, cands = decision_rows(rec, self.batch_id, self.memo)
             except ContractError as exc:
                 self._quarantine(rec, str(exc))
                 return
@@ -312,7 +312,7 @@ class BatchBuilder:
             self.add_record(rec)
 
     def _quarantine(self, rec: TelemetryRecord, reason: str) -> None:
-        self.add_quarantined(*quarantine_text(rec, reason))
+        self.add_quarantined(*quarantine_text(rec, reason, self.prompt_mode))
 
     def _flush(self) -> None:
         for sink in (self._decisions, self._candidates, self._llm_calls):

@@ -6,6 +6,7 @@ be normalised. Writing them is :mod:`routeiq_assets.warehouse.store`'s job.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import json.encoder
@@ -21,7 +22,14 @@ from routeiq_assets.contract import (
     shown_text,
     unpaired_surrogate,
 )
-from routeiq_assets.telemetry.pii import PromptTextMode, prompt_for_warehouse
+from routeiq_assets.telemetry.pii import (
+    PromptTextMode,
+    excerpt_for_warehouse,
+    id_for_warehouse,
+    json_for_warehouse,
+    prompt_for_warehouse,
+    reason_for_warehouse,
+)
 from routeiq_assets.telemetry.records import (
     TelemetryRecord,
     first_value,
@@ -202,10 +210,19 @@ def json_text(value: Any) -> str:
     return "".join(_ENCODER(value, 0))
 
 
-def custom_fields(custom: dict[str, Any]) -> tuple[str, float | None, Any, float | None]:
-    """custom_attributes as (JSON, selection_propensity, logging_policy, quality_score)."""
+def json_column(value: Any, mode: PromptTextMode) -> str | None:
+    """A decoded JSON object the telemetry carried (request metadata, custom attributes) as
+    its JSON column stores it in this prompt-text mode (NULL under ``hash``)."""
+    return None if mode == "hash" else json_text(json_for_warehouse(value, mode))
+
+
+def custom_fields(
+    custom: dict[str, Any], mode: PromptTextMode = "scrub"
+) -> tuple[str | None, float | None, Any, float | None]:
+    """custom_attributes as (JSON as stored, selection_propensity, logging_policy,
+    quality_score); the numbers are read before the mode applies."""
     return (
-        json_text(custom),
+        json_column(custom, mode),
         unit_value(custom.get("selection_propensity"), "selection_propensity", zero=False),
         custom.get("logging_policy"),
         unit_value(custom.get("quality_score"), "quality_score"),
@@ -217,16 +234,25 @@ def decision_values(
     location: str,
     batch_id: str,
     trace_id: str | None,
-    metadata_json: Callable[[Any], str] = json_text,
-    custom: Callable[[Any], tuple[str, float | None, Any, float | None]] = custom_fields,
+    metadata_json: Callable[[Any], str | None] | None = None,
+    custom: Callable[[Any], tuple[str | None, float | None, Any, float | None]] | None = None,
+    memo: TextMemo | None = None,
 ) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
     """A validated decision as a row (``DECISION_COLUMNS``) and candidate rows
-    (``CANDIDATE_COLUMNS``); ``trace_id``: its :func:`decision_trace`.
+    (``CANDIDATE_COLUMNS``); ``trace_id``: its :func:`decision_trace`. The free text the
+    gateway passed on (user and team id, request metadata, custom attributes, error message,
+    fallback reason) is stored as ``memo``'s prompt-text mode says (default: scrub).
 
     ``decision`` is a :class:`RouterDecision` or anything with the same attributes (the fast
     OTLP path passes its own typed structs, and memoised ``metadata_json``/``custom``
-    serialisers), so both paths build rows the same way.
+    serialisers for the same mode), so both paths build rows the same way.
     """
+    memo = memo or TextMemo("scrub")
+    mode = memo.prompt_mode
+    if metadata_json is None:
+        metadata_json = functools.partial(json_column, mode=mode)
+    if custom is None:
+        custom = functools.partial(custom_fields, mode=mode)
     custom_json, propensity, policy, quality = custom(decision.custom_attributes)
     exp = decision.experiment
     inp = decision.input
@@ -249,8 +275,8 @@ def decision_values(
         decision.timestamp_unix_ms,
         inp.requested_model,
         inp.query_length,
-        inp.user_id,
-        inp.team_id,
+        id_for_warehouse(inp.user_id, mode),
+        id_for_warehouse(inp.team_id, mode),
         inp.api_type,
         metadata_json(inp.request_metadata),
         decision.strategy_name,
@@ -270,7 +296,7 @@ def decision_values(
         timings.embedding_ms,
         timings.candidate_filter_ms,
         outcome.status,
-        outcome.error_message,
+        memo.stored(outcome.error_message),
         outcome.error_type,
         outcome.input_tokens,
         outcome.output_tokens,
@@ -278,7 +304,7 @@ def decision_values(
         outcome.api_type,
         fallback.fallback_triggered,
         fallback.original_model,
-        fallback.fallback_reason,
+        memo.stored(fallback.fallback_reason),
         fallback.fallback_attempt,
         len(candidates),
         propensity,
@@ -317,13 +343,13 @@ def decision_trace(decision_trace_id: str | None, span_trace: str | None) -> str
 
 
 def decision_rows(
-    record: TelemetryRecord, batch_id: str
+    record: TelemetryRecord, batch_id: str, memo: TextMemo | None = None
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One decision row and its candidate rows; raises ContractError for a bad payload."""
     decision = parse_decision_payload(record.data["payload"])
     trace_id = decision_trace(decision.trace_id, record.data.get("trace_id"))
     try:
-        row, cands = decision_values(decision, record.location, batch_id, trace_id)
+        row, cands = decision_values(decision, record.location, batch_id, trace_id, memo=memo)
     except ValueError as exc:  # a custom attribute out of its range
         raise ContractError(f"custom_attributes.{exc}") from None
     return (
@@ -393,7 +419,7 @@ def llm_call_values(
         status_text(data.get("status_code")),
         attrs.get("litellm.task"),
         quality_value(attrs),
-        _as_text(attrs.get("routeiq.ground_truth")),
+        memo.stored(_as_text(attrs.get("routeiq.ground_truth"))),
     )
 
 
@@ -411,11 +437,19 @@ def unicode_problem(rec: TelemetryRecord) -> str | None:
     return None if problem is None else f"record is not valid Unicode: {problem}"
 
 
-def quarantine_text(rec: TelemetryRecord, reason: str) -> tuple[str, str, str]:
+def quarantine_text(
+    rec: TelemetryRecord, reason: str, mode: PromptTextMode = "scrub"
+) -> tuple[str, str, str | None]:
     """A quarantined record's location, reason and excerpt as stored: escaped where they hold
-    what UTF-8 cannot encode (a reason may quote the input, a Jaeger error message)."""
+    what UTF-8 cannot encode, and in the prompt-text mode (a reason may quote the input, a
+    Jaeger error message; under ``hash`` the excerpt is NULL and the location says where in
+    the raw zone the record is)."""
     excerpt = shown_text(rec.raw) if rec.raw is not None else _excerpt_of(rec)
-    return shown_text(rec.location), shown_text(reason), excerpt
+    return (
+        shown_text(rec.location),
+        reason_for_warehouse(shown_text(reason), mode),
+        excerpt_for_warehouse(excerpt, mode),
+    )
 
 
 def normalise_records(
@@ -429,9 +463,10 @@ def normalise_records(
     now = datetime.now(UTC).replace(tzinfo=None)
     seen_events: set[str] = set()
     seen_calls: set[tuple[str, str]] = set()
+    memo = TextMemo(prompt_mode)
 
     def quarantine(rec: TelemetryRecord, reason: str) -> None:
-        location, reason, excerpt = quarantine_text(rec, reason)
+        location, reason, excerpt = quarantine_text(rec, reason, prompt_mode)
         batch.quarantine.append(
             {
                 "batch_id": batch_id,
@@ -451,7 +486,7 @@ def normalise_records(
             quarantine(rec, problem)
         elif rec.kind == "decision":
             try:
-                row, cands = decision_rows(rec, batch_id)
+                row, cands = decision_rows(rec, batch_id, memo)
             except ContractError as exc:
                 quarantine(rec, str(exc))
                 continue

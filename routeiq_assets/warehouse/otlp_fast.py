@@ -53,7 +53,7 @@ from routeiq_assets.warehouse.columnar import BatchBuilder, ColumnarBatch, gc_pa
 from routeiq_assets.warehouse.normalize import (
     custom_fields,
     decision_values,
-    json_text,
+    json_column,
     status_text,
 )
 
@@ -237,32 +237,34 @@ class _Rows:
     def __init__(self, builder: BatchBuilder) -> None:
         self.batch_id = builder.batch_id
         self.memo = builder.memo
-        self._metadata: dict[bytes, str] = {}
-        self._custom: dict[bytes, tuple[str, float | None, Any, float | None]] = {}
+        self._metadata: dict[bytes, str | None] = {}
+        self._custom: dict[bytes, tuple[str | None, float | None, Any, float | None]] = {}
 
-    def metadata(self, raw: msgspec.Raw) -> str:
+    def metadata(self, raw: msgspec.Raw) -> str | None:
         key = bytes(raw)
         found = self._metadata.get(key)
         if found is None:
             if len(self._metadata) > _MEMO_LIMIT:
                 self._metadata.clear()
-            found = self._metadata[key] = json_text(_object(key))
+            found = self._metadata[key] = json_column(_object(key), self.memo.prompt_mode)
         return found
 
-    def custom(self, raw: msgspec.Raw) -> tuple[str, float | None, Any, float | None]:
+    def custom(self, raw: msgspec.Raw) -> tuple[str | None, float | None, Any, float | None]:
         key = bytes(raw)
         found = self._custom.get(key)
         if found is None:
             if len(self._custom) > _MEMO_LIMIT:
                 self._custom.clear()
-            found = self._custom[key] = custom_fields(_object(key))
+            found = self._custom[key] = custom_fields(_object(key), self.memo.prompt_mode)
         return found
 
     def decision(
         self, d: _Decision, location: str, trace_id: str | None
     ) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
         # the general path's row builder, with this batch's memoised JSON serialisers
-        return decision_values(d, location, self.batch_id, trace_id, self.metadata, self.custom)
+        return decision_values(
+            d, location, self.batch_id, trace_id, self.metadata, self.custom, self.memo
+        )
 
     def llm_call(
         self, span: _Span, trace_id: str, span_id: str, attrs: dict[str, Any], location: str
@@ -302,7 +304,7 @@ class _Rows:
             status_text(code),
             attrs.get("litellm.task"),
             quality_value(attrs),
-            None if ground_truth is None else str(ground_truth),
+            memo.stored(None if ground_truth is None else str(ground_truth)),
         )
 
 

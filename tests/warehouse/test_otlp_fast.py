@@ -187,8 +187,10 @@ def test_fast_and_general_paths_store_the_same(tmp_path, mode):
     counts, tables = results[True]
     assert counts.quarantined >= 15 and counts.duplicates == 6 and counts.decisions > 30
     reasons = " | ".join(row[3] for row in tables["quarantine"])
+    # under hash, what a reason quotes of the input is not stored (the location names the record)
+    version = "<REDACTED>" if mode == "hash" else "'v9'"
     for expected in (
-        "unknown contract_version 'v9'",
+        f"unknown contract_version {version}",
         "line is not JSON",
         "line is not UTF-8",
         "no resourceSpans",
