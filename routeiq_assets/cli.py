@@ -133,7 +133,7 @@ def _ingest_landed(
         done &= held
     scan = plan_files(landed(), done)
     for path in scan.known:
-        print(f"{path}: already ingested (same content), skipped", file=sys.stderr)
+        print(f"{display_name(path)}: already ingested (same content), skipped", file=sys.stderr)
     new_keys = [k for k, _ in scan.ready]
     registered = set(instance.get_dynamic_partitions(telemetry_batches.name))
     if any(k not in registered for k in new_keys):

@@ -153,3 +153,15 @@ def test_a_fifo_named_to_the_cli_says_it_waits_for_its_writer(cli_env, tmp_path)
         assert proc.wait(120) == 0
     finally:
         proc.kill()
+
+
+def test_control_characters_in_file_names_reach_no_log_line_raw(cli_env, tmp_path):
+    landing = tmp_path / "home" / "landing"
+    landing.mkdir(parents=True)
+    (landing / "good.jsonl").write_text(GOOD)
+    forged = "x\n2026-12-07 routeiq: all files ingested \x1b[32mOK\x1b[0m.jsonl"
+    (landing / forged).symlink_to(landing / "good.jsonl")
+    done = _cli("ingest", str(landing), env=cli_env)
+    assert done.returncode == 2
+    assert "\x1b" not in done.stderr and "\nx" not in done.stderr
+    assert "x\\n2026-12-07 routeiq: all files ingested \\x1b[32mOK" in done.stderr

@@ -181,7 +181,8 @@ def landing_sensor(context: dg.SensorEvaluationContext, routeiq: RouteIQResource
     if scan.unreadable:
         context.log.warning(
             f"{len(scan.unreadable)} landing files cannot be read or landed, tried again next "
-            "tick: " + "; ".join(f"{path}: {reason}" for path, reason in scan.unreadable[:10])
+            "tick: "
+            + "; ".join(f"{display_name(path)}: {reason}" for path, reason in scan.unreadable[:10])
         )
     keys = [key for key, _ in scan.ready]
     return dg.SensorResult(

@@ -29,6 +29,7 @@ from typing import Any
 from routeiq_assets.telemetry.raw_store import (
     RawFile,
     batch_key,
+    display_name,
     file_sha256,
     find_raw_file,
     land_file,
@@ -133,7 +134,7 @@ def land_paths(
         else:
             found.append(given)  # named on purpose: read as given (a pipe too)
             if stat.S_ISFIFO(given.stat().st_mode):
-                log.warning("%s is a FIFO: reading it waits for its writer", given)
+                log.warning("%s is a FIFO: reading it waits for its writer", display_name(given))
     raw_dir = Path(raw_dir)
     index = SourceIndex(raw_dir, settle_seconds)
     shas = [

@@ -29,10 +29,17 @@ class RawFile:
     size_bytes: int
 
 
-def display_name(name: str) -> str:
-    """A file name as text any database or log takes: bytes that are not UTF-8 (which Python
-    keeps as lone surrogates in the str of a path) shown as ``\\xff`` escapes."""
-    return os.fsencode(name).decode("utf-8", "backslashreplace")
+# control characters (newlines, ANSI escapes), DEL, C1 controls, Unicode line separators and
+# bidirectional overrides: a name holding one could forge or hide log lines
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def display_name(name: str | os.PathLike[str]) -> str:
+    """A file name (or path) as text any database, log or terminal takes: bytes that are not
+    UTF-8 (which Python keeps as lone surrogates in the str of a path) shown as ``\\xff``
+    escapes, control characters as ``\\n``, ``\\x1b``..."""
+    text = os.fsencode(name).decode("utf-8", "backslashreplace")
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def file_sha256(path: Path, regular_only: bool = False) -> str:
@@ -171,7 +178,7 @@ def land_file(source: Path, raw_dir: Path, regular_only: bool = False) -> RawFil
     try:
         return _land_file(Path(source), Path(raw_dir), regular_only)
     except OSError as exc:
-        exc.add_note(f"while landing {source} in {raw_dir}")
+        exc.add_note(f"while landing {display_name(source)} in {display_name(raw_dir)}")
         raise
 
 

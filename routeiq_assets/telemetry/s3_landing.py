@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from routeiq_assets.telemetry.raw_store import display_name
+
 
 class S3LandingError(RuntimeError):
     """The prefix could not be listed; the message says which."""
@@ -129,7 +131,8 @@ def mirror_prefix(
         except Exception as exc:  # access denied, a key this file system cannot name, ...
             with contextlib.suppress(OSError):
                 part.unlink(missing_ok=True)
-            result.failed.append((key, f"could not mirror s3://{bucket}/{key}: {exc}"))
+            shown = display_name(f"s3://{bucket}/{key}")
+            result.failed.append((key, f"could not mirror {shown}: {exc}"))
             result.retry[key] = etag
             continue
         result.downloaded.append(target)
