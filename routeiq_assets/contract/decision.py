@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from routeiq_assets.contract.nesting import TooDeep, bounded
+
 DECISION_EVENT_NAME = "routeiq.router_decision.v1"
 PAYLOAD_ATTRIBUTE = "routeiq.router_decision.payload"
 SUPPORTED_VERSIONS = ("v1", "v1.0", "v1.1")
@@ -125,14 +127,14 @@ def parse_decision_payload(payload: str | bytes | dict[str, Any]) -> RouterDecis
     if isinstance(payload, (str, bytes)):
         try:
             # the common case in one pass through pydantic-core's JSON parser
-            decision = RouterDecision.model_validate_json(payload)
-        except ValidationError:
+            decision = bounded(RouterDecision.model_validate_json, payload)
+        except (ValidationError, TooDeep):
             pass  # re-parse below to say precisely what is wrong
         else:
             if decision.contract_version in SUPPORTED_VERSIONS:
                 return decision
         try:
-            payload = json.loads(payload)
+            payload = bounded(json.loads, payload)
         except (ValueError, RecursionError) as exc:
             # ValueError: JSONDecodeError, UnicodeDecodeError, an integer of over 4,300 digits
             raise ContractError(f"payload is not JSON: {exc}") from None

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from routeiq_assets.contract import DECISION_EVENT_NAME, PAYLOAD_ATTRIBUTE
+from routeiq_assets.contract.nesting import bounded
 from routeiq_assets.redact import mask_url
 from routeiq_assets.telemetry.otlp import normalise_id
 from routeiq_assets.telemetry.records import (
@@ -401,8 +402,8 @@ def _get_document(
             last_error = _describe(exc)
             continue
         try:
-            doc = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            doc = bounded(json.loads, body)
+        except (ValueError, RecursionError):
             doc = None
         # Jaeger answers {"data": [...]} or {"data": null}; anything else is not Jaeger.
         if not (isinstance(doc, dict) and isinstance(doc.get("data", False), list | None)):
@@ -575,8 +576,8 @@ def _legacy_row(data: dict[str, Any]) -> dict[str, Any]:
 def _payload_object(payload: Any) -> dict[str, Any] | None:
     if isinstance(payload, str | bytes):
         try:
-            payload = json.loads(payload)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            payload = bounded(json.loads, payload)
+        except (ValueError, RecursionError):
             return None
     return payload if isinstance(payload, dict) else None
 

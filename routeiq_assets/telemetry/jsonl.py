@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from routeiq_assets.contract import PAYLOAD_ATTRIBUTE
+from routeiq_assets.contract.nesting import bounded
 from routeiq_assets.telemetry.records import (
     BOM,
     TelemetryRecord,
@@ -111,8 +112,8 @@ def _unwrap_payload(document: dict[str, Any]) -> dict[str, Any]:
         inner = document[key]
         if isinstance(inner, str):
             try:
-                inner = json.loads(inner)
-            except json.JSONDecodeError as exc:
+                inner = bounded(json.loads, inner)
+            except (ValueError, RecursionError) as exc:
                 raise _FieldError(f"wrapped payload {key!r} is not JSON: {exc}") from None
         if not isinstance(inner, dict):
             raise _FieldError(

@@ -31,6 +31,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from routeiq_assets.contract.nesting import bounded
+
 EXCERPT_CHARS = 2000
 # The UTF-8 byte-order mark some Windows tools write first: json.loads refuses it; every reader
 # drops it from a file's first line.
@@ -69,7 +71,7 @@ def parse_json_bytes(
         reason = f"{unit} is not UTF-8: {exc}"
         return None, "", bad_record(location, reason, shown.decode("utf-8", "replace"))
     try:
-        return json.loads(text), text, None
+        return bounded(json.loads, text), text, None
     except (ValueError, RecursionError) as exc:  # also: over 4,300 digits, too deeply nested
         reason = f"{unit} is not JSON: {exc}"
         return None, text, bad_record(location, reason, shown.decode("utf-8", "replace"))

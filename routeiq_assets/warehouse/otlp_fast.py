@@ -37,6 +37,7 @@ from pydantic.fields import FieldInfo
 
 from routeiq_assets.contract import DECISION_EVENT_NAME, PAYLOAD_ATTRIBUTE, SUPPORTED_VERSIONS
 from routeiq_assets.contract.decision import RouterDecision, canonical_id
+from routeiq_assets.contract.nesting import TooDeep, bounded
 from routeiq_assets.telemetry.otlp import (
     LLM_CALL_KEYS,
     any_value,
@@ -310,8 +311,8 @@ class _Rows:
 
 def _object(raw: bytes) -> dict[str, Any]:
     try:
-        return _DICT.decode(raw)
-    except (msgspec.DecodeError, RecursionError):
+        return bounded(_DICT.decode, raw)
+    except (msgspec.DecodeError, RecursionError, TooDeep):
         raise _GeneralPath from None
 
 
@@ -320,8 +321,8 @@ def _decision(payload: Any, span_trace: str) -> _Decision:
     if type(payload) is not str:
         raise _GeneralPath
     try:
-        decision = _DECISION.decode(payload)
-    except (msgspec.DecodeError, UnicodeEncodeError, RecursionError):
+        decision = bounded(_DECISION.decode, payload)
+    except (msgspec.DecodeError, UnicodeEncodeError, RecursionError, TooDeep):
         raise _GeneralPath from None
     if (
         decision.contract_version not in SUPPORTED_VERSIONS
@@ -397,8 +398,8 @@ def add_line(builder: BatchBuilder, raw_line: bytes, location: str, rows: _Rows)
             builder.add_records(line_records(raw_line, location))
             return
     try:
-        export = _EXPORT.decode(raw_line)
-    except (msgspec.DecodeError, RecursionError):
+        export = bounded(_EXPORT.decode, raw_line)
+    except (msgspec.DecodeError, RecursionError, TooDeep):
         builder.add_records(line_records(raw_line, location))
         return
     # the line's spans are all read before any is added: a line the general path must read
@@ -420,7 +421,7 @@ def add_line(builder: BatchBuilder, raw_line: bytes, location: str, rows: _Rows)
     document = None
     if general:
         try:
-            document = json.loads(raw_line)  # the line as the general path reads it
+            document = bounded(json.loads, raw_line)  # the line as the general path reads it
         except (ValueError, RecursionError):
             builder.add_records(line_records(raw_line, location))
             return
