@@ -92,7 +92,9 @@ class RouteIQSettings(BaseSettings):
     embedding_batch_size: int = Field(64, ge=1, description="texts embedded per batch")
     device: str = Field("auto", description="auto | cpu | cuda")
     prompt_text: PromptTextMode = Field(
-        "scrub", description="keep | hash | scrub: prompt text leaving the raw zone"
+        "scrub",
+        description="keep | hash | scrub: every free-text column leaving the raw zone (prompts, "
+        "completions, ground truth, ids, metadata, errors, quarantine excerpts)",
     )
     landing_poll_seconds: int = Field(15, ge=1, description="landing sensor interval")
     landing_range_min_files: int = Field(
