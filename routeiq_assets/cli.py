@@ -148,7 +148,7 @@ def _ingest_landed(
         if len(batch_keys) == 1:
             return job.execute_in_process(
                 partition_key=batch_keys[0],
-                run_config=batch_run_config(ready[batch_keys[0]]),
+                run_config={**batch_run_config(ready[batch_keys[0]]), **CLI_LOGGING},
                 instance=instance,
                 tags={
                     "routeiq/source": display_name(ready[batch_keys[0]].name)[:200],
@@ -157,7 +157,7 @@ def _ingest_landed(
                 raise_on_error=False,
             )
         return job.execute_in_process(
-            run_config=range_run_config({k: ready[k] for k in batch_keys}),
+            run_config={**range_run_config({k: ready[k] for k in batch_keys}), **CLI_LOGGING},
             instance=instance,
             tags={
                 **range_run_tags(batch_keys[0], batch_keys[-1]),
@@ -177,8 +177,8 @@ def _ingest_landed(
             done = ingested_batches(instance)
             retry = [k for k in batch_keys if k not in done]
             print(
-                f"the run over {len(batch_keys)} batches failed ({run.run_id}); "
-                f"{len(retry)} of them again, one run each",
+                f"the run over {len(batch_keys)} batches failed ({run.run_id}: "
+                f"{run_error(run)}); {len(retry)} of them again, one run each",
                 file=sys.stderr,
             )
         runs = [(run, [k for k in batch_keys if k not in retry])]
@@ -193,10 +193,36 @@ def _ingest_landed(
                     "success": each.success,
                     **per_batch.get(key, {}),
                 }
+                if not each.success:
+                    results[key]["error"] = run_error(each)
                 if key in retry:  # its range run failed first: say so even when this one did not
                     results[key]["failed_range_run_id"] = run.run_id
                 print(f"[{len(results)}/{len(ready)}] " + json.dumps(results[key]), file=sys.stderr)
     return [results[key] for key, _ in scan.ready]
+
+
+# the CLI's runs log warnings and errors to the console (their whole log stays in the run storage)
+CLI_LOGGING = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+DISK_FULL = ("No space left on device", "File too large", "Disk quota exceeded")
+
+
+def run_error(run: Any) -> str:
+    """What failed a run, in one line: the first failed step's own error (not Dagster's
+    wrapper), with its notes."""
+    for event in run.all_events:
+        if event.event_type_value != "STEP_FAILURE":
+            continue
+        error = event.step_failure_data.error
+        while error.cause is not None and error.cls_name.startswith("Dagster"):
+            error = error.cause
+        text = " ".join(error.message.split())
+        if any(sign in text for sign in DISK_FULL):
+            text += (
+                " (free disk space where the warehouse lives, then run routeiq ingest again: "
+                "the batches committed before are kept)"
+            )
+        return text
+    return "the run failed before any step ran (see the run in the UI)"
 
 
 def _neighbour_groups(keys: list[str], order: dict[str, int]) -> list[list[str]]:
@@ -233,7 +259,13 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     else:
         results = ingest_paths([Path(p) for p in args.paths])
     totals = {k: sum(r.get(k, 0) for r in results) for k in INGEST_COUNTS}
+    from routeiq_assets.telemetry.raw_store import display_name
+
     failed = [r["file"] for r in results if not r["success"]]
+    for result in results:
+        if not result["success"]:
+            shown = display_name(result["file"])
+            print(f"routeiq ingest: error: {shown}: {result['error']}", file=sys.stderr)
     # a range run that failed and whose batches then went through one run each: all ingested,
     # but what failed it (a setting that breaks only runs of several batches) must show here
     range_failed = sorted({r["failed_range_run_id"] for r in results if "failed_range_run_id" in r})

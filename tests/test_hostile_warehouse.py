@@ -80,3 +80,41 @@ def test_a_damaged_warehouse_is_detected_and_names_the_fix(cli_env, tmp_path):
     db.rename(db.with_suffix(".damaged"))
     _ok(_cli("ingest", "--rebuild", env=cli_env))
     assert json.loads(_ok(_cli("verify-warehouse", env=cli_env)).stdout)["rows"] == ok["rows"]
+
+
+def test_a_full_disk_at_commit_ends_in_a_clear_error_and_a_rerun_finishes(cli_env, tmp_path):
+    """The warehouse cannot grow past 2 MiB (RLIMIT_FSIZE: writes fail as on a full disk): the
+    CLI names each file it could not ingest and why, and says what to do; run again with room,
+    it ingests what is left."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    from routeiq_assets.telemetry.simulator import write_otlp_files
+    from tests.conftest import REPO_ROOT
+
+    home = tmp_path / "home"
+    write_otlp_files(simulate_requests(6000, seed=3), home / "landing", "f", 300)
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2 * 2**20, 2 * 2**20))
+
+    full = subprocess.run(
+        [sys.executable, "-m", "routeiq_assets.cli", "ingest", str(home / "landing")],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO_ROOT,
+        preexec_fn=small_files,
+    )
+    assert full.returncode == 1
+    last = full.stderr.strip().splitlines()[-1]
+    assert last.startswith("routeiq ingest: error: ") and "File too large" in last
+    assert "free disk space where the warehouse lives" in last
+    assert json.loads(full.stdout)["failed"]
+    again = _ok(_cli("ingest", str(home / "landing"), env=cli_env))
+    assert _counts(home / "warehouse" / "routeiq.duckdb")["router_decisions"] == 6000
+    assert "Traceback" not in again.stderr
