@@ -24,6 +24,7 @@ import numpy as np
 MAX_NESTING = 256  # levels of arrays and objects; far below the interpreter's recursion limit
 _KEEP = b'"{}[]'
 _DELETE = bytes(b for b in range(256) if b not in _KEEP)
+LONG_TEXT = 1 << 16
 T = TypeVar("T")
 
 
@@ -68,7 +69,8 @@ def _at_depth(levels: int, parse: Callable[[Any], T], data: Any) -> T:
 def bounded(parse: Callable[[Any], T], data: bytes | str) -> T:
     """``parse(data)``, or :class:`TooDeep` when ``data`` is nested deeper than
     :data:`MAX_NESTING` levels; other errors of ``parse`` propagate."""
-    if _openers(data) <= MAX_NESTING:
+    # (a long text is all but sure to hold more brackets than the limit: not counted)
+    if len(data) <= LONG_TEXT and _openers(data) <= MAX_NESTING:
         return parse(data)
     padding = sys.getrecursionlimit() - MAX_NESTING - _stack_depth()
     try:
