@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -186,7 +187,7 @@ def test_whole_graph_materializes_and_deploys(graph_env):
     assert "report      " in summary and "dagster dev -w workspace.yaml" in summary
     assert "  done    router_knn (" in second.stderr and " - DEBUG - " not in second.stderr
     log = summary.split("log         ")[1].splitlines()[0]
-    assert "STEP_SUCCESS" in open(log).read()
+    assert "STEP_SUCCESS" in Path(log).read_text()
     assert "not larger than its 95% interval" in second.stderr
     gate = json.loads((home / "work" / "evaluation" / "gate.json").read_text())
     assert gate["passed"] is False and gate["production_version"] == "1"
