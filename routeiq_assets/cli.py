@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -396,13 +397,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_materialize(args: argparse.Namespace) -> int:
-    """Ingest the landing folder, then `dagster asset materialize` the rest of the graph."""
+    """Ingest the landing folder, then `dagster asset materialize` the rest of the graph: a line
+    a finished step, the whole log to a file, and a summary a person reads at the end."""
     from routeiq_assets.settings import RouteIQSettings
 
     _ensure_dagster_home()
+    loc = RouteIQSettings().resolved
+    started = time.time()
+    results: list[dict] = []
     if not args.skip_ingest:
-        landing = RouteIQSettings().resolved.landing_dir
-        results = ingest_paths([landing]) if landing.exists() else []
+        results = ingest_paths([loc.landing_dir]) if loc.landing_dir.exists() else []
         if not all(r["success"] for r in results):
             return 1
     cmd = [
@@ -416,9 +420,94 @@ def _cmd_materialize(args: argparse.Namespace) -> int:
         "--select",
         args.select,
     ]
-    started = time.time()
-    code = subprocess.call(cmd)
-    return _gate_outcome(code, started, args.fail_on_gate)
+    log_path = loc.work_dir / "logs" / f"materialize-{time.strftime('%Y%m%dT%H%M%S')}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "TQDM_DISABLE": "1"}
+    print(f"materialising {args.select} (the whole log: {log_path})", file=sys.stderr)
+    failures: list[str] = []
+    with (
+        log_path.open("w") as log,
+        subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        ) as proc,
+    ):
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            shown = step_progress(line)
+            if shown:
+                print(shown, file=sys.stderr, flush=True)
+                if "FAILED" in shown:
+                    failures.append(shown.strip())
+    code = _gate_outcome(proc.returncode, started, args.fail_on_gate)
+    print(materialize_summary(loc, results, time.time() - started, started, log_path))
+    if code not in (0, 3):
+        print(
+            f"routeiq materialize: error: the run failed ({'; '.join(failures) or 'see the log'})"
+            f"; the whole log: {log_path}",
+            file=sys.stderr,
+        )
+    return code
+
+
+_STEP_DONE = re.compile(r'STEP_SUCCESS - Finished execution of step "([^"]+)" in ([0-9.]+\s*m?s)')
+_STEP_FAILED = re.compile(r'STEP_FAILURE - Execution of step "([^"]+)" failed')
+_CHECK_FAILED = re.compile(r"ASSET_CHECK_EVALUATION - Asset check '([^']+)' on '([^']+)' failed")
+
+
+def step_progress(line: str) -> str | None:
+    """One line of `dagster asset materialize`'s log as a progress line, or None."""
+    if match := _STEP_DONE.search(line):
+        return f"  done    {match.group(1)} ({match.group(2)})"
+    if match := _STEP_FAILED.search(line):
+        return f"  FAILED  {match.group(1)}"
+    if match := _CHECK_FAILED.search(line):
+        return f"  check   {match.group(1)} on {match.group(2)} did not pass"
+    return None
+
+
+def materialize_summary(
+    loc: Any, ingested: list[dict], seconds: float, started: float, log_path: Path
+) -> str:
+    """What a person wants to know after `routeiq materialize`: telemetry taken in, where each
+    router runs, the verdict, and where to look next."""
+    from routeiq_assets.evaluation.gate import GATE_JSON
+
+    lines = [f"RouteIQ materialize: finished in {seconds:.0f} s"]
+    if ingested:
+        totals = {k: sum(r.get(k, 0) for r in ingested) for k in INGEST_COUNTS}
+        lines.append(
+            f"  telemetry   {len(ingested)} new files, {totals['records_in']:,} records, "
+            f"{totals['quarantined']:,} quarantined, {totals['duplicates']:,} duplicates"
+        )
+    else:
+        lines.append("  telemetry   no new files in the landing folder")
+    for meta_path in sorted((loc.work_dir / "routers").glob("*/router.json")):
+        if meta_path.stat().st_mtime < started:
+            continue
+        meta = json.loads(meta_path.read_text())
+        point = meta.get("operating_point") or {}
+        quality, cost = point.get("quality"), point.get("cost")
+        where = (
+            f"quality {quality:.3f} at ${cost:.6f} a query (validation)"
+            if quality is not None and cost is not None
+            else "no validated point"
+        )
+        lam = float(meta.get("default_lambda", 0.0))
+        lines.append(
+            f"  router      {meta_path.parent.name:<8} lambda {lam:<10.4g}"
+            f" {where}; {point.get('objective', '-')}"
+            + ("" if point.get("met", True) else " (objective not met)")
+        )
+    gate_path = loc.work_dir / "evaluation" / GATE_JSON
+    if gate_path.exists() and gate_path.stat().st_mtime >= started:
+        gate = json.loads(gate_path.read_text())
+        verdict = "DEPLOYED" if gate.get("passed") else "HELD"
+        lines.append(f"  gate        {verdict}: {gate.get('reason', '')}")
+        lines.append(f"  report      {loc.work_dir / 'evaluation' / 'report.md'}")
+    lines.append(f"  log         {log_path}")
+    lines.append("  UI          dagster dev -w workspace.yaml, then http://127.0.0.1:3000")
+    return "\n".join(lines)
 
 
 def _gate_outcome(code: int, started: float, fail_on_gate: bool) -> int:

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -177,6 +178,16 @@ def test_whole_graph_materializes_and_deploys(graph_env):
     # at version 1, and `routeiq materialize` says why and exits 0
     second = _run([PY, "-m", "routeiq_assets.cli", "materialize"], env)
     assert "deployment gate held, production unchanged" in second.stderr
+    # a short summary a person reads; Dagster's events and MLflow's bars go to the log file
+    summary = second.stdout
+    assert summary.startswith("RouteIQ materialize: finished in")
+    assert "telemetry   no new files in the landing folder" in summary
+    assert "router      knn" in summary and "match_best" in summary
+    assert "gate        HELD: the improvement is not larger" in summary
+    assert "report      " in summary and "dagster dev -w workspace.yaml" in summary
+    assert "  done    router_knn (" in second.stderr and " - DEBUG - " not in second.stderr
+    log = summary.split("log         ")[1].splitlines()[0]
+    assert "STEP_SUCCESS" in Path(log).read_text()
     assert "not larger than its 95% interval" in second.stderr
     gate = json.loads((home / "work" / "evaluation" / "gate.json").read_text())
     assert gate["passed"] is False and gate["production_version"] == "1"

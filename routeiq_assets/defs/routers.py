@@ -52,6 +52,7 @@ def router_asset(name: str, config_path: Path) -> dg.AssetsDefinition:
                 "cost_aware": result.cost_aware,
                 "candidate_models": ",".join(result.router.model_names_),
                 "unpriced_excluded": ",".join(result.unpriced_excluded) or "none",
+                "operating_objective": cfg.operating_point.objective,
                 **cfg.hparam.model_dump(),
             },
             metrics={**result.metrics, "train_seconds": result.seconds},

@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    model_validator,
+)
 
 from routeiq_assets.settings import DEFAULT_EMBEDDING_MODEL
 
@@ -91,12 +98,33 @@ HPARAMS: dict[str, type[CommonHparams]] = {
 }
 
 
+Objective = Literal["match_best", "budget", "quality_floor", "fixed_lambda"]
+
+
+class OperatingPointConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    objective: Objective = "match_best"
+    budget_usd: float | None = Field(None, gt=0, description="mean USD per query (budget)")
+    quality_floor: float | None = Field(None, ge=0, le=1, description="quality (quality_floor)")
+
+    @model_validator(mode="after")
+    def _needs(self) -> OperatingPointConfig:
+        if self.objective == "budget" and self.budget_usd is None:
+            raise ValueError("operating_point: objective budget needs budget_usd")
+        if self.objective == "quality_floor" and self.quality_floor is None:
+            raise ValueError("operating_point: objective quality_floor needs quality_floor")
+        return self
+
+
 class RouterConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     router_type: str
     data_path: DataPath = Field(default_factory=DataPath)
     hparam: SerializeAsAny[CommonHparams]
-    # the lambda (quality per USD) the deployed router uses by default; the gateway may override
+    # where the router runs: the lambda chosen on validation data for this objective (see
+    # training/operating_point.py); the gateway may override it per request
+    operating_point: OperatingPointConfig = Field(default_factory=OperatingPointConfig)
+    # the lambda (quality per USD) of objective fixed_lambda
     default_lambda: float = Field(0.0, ge=0)
     # candidates without a price: training refuses (naming them) unless told to leave them out;
     # an unknown price is never taken as zero. Price them in the prices file instead.

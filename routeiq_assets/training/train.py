@@ -24,9 +24,11 @@ import numpy as np
 from routeiq_assets.routers import ROUTER_TYPES, save_router
 from routeiq_assets.routers.base import Router, expected_cost, router_inputs
 from routeiq_assets.routers.config import RouterConfig
+from routeiq_assets.strict_json import finite_json
 from routeiq_assets.telemetry.simulator import CHARS_PER_TOKEN
 from routeiq_assets.training.embeddings import Encoder, embed_with_cache
 from routeiq_assets.training.labels import load_prices
+from routeiq_assets.training.operating_point import OperatingPoint, choose_operating_point
 from routeiq_assets.training.splits import split_for
 from routeiq_assets.training.training_set import QualityMatrix, load_quality_matrix
 
@@ -266,6 +268,26 @@ def _validation_metrics(router: Router, data: TrainingData) -> dict[str, float]:
     }
 
 
+def operating_point(router: Router, data: TrainingData, config: RouterConfig) -> OperatingPoint:
+    """The lambda the router runs at, chosen on the validation split for its config's
+    objective (:mod:`~routeiq_assets.training.operating_point`)."""
+    val = data.validation
+    predicted = (
+        router.predict_quality(router_inputs(router, val.query_text, data.x_validation))
+        if len(val.query_text)
+        else np.zeros((0, len(router.model_names_)))
+    )
+    return choose_operating_point(
+        router,
+        predicted,
+        val,
+        np.asarray(data.x_validation),
+        config.operating_point,
+        config.default_lambda,
+        cost_aware=not data.quality_only,
+    )
+
+
 def _check_finite(data: TrainingData) -> None:
     """Routers learn from finite numbers only: a NaN or an infinity in a label, a cost or an
     input is refused, naming where, before any fitting."""
@@ -306,6 +328,20 @@ def fit_and_save(
         progress=log,
     )
     metrics = {"train_queries": float(len(train.query_text)), **_validation_metrics(router, data)}
+    point = operating_point(router, data, config)
+    log(
+        f"operating point ({point.objective}): lambda {point.lam:g}"
+        + (
+            f", validated quality {point.quality:.4f} at ${point.cost:.6f} a query"
+            if point.quality is not None and point.cost is not None
+            else ""
+        )
+        + f"; {point.reason}"
+    )
+    metrics["operating_lambda"] = point.lam
+    if point.quality is not None and point.cost is not None:
+        metrics["operating_val_quality"] = point.quality
+        metrics["operating_val_cost"] = point.cost
     target, staging = Path(out_dir) / name, Path(out_dir) / f".{name}.staging"
     shutil.rmtree(staging, ignore_errors=True)
     save_router(
@@ -314,7 +350,8 @@ def fit_and_save(
         extra={
             "embedding_model": config.hparam.embedding_model,
             "embedding_dim": int(data.x_train.shape[1]),
-            "default_lambda": 0.0 if data.quality_only else config.default_lambda,
+            "default_lambda": point.lam,
+            "operating_point": finite_json(point.as_dict()),
             "cost_aware": not data.quality_only,
             "unpriced_excluded": list(data.unpriced_excluded),
             "config": config.model_dump(mode="json"),

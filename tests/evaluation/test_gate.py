@@ -16,17 +16,26 @@ from routeiq_assets.evaluation.gate import (
     load_gate_policy,
     production_router,
 )
-from routeiq_assets.routers.config import load_router_config
+from routeiq_assets.routers.config import OperatingPointConfig, load_router_config
 from routeiq_assets.training.train import data_from_warehouse, fit_and_save
 from routeiq_assets.warehouse.store import connect
 from tests.conftest import REPO_ROOT
 from tests.evaluation.conftest import MODEL
 
 
+def _at_lambda_zero():
+    """The default knn config at lambda 0 (objective fixed_lambda): these tests are of the
+    gate's mechanics, not of where a router runs."""
+    config = load_router_config(REPO_ROOT / "configs" / "routers" / "knn.yaml")
+    return config.model_copy(
+        update={"operating_point": OperatingPointConfig(objective="fixed_lambda")}
+    )
+
+
 @pytest.fixture(scope="module")
 def routers(replayed_warehouse):
     """A knn router, and a knn trained on inverted labels (it prefers the worst model)."""
-    config = load_router_config(REPO_ROOT / "configs" / "routers" / "knn.yaml")
+    config = _at_lambda_zero()
     out = replayed_warehouse.root / "routers"
     with connect(replayed_warehouse.db) as con:
         data = data_from_warehouse(con, MODEL, replayed_warehouse.encoder, lambda _m: None)
@@ -102,7 +111,7 @@ def test_a_production_router_that_picks_a_retired_model_does_not_block(
     it count as the worst outcome, so the gate can still decide (full information and
     off-policy) instead of failing with an undefined value."""
     good, _ = routers
-    config = load_router_config(REPO_ROOT / "configs" / "routers" / "knn.yaml")
+    config = _at_lambda_zero()
     with connect(replayed_warehouse.db) as con:
         data = data_from_warehouse(con, MODEL, replayed_warehouse.encoder, lambda _m: None)
     names = list(data.train.model_names)
