@@ -488,8 +488,11 @@ def materialize_summary(
         meta = json.loads(meta_path.read_text())
         point = meta.get("operating_point") or {}
         quality, cost = point.get("quality"), point.get("cost")
+        interval = point.get("quality_interval")
         where = (
-            f"quality {quality:.3f} at ${cost:.6f} a query (validation)"
+            f"quality {quality:.3f}"
+            + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
+            + f" at ${cost:.6f} a query (validation)"
             if quality is not None and cost is not None
             else "no validated point"
         )

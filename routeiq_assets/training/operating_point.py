@@ -43,6 +43,10 @@ class OperatingPoint:
     queries: int
     best_single: dict[str, float | str | None] = field(default_factory=dict)
     curve: list[tuple[float, float, float]] = field(default_factory=list)  # (lambda, cost, q)
+    # 95% paired bootstrap intervals over the validation queries: of the chosen point's quality,
+    # and of its difference from the best single model's
+    quality_interval: tuple[float, float] | None = None
+    vs_best_interval: tuple[float, float] | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -83,12 +87,38 @@ class _Estimator:
             self.weight = np.where(full[:, None], 1.0, 1.0 / np.nan_to_num(propensity, nan=1.0))
             self.kind = f"off-policy SNIPS ({source})"
 
-    def value(self, chosen: np.ndarray) -> float:
-        rows = np.arange(len(chosen))
-        hit = self.mask[rows, chosen]
-        w = self.weight[rows, chosen] * hit
+    def value(self, chosen: np.ndarray, rows: np.ndarray | None = None) -> float:
+        rows = np.arange(len(chosen)) if rows is None else rows
+        picks = chosen[rows]
+        hit = self.mask[rows, picks]
+        w = self.weight[rows, picks] * hit
         total = w.sum()
-        return float((w * self.quality[rows, chosen]).sum() / total) if total > 0 else float("nan")
+        return float((w * self.quality[rows, picks]).sum() / total) if total > 0 else float("nan")
+
+
+def _intervals(
+    estimator: _Estimator, chosen: np.ndarray, best: int | None, samples: int = 200
+) -> tuple[tuple[float, float] | None, tuple[float, float] | None]:
+    """95% bootstrap intervals (queries resampled, the same draws for both) of the quality of
+    ``chosen`` and of its difference from always ``best``."""
+    n = len(chosen)
+    draws = np.random.default_rng(0).integers(0, n, size=(samples, n))
+    always = np.full(n, best if best is not None else 0)
+    quality, difference = [], []
+    for rows in draws:
+        q = estimator.value(chosen, rows)
+        quality.append(q)
+        difference.append(q - estimator.value(always, rows) if best is not None else np.nan)
+
+    def interval(values: list[float]) -> tuple[float, float] | None:
+        finite = np.asarray(values, np.float64)
+        finite = finite[np.isfinite(finite)]
+        if len(finite) < samples // 2:
+            return None
+        low, high = np.percentile(finite, [2.5, 97.5])
+        return float(low), float(high)
+
+    return interval(quality), interval(difference)
 
 
 def choose_operating_point(
@@ -131,6 +161,11 @@ def choose_operating_point(
         (estimator.value(np.full(n, j)), float(cost[j]), names[j]) for j in range(len(names))
     ]
     finite = [s for s in singles if np.isfinite(s[0])]
+    best_index = max(
+        (j for j, s in enumerate(singles) if np.isfinite(s[0])),
+        key=lambda j: (singles[j][0], -singles[j][1]),
+        default=None,
+    )
     best_q, best_c, best_name = (
         max(finite, key=lambda s: (s[0], -s[1])) if finite else (float("nan"), float("nan"), None)
     )
@@ -160,6 +195,9 @@ def choose_operating_point(
     def pick(candidates, key, met: bool, reason: str) -> OperatingPoint:
         lam, c, q = min(candidates, key=key)
         point.lam, point.cost, point.quality, point.met, point.reason = lam, c, q, met, reason
+        point.quality_interval, point.vs_best_interval = _intervals(
+            estimator, decide(predicted, cost, lam), best_index
+        )
         return point
 
     best_quality = lambda p: (-p[2], p[1])  # noqa: E731

@@ -72,6 +72,11 @@ def test_match_best_runs_at_the_best_models_quality_for_less(tmp_path):
     assert meta["default_lambda"] == point["lam"]
     assert RouterRuntime.from_folder(result.folder).default_lambda == point["lam"]
     assert result.metrics["operating_lambda"] == point["lam"]
+    # with intervals over the validation queries: about the point, and about its difference
+    low, high = point["quality_interval"]
+    assert low <= point["quality"] <= high
+    low, high = point["vs_best_interval"]
+    assert low <= point["quality"] - best["quality"] <= high
     # the curve holds the chosen point, and nothing cheaper reaches the best model's quality
     cheaper = [p for p in point["curve"] if p[1] < point["cost"]]
     assert all(p[2] < best["quality"] for p in cheaper)
