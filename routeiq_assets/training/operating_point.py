@@ -160,14 +160,13 @@ def choose_operating_point(
     singles = [
         (estimator.value(np.full(n, j)), float(cost[j]), names[j]) for j in range(len(names))
     ]
-    finite = [s for s in singles if np.isfinite(s[0])]
     best_index = max(
         (j for j, s in enumerate(singles) if np.isfinite(s[0])),
         key=lambda j: (singles[j][0], -singles[j][1]),
         default=None,
     )
     best_q, best_c, best_name = (
-        max(finite, key=lambda s: (s[0], -s[1])) if finite else (float("nan"), float("nan"), None)
+        singles[best_index] if best_index is not None else (float("nan"), float("nan"), None)
     )
     lambdas = sorted({*default_lambdas(cost), fixed_lambda})
     curve = []
