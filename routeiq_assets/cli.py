@@ -507,6 +507,8 @@ def materialize_summary(
         gate = json.loads(gate_path.read_text())
         verdict = "DEPLOYED" if gate.get("passed") else "HELD"
         lines.append(f"  gate        {verdict}: {gate.get('reason', '')}")
+        if gate.get("headline"):
+            lines.append(f"  headline    {gate['headline']}")
         lines.append(f"  report      {loc.work_dir / 'evaluation' / 'report.md'}")
     lines.append(f"  log         {log_path}")
     lines.append("  UI          dagster dev -w workspace.yaml, then http://127.0.0.1:3000")

@@ -63,10 +63,13 @@ def evaluation_asset(name: str) -> dg.AssetsDefinition:
 def report_asset(names: list[str]) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:
     @dg.asset(group_name=GROUP, deps=[f"evaluation_{n}" for n in names], kinds={"mlflow"})
     def evaluation_report(context: dg.AssetExecutionContext, routeiq: RouteIQResource):
-        """Every router and baseline side by side: a markdown table and a quality-against-cost
-        PNG (off-policy points, full-information curves when available), in this metadata and
-        logged to MLflow as run `evaluation_report`; plus the deployment gate's verdict
-        (configs/gate.yaml) against the MLflow registry's production router, in gate.json."""
+        """Every router and baseline side by side, opening with the operator's question (what
+        the router saves against always-best, what it changes against the gateway today): a
+        markdown report and a quality-against-cost PNG (each router's lambda sweep with its
+        operating point, the baselines as points), in this metadata and logged to MLflow as run
+        `evaluation_report`; plus the deployment gate's verdict (configs/gate.yaml): the
+        challenger against the logging policy, always-best, always-cheapest and the MLflow
+        registry's production router, in gate.json."""
         settings = routeiq.settings()
         loc = settings.resolved
         folder = loc.work_dir / "evaluation"
@@ -86,10 +89,13 @@ def report_asset(names: list[str]) -> tuple[dg.AssetsDefinition, dg.AssetChecksD
                     production,
                     policy,
                     routeiq.encoder(),
+                    shown={n: loc.work_dir / "routers" / n for n in names},
                 )
         context.log.info(f"gate {'passed' if gate.passed else 'failed'}: {gate.reason}")
         gate_path = write_gate(gate, folder)
-        paths = write_report(evaluations, folder, gate_markdown=gate.markdown())
+        paths = write_report(
+            evaluations, folder, gate_markdown=gate.markdown(), gate=gate.as_dict()
+        )
         run_id = log_report_run(
             loc.mlflow_tracking_uri,
             settings.mlflow_experiment,
@@ -110,6 +116,7 @@ def report_asset(names: list[str]) -> tuple[dg.AssetsDefinition, dg.AssetChecksD
                 "routers": names,
                 "gate_passed": gate.passed,
                 "gate_reason": gate.reason,
+                "gate_headline": gate.headline,
                 "gate_challenger": gate.router or "",
                 "gate_estimate": gate.estimate,
                 "production_version": gate.production_version or "none",
@@ -118,9 +125,10 @@ def report_asset(names: list[str]) -> tuple[dg.AssetsDefinition, dg.AssetChecksD
 
     @dg.asset_check(asset=evaluation_report, blocking=True, name="deployment_gate")
     def deployment_gate(routeiq: RouteIQResource) -> dg.AssetCheckResult:
-        """Passes only when the best challenger beats the production router by more than the
-        confidence interval of the difference (or nothing is in production yet). Blocking:
-        deployed_router does not run when it fails, and the run fails with this reason."""
+        """Passes only when a challenger beats every baseline (the logging policy, always-best,
+        always-cheapest, and production when there is one) on its objective beyond the paired
+        interval. Blocking: deployed_router does not run when it fails, and the run fails with
+        this reason (which baseline won, by how much)."""
         gate = read_gate(routeiq.settings().resolved.work_dir / "evaluation")
         return dg.AssetCheckResult(
             passed=bool(gate["passed"]),
@@ -134,6 +142,10 @@ def report_asset(names: list[str]) -> tuple[dg.AssetsDefinition, dg.AssetChecksD
                 if gate["difference"] is not None
                 else float("nan"),
                 "estimate": gate["estimate"],
+                "objective": gate["objective"],
+                "lost_to": ", ".join(
+                    c["baseline"] for c in gate.get("comparisons", []) if not c["passed"]
+                ),
             },
         )
 

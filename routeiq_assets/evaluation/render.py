@@ -70,13 +70,56 @@ def full_information_table(evaluations: list[dict[str, Any]]) -> str | None:
     return "\n".join(lines)
 
 
-def plot(evaluations: list[dict[str, Any]], path: Path) -> Path:
+def _plot_gate(ax, gate: dict[str, Any]) -> None:
+    """Each router's lambda sweep with its operating point starred, and the baselines, all valued
+    by the gate on the same held-out queries (the numbers in gate.json)."""
+    for name, curve in gate["curves"].items():
+        if not curve:
+            continue
+        xs, ys = zip(*sorted((c, q) for _, c, q in curve), strict=True)
+        [line] = ax.plot(xs, ys, marker=".", markersize=3, linewidth=1, label=f"{name} (sweep)")
+        point = gate["points"][name]
+        ax.scatter(
+            [point["cost"]],
+            [point["quality"]],
+            marker="*",
+            s=220,
+            color=line.get_color(),
+            edgecolors="black",
+            zorder=5,
+            label=f"{name} at its operating point (lambda {point['lambda']:.3g})",
+        )
+    for name, point in gate["baselines"].items():
+        ax.scatter([point["cost"]], [point["quality"]], marker="X", s=70, zorder=4, label=name)
+    ax.set_title(
+        f"Quality against cost: {gate['estimate']}, {gate['queries']} held-out queries",
+        fontsize=9,
+    )
+
+
+def plot(evaluations: list[dict[str, Any]], path: Path, gate: dict[str, Any] | None = None) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig = figure(evaluations, gate)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def figure(evaluations: list[dict[str, Any]], gate: dict[str, Any] | None = None):
+    """The quality-against-cost figure: the gate's curves, operating points and baselines when
+    it valued them, else each evaluation's points (and full-information curves)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    if gate and gate.get("curves"):
+        _plot_gate(ax, gate)
+        evaluations = []
+    else:
+        ax.set_title("Routers: quality against cost (held-out split)")
     seen_baselines = set()
     for ev in evaluations:
         router_row, *others = ev["rows"]
@@ -102,20 +145,21 @@ def plot(evaluations: list[dict[str, Any]], path: Path) -> Path:
                 )
     ax.set_xlabel("cost per query (USD)")
     ax.set_ylabel("quality")
-    ax.set_title("Routers: quality against cost (held-out split)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def write_report(
-    evaluations: list[dict[str, Any]], out_dir: Path, gate_markdown: str | None = None
+    evaluations: list[dict[str, Any]],
+    out_dir: Path,
+    gate_markdown: str | None = None,
+    gate: dict[str, Any] | None = None,
 ) -> dict[str, Path]:
-    """report.md, quality_vs_cost.png and evaluation.json in ``out_dir`` (with the deployment
-    gate's verdict on top when given)."""
+    """report.md, quality_vs_cost.png and evaluation.json in ``out_dir``. With the deployment
+    gate's result, the report opens with its headline and verdict, and the PNG draws its curves,
+    operating points and baselines."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
@@ -124,14 +168,18 @@ def write_report(
         "png": out_dir / REPORT_PNG,
     }
     paths["json"].write_text(strict_json.dumps(evaluations))
-    plot(evaluations, paths["png"])
+    plot(evaluations, paths["png"], gate)
     n = evaluations[0]["test_examples"] if evaluations else 0
     parts = ["# Router evaluation", ""]
+    if gate and gate.get("headline"):
+        parts += [f"**{gate['headline']}**", ""]
     if gate_markdown:
         parts += ["## Deployment gate", "", gate_markdown, ""]
+    if gate and gate.get("curves"):
+        parts += [f"![quality against cost]({REPORT_PNG})", ""]
     parts += [
         f"## Off-policy: {n} logged test examples (SNIPS and doubly robust, 95% bootstrap "
-        "intervals; each router at its default lambda)",
+        "intervals; each router at its operating point)",
         "",
         comparison_table(evaluations),
         "",
@@ -150,7 +198,8 @@ def write_report(
             "labeling.yaml cover the test split): quality/cost curves, AIQ and APGR need it.",
             "",
         ]
-    parts += [f"![quality against cost]({REPORT_PNG})", ""]
+    if not (gate and gate.get("curves")):
+        parts += [f"![quality against cost]({REPORT_PNG})", ""]
     for ev in evaluations:
         parts += [f"## {ev['router']} ({ev['router_type']})", "", ev["markdown"], ""]
         if ev.get("per_task"):

@@ -1,5 +1,6 @@
 """A warehouse with logged telemetry and a full-information table (the LLMRouter benchmark
-replayed through the simulator), built once per module through the real ingestion path."""
+replayed through the simulator), built once for this package through the real ingestion path;
+tests that change it work on a copy."""
 
 import json
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ class ReplayedWarehouse:
     encoder: object
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def replayed_warehouse(tmp_path_factory, benchmark_table) -> ReplayedWarehouse:
     root = tmp_path_factory.mktemp("replayed")
     records, catalog = load_table(*benchmark_table)

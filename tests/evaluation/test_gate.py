@@ -1,6 +1,7 @@
-"""The deployment gate against a real MLflow registry (SQLite) on a replayed warehouse: a better
-challenger passes, the same router does not, nothing in production lets the first one ship, and
-the off-policy path reaches the same verdicts."""
+"""The deployment gate's comparison with production, against a real MLflow registry (SQLite) on
+a replayed warehouse: a better challenger passes, the same router does not, and the off-policy
+path reaches the same verdicts. These tests judge challengers on quality against production
+alone (no baselines): the baselines have their own tests (test_gate_baselines.py)."""
 
 import dataclasses
 
@@ -55,6 +56,7 @@ def _register(tmp_path, folder, name):
 
 
 def _gate(warehouse, challengers, production, **policy):
+    policy = {"objective": "quality", "baselines": [], **policy}
     with connect(warehouse.db) as con:
         return evaluate_gate(con, challengers, production, GatePolicy(**policy), warehouse.encoder)
 
@@ -68,7 +70,7 @@ def test_better_challenger_passes_and_same_router_fails(replayed_warehouse, rout
     assert result.passed, result.reason
     assert result.estimate == "full information" and result.queries >= 50
     assert result.interval[0] > 0 and result.difference > 0
-    assert result.production_version == "1" and "beyond its interval" in result.reason
+    assert result.production_version == "1" and "knn beats every baseline" in result.reason
 
     # the same router in production: a zero difference is not an improvement
     _register(tmp_path, good, "knn-router")
@@ -83,9 +85,9 @@ def test_off_policy_gate_and_first_deployment(replayed_warehouse, routers, tmp_p
     good, bad = routers
     off_policy = {"min_full_information_queries": 10**6, "bootstrap_samples": 300}
     first = _gate(replayed_warehouse, {"knn": good, "knn_inverted": bad}, None, **off_policy)
-    assert first.passed and first.router == "knn" and "no production router yet" in first.reason
+    assert first.passed and first.router == "knn" and "nothing in production yet" in first.reason
     assert first.estimate == "off-policy SNIPS"
-    assert first.challengers["knn"] > first.challengers["knn_inverted"]
+    assert first.challengers["knn"]["quality"] > first.challengers["knn_inverted"]["quality"]
     # the inverted router as challenger against the good one in production fails
     worse = _gate(replayed_warehouse, {"knn_inverted": bad}, ("7", good), **off_policy)
     assert not worse.passed and worse.difference < 0
@@ -101,7 +103,7 @@ def test_nothing_registered_and_config_errors(tmp_path):
     (bad := tmp_path / "gate.yaml").write_text("objective: profit\n")
     with pytest.raises(GateConfigError, match="gate.yaml"):
         load_gate_policy(bad)
-    assert load_gate_policy(REPO_ROOT / "configs" / "gate.yaml").objective == "utility"
+    assert load_gate_policy(REPO_ROOT / "configs" / "gate.yaml").objective == "operating_point"
 
 
 def test_a_production_router_that_picks_a_retired_model_does_not_block(
@@ -153,7 +155,7 @@ def test_without_logged_propensities_the_gate_decides_on_estimated_ones(
     first = _gate(warehouse, {"knn": good, "knn_inverted": bad}, None, **off_policy)
     assert first.estimate == "off-policy DR (estimated propensities)"
     assert first.passed and first.router == "knn", first.reason
-    assert first.challengers["knn"] > first.challengers["knn_inverted"]
+    assert first.challengers["knn"]["quality"] > first.challengers["knn_inverted"]["quality"]
     worse = _gate(warehouse, {"knn_inverted": bad}, ("7", good), **off_policy)
     assert not worse.passed and worse.difference < 0 and "production stays" in worse.reason
     for result in (first, worse):

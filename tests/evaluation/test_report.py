@@ -35,3 +35,46 @@ def test_report_with_off_policy_and_full_information(replayed_warehouse, tmp_pat
     assert "Per task" in text
     assert paths["png"].read_bytes()[:4] == b"\x89PNG" and paths["png"].stat().st_size > 10000
     assert np.isfinite(fi["aiq"])
+
+
+def test_the_headline_and_curves_are_the_gates_numbers(replayed_warehouse, tmp_path):
+    """report.md opens with the gate's headline, and the PNG draws exactly gate.json's curves,
+    operating points and baselines: the figure's data is read back and compared."""
+    import json
+
+    import matplotlib.pyplot as plt
+
+    from routeiq_assets.evaluation.gate import GatePolicy, evaluate_gate, write_gate
+    from routeiq_assets.evaluation.render import figure
+
+    encoder = replayed_warehouse.encoder
+    config = load_router_config(REPO_ROOT / "configs" / "routers" / "knn.yaml")
+    with connect(replayed_warehouse.db) as con:
+        data = data_from_warehouse(con, MODEL, encoder, lambda _m: None)
+        knn = fit_and_save("knn", config, data, tmp_path / "routers").folder
+        ev = evaluate_router_folder(con, knn, encoder)
+        result = evaluate_gate(con, {"knn": knn}, None, GatePolicy(bootstrap_samples=200), encoder)
+    gate = json.loads(write_gate(result, tmp_path).read_text())
+    paths = write_report([ev], tmp_path / "report", result.markdown(), gate)
+    text = paths["markdown"].read_text()
+    assert text.startswith(f"# Router evaluation\n\n**{gate['headline']}**\n")
+    assert gate["headline"].startswith("knn at its operating point (lambda ")
+    point = gate["points"]["knn"]
+    assert f"quality {point['quality']:.4f} at ${point['cost']:.6f} a query" in gate["headline"]
+    assert point["lambda"] == json.loads((knn / "router.json").read_text())["default_lambda"]
+
+    fig = figure([ev], gate)
+    ax = fig.axes[0]
+    [line] = ax.lines
+    expected = sorted((c, q) for _, c, q in gate["curves"]["knn"])
+    assert len(expected) > 5
+    np.testing.assert_allclose(np.column_stack(line.get_data()), expected)
+    markers = {c.get_label(): c.get_offsets()[0].tolist() for c in ax.collections}
+    star = next(v for k, v in markers.items() if k.startswith("knn at its operating point"))
+    np.testing.assert_allclose(star, [point["cost"], point["quality"]])
+    assert set(gate["baselines"]) and set(gate["baselines"]) <= set(markers)
+    for name, b in gate["baselines"].items():
+        np.testing.assert_allclose(markers[name], [b["cost"], b["quality"]])
+        row = next(c for c in gate["comparisons"] if c["baseline"] == name)
+        assert (row["quality"], row["cost"]) == (b["quality"], b["cost"])
+    plt.close(fig)
