@@ -50,3 +50,13 @@ def run_failure_context(instance, run_id: str, sensor_name: str, resources=None)
         dagster_run=instance.get_run_by_id(run_id),
         resources=resources,
     ).for_run_failure()
+
+
+def gate_without_baselines(configs: Path) -> None:
+    """Tell a copy of configs/ to check no baselines at the gate (`baselines: []`): the first
+    version deploys whatever it scores, for tests of what happens after a deployment. The
+    baselines have their own tests (tests/evaluation/test_gate_baselines.py)."""
+    gate = configs / "gate.yaml"
+    text = gate.read_text()
+    assert "\nbaselines: [" in text
+    gate.write_text(text.replace("\nbaselines: [", "\nbaselines: [] # ["))

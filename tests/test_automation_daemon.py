@@ -17,7 +17,7 @@ import duckdb
 import pytest
 
 from routeiq_assets.telemetry.simulator import simulate_requests, write_otlp_files
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, gate_without_baselines
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -39,6 +39,7 @@ def _wait(predicate, timeout, what, log_path):
 def loop_env(routeiq_home, tmp_path):
     configs = tmp_path / "configs"
     shutil.copytree(REPO_ROOT / "configs", configs)
+    gate_without_baselines(configs)  # the loop deploys its first version
     for path in (configs / "routers").glob("*.yaml"):
         if path.stem != "knn":
             path.unlink()

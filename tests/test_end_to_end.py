@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, gate_without_baselines
 
 pytestmark = pytest.mark.slow
 PY = sys.executable
@@ -70,10 +70,19 @@ def _count(con, table):
     return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
 
 
-def test_whole_graph_materializes_and_deploys(graph_env):
+def test_whole_graph_materializes_and_deploys(graph_env, tmp_path):
     """On the simulator's default, what RouteIQ sends: no propensities, decisions without trace
-    context, legacy lines with non-hex ids, one model without a price (mistral-7b)."""
+    context, legacy lines with non-hex ids, one model without a price (mistral-7b).
+
+    The first run's gate is told to check no baselines (a copy of configs/ whose gate.yaml says
+    `baselines: []`), so that the first version deploys and the deployment path is exercised;
+    the second run has the default gate, which compares the challenger with every baseline and
+    with that production version."""
     env, home = graph_env
+    configs = tmp_path / "configs"
+    shutil.copytree(REPO_ROOT / "configs", configs)
+    gate_without_baselines(configs)
+    env = dict(env, ROUTEIQ_CONFIGS_DIR=str(configs))
     _run(
         [PY, "-m", "dagster", "definitions", "validate", "-w", str(REPO_ROOT / "workspace.yaml")],
         env,
@@ -126,7 +135,8 @@ def test_whole_graph_materializes_and_deploys(graph_env):
     assert (home / "work" / "evaluation" / "quality_vs_cost.png").read_bytes()[:4] == b"\x89PNG"
 
     gate = json.loads((home / "work" / "evaluation" / "gate.json").read_text())
-    assert gate["passed"] and "no production router yet" in gate["reason"]
+    assert gate["passed"] and "no baselines configured" in gate["reason"]
+    assert "nothing in production yet" in gate["reason"]
     assert gate["estimate"] == "off-policy DR (estimated propensities)"
     assert_every_json_is_strict(home)
     assert "Deployment gate PASSED" in report
@@ -176,6 +186,7 @@ def test_whole_graph_materializes_and_deploys(graph_env):
     # a second run over the same landing folder ingests nothing and retrains the same routers:
     # the deployment gate (a blocking check) holds, deployed_router does not run, production stays
     # at version 1, and `routeiq materialize` says why and exits 0
+    env["ROUTEIQ_CONFIGS_DIR"] = str(REPO_ROOT / "configs")
     second = _run([PY, "-m", "routeiq_assets.cli", "materialize"], env)
     assert "deployment gate held, production unchanged" in second.stderr
     # a short summary a person reads; Dagster's events and MLflow's bars go to the log file
@@ -183,15 +194,28 @@ def test_whole_graph_materializes_and_deploys(graph_env):
     assert summary.startswith("RouteIQ materialize: finished in")
     assert "telemetry   no new files in the landing folder" in summary
     assert "router      knn" in summary and "match_best" in summary
-    assert "gate        HELD: the improvement is not larger" in summary
+    # the default gate: the same knn against the baselines and production v1; it holds and
+    # says which baselines won and by how much
+    assert "gate        HELD: hold; production stays: knn, the closest challenger, loses to" in (
+        summary
+    )
+    assert "headline    knn at its operating point (lambda " in summary
     assert "report      " in summary and "dagster dev -w workspace.yaml" in summary
     assert "  done    router_knn (" in second.stderr and " - DEBUG - " not in second.stderr
     log = summary.split("log         ")[1].splitlines()[0]
     assert "STEP_SUCCESS" in Path(log).read_text()
-    assert "not larger than its 95% interval" in second.stderr
     gate = json.loads((home / "work" / "evaluation" / "gate.json").read_text())
     assert gate["passed"] is False and gate["production_version"] == "1"
     assert gate["difference"] == 0
+    lost = [c["baseline"] for c in gate["comparisons"] if not c["passed"]]
+    assert lost and "production v1" in lost and f"loses to {', '.join(lost)}" in gate["reason"]
+    assert [c["baseline"].split(" ")[0] for c in gate["comparisons"]] == [
+        "logging",
+        "always-best",
+        "always-cheapest",
+        "production",
+    ]
+    assert gate["headline"] and gate["curves"]["knn"] and set(gate["points"]) >= {"knn", "mlp"}
     con = duckdb.connect(str(home / "warehouse" / "routeiq.duckdb"), read_only=True)
     assert _count(con, "router_decisions") == 2940
     con.close()

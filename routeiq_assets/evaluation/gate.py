@@ -626,7 +626,12 @@ def evaluate_gate(
         if result.production_unknown_share
         else ""
     )
-    if result.passed:
+    if result.passed and not comparisons:
+        result.reason = (
+            f"no baselines configured (configs/gate.yaml) and nothing in production yet: {best} "
+            f"ships unchecked {where}"
+        )
+    elif result.passed:
         result.reason = (
             f"{best} beats every baseline {where}: "
             + "; ".join(c.reason for c in comparisons)
@@ -636,10 +641,12 @@ def evaluate_gate(
     else:
         lost = [c for c in comparisons if not c.passed]
         won = [c.baseline for c in comparisons if c.passed]
+        shortfall = next((c.shortfall for c in lost if c.shortfall), None)
         result.reason = (
             f"hold{stays}: {best}, the closest challenger, loses to "
             + ", ".join(c.baseline for c in lost)
             + f" {where}: "
+            + (f"{shortfall}; " if shortfall else "")
             + "; ".join(c.reason for c in lost)
             + (f". It beats {', '.join(won)}" if won else "")
             + unknown

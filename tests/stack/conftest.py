@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, gate_without_baselines
 
 SAMPLE_ROUTERS = ("knn", "mlp")
 
@@ -45,6 +45,7 @@ def materialised_sample(tmp_path_factory: pytest.TempPathFactory) -> Materialise
     shutil.copy(REPO_ROOT / "dagster_home" / "dagster.yaml", dagster_home / "dagster.yaml")
     # the repository's configs (labeling, prices, gate, ...), routers cut down to knn and mlp
     shutil.copytree(REPO_ROOT / "configs", configs)
+    gate_without_baselines(configs)  # the sample deploys its first version
     for config in (configs / "routers").glob("*.yaml"):
         if config.stem not in SAMPLE_ROUTERS:
             config.unlink()
