@@ -138,14 +138,13 @@ def report_asset(names: list[str]) -> tuple[dg.AssetsDefinition, dg.AssetChecksD
                 "reason": gate["reason"],
                 "challenger": gate["router"] or "",
                 "production_version": gate["production_version"] or "none",
-                "difference": gate["difference"]
-                if gate["difference"] is not None
-                else float("nan"),
                 "estimate": gate["estimate"],
                 "objective": gate["objective"],
                 "lost_to": ", ".join(
                     c["baseline"] for c in gate.get("comparisons", []) if not c["passed"]
                 ),
+                # against production, when there is one (no NaN in metadata)
+                **({"difference": gate["difference"]} if gate["difference"] is not None else {}),
             },
         )
 
