@@ -456,10 +456,10 @@ def _headline(name: str, lam: float, mine: Draws, comparisons: list[Comparison])
     """The operator's question first: what the router saves against always-best, and what it
     changes against what the gateway does today."""
     parts = [
-        f"{name} at its operating point (lambda {lam:g}): quality {_fmt(mine.quality)} at "
+        f"{name} at its operating point (lambda {lam:.3g}): quality {_fmt(mine.quality)} at "
         f"${_fmt(mine.cost, 6)} a query."
     ]
-    for c in comparisons:
+    for c in sorted(comparisons, key=lambda c: not c.baseline.startswith("always-best")):
         if c.baseline.startswith("always-best") and np.isfinite(c.cost) and c.cost > 0:
             saving = 1.0 - mine.cost / c.cost
             parts.append(

@@ -89,10 +89,23 @@ def _plot_gate(ax, gate: dict[str, Any]) -> None:
             zorder=5,
             label=f"{name} at its operating point (lambda {point['lambda']:.3g})",
         )
-    for name, point in gate["baselines"].items():
-        ax.scatter([point["cost"]], [point["quality"]], marker="X", s=70, zorder=4, label=name)
+    for (name, point), marker in zip(gate["baselines"].items(), "XPDs^v", strict=False):
+        ax.scatter(
+            [point["cost"]],
+            [point["quality"]],
+            marker=marker,
+            s=70,
+            color="black",
+            zorder=4,
+            label=name,
+        )
     ax.set_title(
-        f"Quality against cost: {gate['estimate']}, {gate['queries']} held-out queries",
+        f"Quality against cost: {gate['estimate']}, {gate['queries']} held-out queries"
+        + (
+            ""
+            if gate["estimate"] == "full information"
+            else " (estimates: intervals in the report)"
+        ),
         fontsize=9,
     )
 
@@ -114,7 +127,7 @@ def figure(evaluations: list[dict[str, Any]], gate: dict[str, Any] | None = None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    fig, ax = plt.subplots(figsize=(11, 5.5), dpi=110)
     if gate and gate.get("curves"):
         _plot_gate(ax, gate)
         evaluations = []
@@ -146,7 +159,8 @@ def figure(evaluations: list[dict[str, Any]], gate: dict[str, Any] | None = None
     ax.set_xlabel("cost per query (USD)")
     ax.set_ylabel("quality")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    # outside the axes: a legend inside hides the points it names
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
     return fig
 
