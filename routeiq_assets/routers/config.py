@@ -122,7 +122,7 @@ class EnsembleMember(BaseModel):
 def _default_members() -> list[EnsembleMember]:
     return [
         EnsembleMember(router_type="knn", hparam={"k": 100, "prior_weight": 3.0}),
-        EnsembleMember(router_type="mlp", hparam={"epochs": 10}),
+        EnsembleMember(router_type="linear", hparam={"alpha": 30.0}),
     ]
 
 

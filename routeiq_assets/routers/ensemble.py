@@ -47,7 +47,7 @@ class EnsembleRouter(Router):
             if members
             else [
                 {"router_type": "knn", "hparams": {"k": 100, "prior_weight": 3.0}},
-                {"router_type": "mlp", "hparams": {"epochs": 10}},
+                {"router_type": "linear", "hparams": {"alpha": 30.0}},
             ]
         )
         types = _member_types()

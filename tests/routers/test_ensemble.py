@@ -73,8 +73,11 @@ def test_ensemble_refuses_members_it_cannot_average(members, message):
 
 def test_ensemble_config_validates_each_member(tmp_path):
     default = EnsembleHparams(device="cpu").router_kwargs()
-    assert [m["router_type"] for m in default["members"]] == ["knn", "mlp"]
-    assert default["members"][1]["hparams"]["device"] == "cpu"
+    assert [m["router_type"] for m in default["members"]] == ["knn", "linear"]
+    with_mlp = EnsembleHparams.model_validate(
+        {"device": "cpu", "members": [{"router_type": "mlp", "hparam": {"epochs": 1}}]}
+    )
+    assert with_mlp.router_kwargs()["members"][0]["hparams"]["device"] == "cpu"
     EnsembleRouter(**default)  # every key is a constructor argument
     bad = tmp_path / "ensemble.yaml"
     bad.write_text("hparam:\n  members:\n    - router_type: knn\n      hparam: {k: 0}\n")
