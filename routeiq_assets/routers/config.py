@@ -89,12 +89,60 @@ class BertHparams(CommonHparams):
         return kwargs
 
 
-HPARAMS: dict[str, type[CommonHparams]] = {
+MEMBER_HPARAMS: dict[str, type[CommonHparams]] = {
     "knn": KNNHparams,
     "mlp": MLPHparams,
     "linear": LinearHparams,
     "mf": MFHparams,
+}
+
+
+class EnsembleMember(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    router_type: Literal["knn", "mlp", "linear", "mf"]
+    hparam: dict = Field(default_factory=dict)
+    weight: float = Field(1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _valid_hparam(self) -> EnsembleMember:
+        # the member's own hyperparameters, validated as its config would be
+        MEMBER_HPARAMS[self.router_type].model_validate(self.hparam)
+        return self
+
+    def router_spec(self, seed: int, device: str) -> dict:
+        hparams = MEMBER_HPARAMS[self.router_type].model_validate(self.hparam)
+        kwargs = hparams.router_kwargs()
+        if "seed" in kwargs and "seed" not in self.hparam:
+            kwargs["seed"] = seed
+        if "device" in kwargs and "device" not in self.hparam:
+            kwargs["device"] = device
+        return {"router_type": self.router_type, "hparams": kwargs, "weight": self.weight}
+
+
+def _default_members() -> list[EnsembleMember]:
+    return [
+        EnsembleMember(router_type="knn", hparam={"k": 100, "prior_weight": 3.0}),
+        EnsembleMember(router_type="linear", hparam={"alpha": 30.0}),
+    ]
+
+
+class EnsembleHparams(CommonHparams):
+    """The weighted mean of members' predicted quality; every member reads the embedding."""
+
+    members: list[EnsembleMember] = Field(default_factory=_default_members, min_length=1)
+
+    def router_kwargs(self) -> dict:
+        return {
+            "members": [m.router_spec(self.seed, self.device) for m in self.members],
+            "seed": self.seed,
+            "device": self.device,
+        }
+
+
+HPARAMS: dict[str, type[CommonHparams]] = {
+    **MEMBER_HPARAMS,
     "bert": BertHparams,
+    "ensemble": EnsembleHparams,
 }
 
 

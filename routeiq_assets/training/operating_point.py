@@ -29,6 +29,9 @@ from routeiq_assets.routers.config import OperatingPointConfig
 from routeiq_assets.training.training_set import QualityMatrix
 
 MIN_PROPENSITY = 0.01
+# lambdas swept (0 and a geometric grid): 121 rather than the metrics' 41, so that a budget or
+# the cheapest point matching the best single model is found within a few % of cost, not ~10%
+LAMBDAS = 121
 
 
 @dataclass
@@ -168,7 +171,7 @@ def choose_operating_point(
     best_q, best_c, best_name = (
         singles[best_index] if best_index is not None else (float("nan"), float("nan"), None)
     )
-    lambdas = sorted({*default_lambdas(cost), fixed_lambda})
+    lambdas = sorted({*default_lambdas(cost, LAMBDAS), fixed_lambda})
     curve = []
     for lam in lambdas:
         chosen = decide(predicted, cost, lam)

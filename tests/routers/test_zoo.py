@@ -92,7 +92,7 @@ def test_bert_fine_tunes_end_to_end_and_reloads(tmp_path):
     )
 
 
-@pytest.mark.parametrize("kind", ["knn", "mlp", "linear", "mf", "bert"])
+@pytest.mark.parametrize("kind", ["knn", "mlp", "linear", "mf", "bert", "ensemble"])
 def test_shipped_configs_validate(kind):
     cfg = load_router_config(REPO_ROOT / "configs" / "routers" / f"{kind}.yaml")
     assert cfg.router_type == kind
