@@ -23,6 +23,7 @@ Configuration and the metrics exposed are described in docs/gateway-plugin.md.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import math
@@ -255,6 +256,19 @@ def deployment_name(deployment: Mapping[str, Any]) -> str:
     return str(params.get("model") or deployment.get("model_name") or "")
 
 
+@functools.cache
+def _candidate_filter() -> Callable[..., Any] | None:
+    """RouteIQ's cooldown / ban / residency filter, when the gateway is installed (looked up
+    once: a failed import on every request would cost more than the decision)."""
+    try:
+        from litellm_llmrouter.candidate_filter import (  # type: ignore[import-not-found]
+            filter_routable_candidates,
+        )
+    except Exception:
+        return None
+    return filter_routable_candidates
+
+
 @dataclass
 class Decision:
     """One routing decision, as the strategy made it (also what its telemetry says)."""
@@ -314,13 +328,8 @@ class RouterStrategy(_StrategyBase):
         if pool is None:
             pool = getattr(router, "model_list", None) or []
         group = [d for d in pool if isinstance(d, Mapping) and d.get("model_name") == context.model]
-        try:  # RouteIQ's cooldown / ban / residency filter, when the gateway is installed
-            from litellm_llmrouter.candidate_filter import (  # type: ignore[import-not-found]
-                filter_routable_candidates,
-            )
-        except Exception:
-            return group
-        return list(filter_routable_candidates(router, group, context=context))
+        routable = _candidate_filter()
+        return group if routable is None else list(routable(router, group, context=context))
 
     def router_name(self, gateway_name: str, known: set[str]) -> str | None:
         """The router's model name for a gateway deployment name (through the model map, then
@@ -337,11 +346,11 @@ class RouterStrategy(_StrategyBase):
     def decide(self, context: Any, embedding: np.ndarray | None = None) -> Decision:
         started = time.perf_counter()
         runtime = self._runtime
-        if runtime is None:
-            return self._fallback(context, "not_loaded", [], started)
         if getattr(context, "specific_deployment", False):
             return self._fallback(context, "specific_deployment", [], started)
         group = self.candidates(context)
+        if runtime is None:
+            return self._fallback(context, "not_loaded", group, started)
         if not group:
             return self._fallback(context, "no_candidates", group, started)
         router = runtime.router
@@ -402,7 +411,7 @@ class RouterStrategy(_StrategyBase):
         custom = {
             "selection_propensity": choice.propensity,
             "logging_policy": self.policy.label,
-            "logging_policy_version": routed.version,
+            "logging_policy_version": routed.version or "unversioned",
             "exploration_rate": self.policy.exploration,
             "incumbent_model": routed.model,
             "router_version": routed.version,
