@@ -133,6 +133,7 @@ _FIELDS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "fallback": (str, "gateway"),
     "decision_log": (str, None),
     "span_events": (_flag, True),
+    "blas_threads": (int, 1),
 }
 
 
@@ -156,6 +157,7 @@ class PluginConfig:
     fallback: str = "gateway"  # "gateway": return None (the gateway decides); "first"
     decision_log: str | None = None  # append each decision payload to this JSONL file
     span_events: bool = True  # add the decision event to the current OpenTelemetry span
+    blas_threads: int = 1  # numpy's BLAS threads in the gateway process (0: leave as they are)
 
     @classmethod
     def from_sources(
@@ -292,6 +294,7 @@ class RouterStrategy(_StrategyBase):
         self._runtime = runtime
         self._lock = threading.Lock()
         self._log_lock = threading.Lock()
+        self._log_file: Any = None  # the decision log, opened on the first decision
         self.decisions = 0
         self.explored = 0
         self.fallbacks: Counter[str] = Counter()
@@ -475,8 +478,11 @@ class RouterStrategy(_StrategyBase):
         if span is not None:
             span.add_event(DECISION_EVENT_NAME, {PAYLOAD_ATTRIBUTE: text})
         if self.config.decision_log:
-            with self._log_lock, open(self.config.decision_log, "a", encoding="utf-8") as out:
-                out.write(text + "\n")
+            with self._log_lock:
+                if self._log_file is None:
+                    self._log_file = open(self.config.decision_log, "a", encoding="utf-8")  # noqa: SIM115
+                self._log_file.write(text + "\n")
+                self._log_file.flush()
         for listener in self.listeners:
             listener(payload)
         self._count("latency", total_ms)
@@ -589,6 +595,10 @@ class RouterStrategy(_StrategyBase):
         runtime, self._runtime = self._runtime, None
         if runtime is not None:
             runtime.close()
+        with self._log_lock:
+            if self._log_file is not None:
+                self._log_file.close()
+                self._log_file = None
 
 
 def decision_payload(
@@ -654,6 +664,7 @@ class RouteIQRouterPlugin(_PluginBase):
         self.strategy: RouterStrategy | None = None
         self._stop = threading.Event()
         self._loader: threading.Thread | None = None
+        self._blas_limit: Any = None
 
     @property
     def metadata(self) -> Any:
@@ -676,6 +687,7 @@ class RouteIQRouterPlugin(_PluginBase):
         settings = getattr(context, "settings", None)
         config = PluginConfig.from_sources(self._config_overrides, settings)
         strategy = RouterStrategy(config)
+        self._blas_limit = limit_blas_threads(config.blas_threads)
         if getattr(context, "metrics", None) is not None:
             strategy.instrument(context.metrics)
         self._stop.clear()
@@ -699,6 +711,9 @@ class RouteIQRouterPlugin(_PluginBase):
         if self._loader is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._loader.join, 10.0)
         strategy.close()
+        if self._blas_limit is not None:
+            self._blas_limit.restore_original_limits()
+            self._blas_limit = None
 
     async def health_check(self) -> dict[str, Any]:
         strategy = self.strategy
@@ -718,6 +733,19 @@ class _Metadata:
     description: str = ""
     depends_on: list[str] = field(default_factory=list)
     priority: int = 1000
+
+
+def limit_blas_threads(threads: int) -> Any:
+    """Limit numpy's BLAS to ``threads`` threads (0: no limit); return what restores it. One
+    query's matrix-vector products only lose by spreading over threads, and a gateway serves many
+    requests at once (docs/gateway-plugin.md has the figures)."""
+    if threads <= 0:
+        return None
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return None
+    return threadpool_limits(limits=threads, user_api="blas")
 
 
 def package_version() -> str:
