@@ -31,7 +31,7 @@ import os
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -63,6 +63,7 @@ except Exception:
 log = logging.getLogger(__name__)
 
 PLUGIN_NAME = "routeiq-router"
+PENDING_MAX = 10_000  # decisions held for their call's outcome, at most
 PLUGIN_PATH = f"{__name__}.RouteIQRouterPlugin"
 DEFAULT_STRATEGY_NAME = "llmrouter-routeiq-runtime"
 ENV_PREFIX = "ROUTEIQ_PLUGIN_ROUTER_"
@@ -134,6 +135,8 @@ _FIELDS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "decision_log": (str, None),
     "span_events": (_flag, True),
     "blas_threads": (int, 1),
+    "emit_at": (str, "outcome"),
+    "outcome_wait_seconds": (_number, 300.0),
 }
 
 
@@ -158,6 +161,8 @@ class PluginConfig:
     decision_log: str | None = None  # append each decision payload to this JSONL file
     span_events: bool = True  # add the decision event to the current OpenTelemetry span
     blas_threads: int = 1  # numpy's BLAS threads in the gateway process (0: leave as they are)
+    emit_at: str = "outcome"  # "outcome": when the call ends (if it has a call id); "decision"
+    outcome_wait: float = 300.0  # how long a decision waits for its call's outcome
 
     @classmethod
     def from_sources(
@@ -186,6 +191,7 @@ class PluginConfig:
             except (ValueError, TypeError) as exc:
                 raise ValueError(f"{variable}: {exc}") from None
         values["lam"] = values.pop("lambda")
+        values["outcome_wait"] = values.pop("outcome_wait_seconds")
         made = cls(**values)
         made.check()
         return made
@@ -193,6 +199,8 @@ class PluginConfig:
     def check(self) -> None:
         if self.exploration_policy not in POLICIES:
             raise ValueError(f"{ENV_PREFIX}EXPLORATION_POLICY must be one of {POLICIES}")
+        if self.emit_at not in ("decision", "outcome"):
+            raise ValueError(f"{ENV_PREFIX}EMIT_AT must be decision or outcome")
         if self.fallback not in ("gateway", "first"):
             raise ValueError(f"{ENV_PREFIX}FALLBACK must be gateway or first")
         if self.lam is not None and self.lam < 0:
@@ -258,6 +266,37 @@ def deployment_name(deployment: Mapping[str, Any]) -> str:
     return str(params.get("model") or deployment.get("model_name") or "")
 
 
+def call_id_of(context: Any) -> str | None:
+    """The LiteLLM call id of the request (``litellm_call_id``), which the call's success and
+    failure hooks see too; else the context's request id."""
+    kwargs = getattr(context, "request_kwargs", None)
+    found = kwargs.get("litellm_call_id") if isinstance(kwargs, Mapping) else None
+    found = found or getattr(context, "request_id", None)
+    return str(found) if found else None
+
+
+def with_span_ids(payload: dict[str, Any], span: Any) -> None:
+    """The trace and span ids of ``span`` (when it has valid ones) in ``payload``."""
+    ids = span.get_span_context() if span is not None else None
+    if ids is not None and ids.is_valid:
+        payload["trace_id"] = format(ids.trace_id, "032x")
+        payload["span_id"] = format(ids.span_id, "016x")
+
+
+def token_counts(usage: Any) -> dict[str, int]:
+    """input/output/total tokens from an OpenAI-style ``usage`` (object or mapping)."""
+    out = {}
+    for key, name in (
+        ("input_tokens", "prompt_tokens"),
+        ("output_tokens", "completion_tokens"),
+        ("total_tokens", "total_tokens"),
+    ):
+        value = usage.get(name) if isinstance(usage, Mapping) else getattr(usage, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            out[key] = value
+    return out
+
+
 @functools.cache
 def _candidate_filter() -> Callable[..., Any] | None:
     """RouteIQ's cooldown / ban / residency filter, when the gateway is installed (looked up
@@ -295,6 +334,7 @@ class RouterStrategy(_StrategyBase):
         self._lock = threading.Lock()
         self._log_lock = threading.Lock()
         self._log_file: Any = None  # the decision log, opened on the first decision
+        self._pending: OrderedDict[Any, tuple[float, dict[str, Any]]] = OrderedDict()
         self.decisions = 0
         self.explored = 0
         self.fallbacks: Counter[str] = Counter()
@@ -452,28 +492,32 @@ class RouterStrategy(_StrategyBase):
         embed_ms: float | None = None,
         query: str | None = None,
     ) -> None:
+        total_ms = (time.perf_counter() - started) * 1000
+        self._count("latency", total_ms)
         span = self._span() if self.config.span_events else None
-        if span is None and not self.config.decision_log and not self.listeners:
+        call_id = call_id_of(context) if self.config.emit_at == "outcome" else None
+        if call_id is None and span is None and not self.config.decision_log and not self.listeners:
             return
         try:  # telemetry never fails a decision
-            self._write(context, decision, custom, scores, started, embed_ms, query, span)
+            payload = decision_payload(context, self.name, decision, custom, scores, total_ms)
+            payload["timings"]["embedding_ms"] = embed_ms
+            if query is not None:
+                payload["input"]["query_length"] = len(query)
+            with_span_ids(payload, span)
+            decision.payload = payload
+            if call_id is None:
+                self._publish(payload, span)
+            else:
+                self._hold(call_id, payload)
         except Exception as exc:
-            with self._lock:
-                self.telemetry_errors += 1
-            log.warning("routeiq router plugin: decision telemetry failed: %s", exc)
+            self._telemetry_failed(exc)
 
-    def _write(self, context, decision, custom, scores, started, embed_ms, query, span) -> None:
-        total_ms = (time.perf_counter() - started) * 1000
-        payload = decision_payload(context, self.name, decision, custom, scores, total_ms)
-        payload["timings"]["embedding_ms"] = embed_ms
-        if query is not None:
-            payload["input"]["query_length"] = len(query)
-        if span is not None:
-            ids = span.get_span_context()
-            if ids.is_valid:
-                payload["trace_id"] = format(ids.trace_id, "032x")
-                payload["span_id"] = format(ids.span_id, "016x")
-        decision.payload = payload
+    def _telemetry_failed(self, exc: Exception) -> None:
+        with self._lock:
+            self.telemetry_errors += 1
+        log.warning("routeiq router plugin: decision telemetry failed: %s", exc)
+
+    def _publish(self, payload: dict[str, Any], span: Any) -> None:
         text = json.dumps(payload, allow_nan=False, separators=(",", ":"))
         if span is not None:
             span.add_event(DECISION_EVENT_NAME, {PAYLOAD_ATTRIBUTE: text})
@@ -485,7 +529,51 @@ class RouterStrategy(_StrategyBase):
                 self._log_file.flush()
         for listener in self.listeners:
             listener(payload)
-        self._count("latency", total_ms)
+
+    def _hold(self, call_id: str, payload: dict[str, Any]) -> None:
+        """Keep a decision until its call's outcome (:meth:`complete`); publish those held past
+        ``outcome_wait_seconds`` (or beyond ``PENDING_MAX``) as they are."""
+        now = time.monotonic()
+        expired = []
+        with self._lock:
+            self._pending[call_id] = (now, payload)
+            while self._pending:
+                oldest, (held_at, held) = next(iter(self._pending.items()))
+                if len(self._pending) <= PENDING_MAX and now - held_at < self.config.outcome_wait:
+                    break
+                del self._pending[oldest]
+                expired.append(held)
+        for held in expired:
+            held["custom_attributes"]["outcome_observed"] = False
+            self._publish(held, None)
+
+    def complete(self, call_id: Any, status: str, usage: Any = None) -> bool:
+        """The call a held decision routed has ended (``status``: success, error or timeout):
+        publish its decision with that outcome and the call's token counts."""
+        with self._lock:
+            entry = self._pending.pop(str(call_id), None) if call_id else None
+        if entry is None:
+            return False
+        payload = entry[1]
+        try:
+            payload["outcome"].update(status=status, **token_counts(usage))
+            payload["custom_attributes"]["outcome_observed"] = True
+            span = self._span() if self.config.span_events else None
+            if payload["trace_id"] is None:
+                with_span_ids(payload, span)
+            self._publish(payload, span)
+        except Exception as exc:
+            self._telemetry_failed(exc)
+        return True
+
+    def flush_pending(self) -> None:
+        """Publish every held decision as it is (at shutdown)."""
+        with self._lock:
+            held = [payload for _, payload in self._pending.values()]
+            self._pending.clear()
+        for payload in held:
+            payload["custom_attributes"]["outcome_observed"] = False
+            self._publish(payload, None)
 
     @staticmethod
     def _span() -> Any:
@@ -513,6 +601,7 @@ class RouterStrategy(_StrategyBase):
                 "decisions": self.decisions,
                 "explored": self.explored,
                 "telemetry_errors": self.telemetry_errors,
+                "pending_outcomes": len(self._pending),
                 "fallbacks": sum(self.fallbacks.values()),
                 "fallback_reasons": {r: self.fallbacks[r] for r in FALLBACK_REASONS},
                 "exploration": self.policy.exploration,
@@ -592,6 +681,7 @@ class RouterStrategy(_StrategyBase):
         return thread
 
     def close(self) -> None:
+        self.flush_pending()
         runtime, self._runtime = self._runtime, None
         if runtime is not None:
             runtime.close()
@@ -714,6 +804,20 @@ class RouteIQRouterPlugin(_PluginBase):
         if self._blas_limit is not None:
             self._blas_limit.restore_original_limits()
             self._blas_limit = None
+
+    async def on_llm_success(self, model: str, response: Any, kwargs: dict[str, Any]) -> None:
+        if self.strategy is not None:
+            usage = getattr(response, "usage", None)
+            if usage is None and isinstance(response, Mapping):
+                usage = response.get("usage")
+            self.strategy.complete(kwargs.get("litellm_call_id"), "success", usage)
+
+    async def on_llm_failure(
+        self, model: str, exception: Exception, kwargs: dict[str, Any]
+    ) -> None:
+        if self.strategy is not None:
+            timeout = "timeout" in type(exception).__name__.lower()
+            self.strategy.complete(kwargs.get("litellm_call_id"), "timeout" if timeout else "error")
 
     async def health_check(self) -> dict[str, Any]:
         strategy = self.strategy

@@ -4,6 +4,7 @@ request, configuration from RouteIQ's plugin settings or the environment."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections import Counter
 from pathlib import Path
@@ -193,6 +194,37 @@ def test_one_embedding_per_request(runtime, monkeypatch):
     monkeypatch.setattr(runtime, "embed", lambda *a, **k: 1 / 0)
     assert strategy.select_deployment(context(messages=messages)) is None
     assert strategy.metrics()["fallback_reasons"]["embedding_failed"] == 1
+
+
+def test_a_decision_is_logged_with_its_calls_outcome(runtime):
+    """With a LiteLLM call id the decision waits for the call's success or failure hook (as
+    RouteIQ's callback bridge calls them) and carries its outcome and tokens."""
+    probe = np.ones(DIM, np.float32)
+    plugin = RouteIQRouterPlugin()
+    plugin.strategy = strategy = strategy_for(runtime, exploration=0.5, seed=1)
+    payloads: list[dict] = []
+    strategy.listeners.append(payloads.append)
+    for call in ("c1", "c2", "c3"):
+        decision = strategy.decide(context(probe, request_kwargs={"litellm_call_id": call}))
+        assert decision.deployment is not None
+    assert payloads == [] and strategy.metrics()["pending_outcomes"] == 3
+    usage = {"prompt_tokens": 12, "completion_tokens": 30, "total_tokens": 42}
+    asyncio.run(plugin.on_llm_success("m", {"usage": usage}, {"litellm_call_id": "c2"}))
+    asyncio.run(plugin.on_llm_failure("m", TimeoutError("slow"), {"litellm_call_id": "c1"}))
+    asyncio.run(plugin.on_llm_success("m", {}, {"litellm_call_id": "unknown"}))
+    first, second = (parse_decision_payload(p) for p in payloads)
+    assert first.outcome.status == "success" and first.outcome.total_tokens == 42
+    assert second.outcome.status == "timeout" and second.custom_attributes["outcome_observed"]
+    assert (
+        custom_fields(first.custom_attributes)[1]
+        == payloads[0]["custom_attributes"]["selection_propensity"]
+    )
+    strategy.close()  # shutdown publishes what is still held, marked unobserved
+    assert len(payloads) == 3 and payloads[2]["custom_attributes"]["outcome_observed"] is False
+    expiring = strategy_for(runtime, outcome_wait=0.0)
+    expiring.listeners.append(payloads.append)
+    expiring.decide(context(probe, request_kwargs={"litellm_call_id": "c4"}))
+    assert len(payloads) == 4  # no wait: published at once, unobserved
 
 
 def test_query_text():
