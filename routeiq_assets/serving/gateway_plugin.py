@@ -135,6 +135,7 @@ _FIELDS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "decision_log": (str, None),
     "span_events": (_flag, True),
     "blas_threads": (int, 1),
+    "warm_up": (_flag, True),
     "emit_at": (str, "outcome"),
     "outcome_wait_seconds": (_number, 300.0),
 }
@@ -161,6 +162,7 @@ class PluginConfig:
     decision_log: str | None = None  # append each decision payload to this JSONL file
     span_events: bool = True  # add the decision event to the current OpenTelemetry span
     blas_threads: int = 1  # numpy's BLAS threads in the gateway process (0: leave as they are)
+    warm_up: bool = True  # load the embedding model before the first version serves
     emit_at: str = "outcome"  # "outcome": when the call ends (if it has a call id); "decision"
     outcome_wait: float = 300.0  # how long a decision waits for its call's outcome
 
@@ -518,7 +520,10 @@ class RouterStrategy(_StrategyBase):
         log.warning("routeiq router plugin: decision telemetry failed: %s", exc)
 
     def _publish(self, payload: dict[str, Any], span: Any) -> None:
-        text = json.dumps(payload, allow_nan=False, separators=(",", ":"))
+        if span is None and not self.config.decision_log:
+            text = None
+        else:  # strict JSON: a non-finite number raises here, and is counted, never written
+            text = json.dumps(payload, allow_nan=False, separators=(",", ":"))
         if span is not None:
             span.add_event(DECISION_EVENT_NAME, {PAYLOAD_ATTRIBUTE: text})
         if self.config.decision_log:
@@ -651,7 +656,7 @@ class RouterStrategy(_StrategyBase):
     def attach(self, runtime: Any) -> None:
         """Serve ``runtime`` (and poll its store for new versions when configured)."""
         self._runtime = runtime
-        if self.config.poll_seconds > 0 and getattr(runtime, "_store", None) is not None:
+        if self.config.poll_seconds > 0 and not self.config.folder:
             runtime.start_polling(self.config.poll_seconds)
 
     def load_in_background(self, stop: threading.Event) -> threading.Thread:
@@ -669,6 +674,11 @@ class RouterStrategy(_StrategyBase):
                     log.warning("routeiq router plugin: no router yet: %s", self.last_load_error)
                     stop.wait(max(1.0, self.config.poll_seconds))
                     continue
+                if self.config.warm_up and runtime.router.input_kind != "text":
+                    try:  # requests fall back meanwhile rather than wait for the encoder
+                        runtime.embed(["warm up"])
+                    except Exception as exc:
+                        log.warning("routeiq router plugin: embedding model: %s", exc)
                 if stop.is_set():
                     runtime.close()
                     return

@@ -227,6 +227,50 @@ def test_a_decision_is_logged_with_its_calls_outcome(runtime):
     assert len(payloads) == 4  # no wait: published at once, unobserved
 
 
+def test_opentelemetry_instruments_through_the_metrics_accessor(runtime):
+    class Instrument:
+        def __init__(self):
+            self.calls = []
+
+        def add(self, value, attributes=None):
+            self.calls.append((value, attributes))
+
+        def record(self, value, attributes=None):
+            self.calls.append((value, attributes))
+
+    class Meter:
+        callbacks: dict = {}
+
+        def create_observable_counter(self, name, callbacks):
+            self.callbacks[name] = callbacks[0]
+
+        create_observable_gauge = create_observable_counter
+
+    class Accessor:  # RouteIQ's MetricsAccessor protocol (gateway/plugin_protocols.py)
+        instruments: dict = {}
+
+        def create_counter(self, name, *, unit="", description=""):
+            return self.instruments.setdefault(name, Instrument())
+
+        create_histogram = create_counter
+
+        def get_meter(self, name, version=""):
+            return Meter()
+
+    strategy = strategy_for(runtime)
+    strategy.instrument(Accessor())
+    strategy.select_deployment(context(np.ones(DIM, np.float32)))
+    strategy.select_deployment(context())
+    counted = Accessor.instruments["routeiq.router_plugin.decisions"].calls
+    assert counted == [
+        (1, {"outcome": "greedy"}),
+        (1, {"outcome": "fallback", "reason": "no_query"}),
+    ]
+    assert len(Accessor.instruments["routeiq.router_plugin.decision_latency"].calls) == 2
+    loaded = Meter.callbacks["routeiq.router_plugin.loaded"](None)
+    assert [o.value for o in loaded] == [1.0]
+
+
 def test_query_text():
     assert query_text([{"role": "user", "content": " hi "}]) == "hi"
     assert query_text([{"role": "system", "content": "sys"}]) == "sys"

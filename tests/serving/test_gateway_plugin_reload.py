@@ -48,6 +48,7 @@ def test_plugin_serves_through_a_hot_reload_and_refuses_a_tampered_version(
         "ROUTEIQ_PLUGIN_ROUTER_MODEL": NAME,
         "ROUTEIQ_PLUGIN_ROUTER_S3_ENDPOINT_URL": s3_server["endpoint"],
         "ROUTEIQ_PLUGIN_ROUTER_POLL_SECONDS": "0.2",
+        "ROUTEIQ_PLUGIN_ROUTER_WARM_UP": "false",  # the test gives embeddings: no MiniLM
         "ROUTEIQ_PLUGIN_ROUTER_MODEL_MAP": "openai/small=small-model,openai/large=large-model",
     }.items():
         monkeypatch.setenv(var, value)
@@ -109,3 +110,39 @@ def test_plugin_serves_through_a_hot_reload_and_refuses_a_tampered_version(
 
     manager.shutdown()
     assert registry.list_strategies() == [] and manager.plugin.strategy is None
+
+
+def test_plugin_starts_before_its_store_has_a_version(tmp_path, monkeypatch):
+    """A folder store with nothing published yet: startup does not fail, requests fall back
+    (not_loaded) and are counted, the first version published is picked up and served."""
+    from routeiq_assets.deployment.store import LocalArtifactStore
+
+    store = LocalArtifactStore(tmp_path / "store")
+    for var, value in {
+        "ROUTEIQ_PLUGIN_ROUTER_STORE": str(tmp_path / "store"),
+        "ROUTEIQ_PLUGIN_ROUTER_MODEL": NAME,
+        "ROUTEIQ_PLUGIN_ROUTER_POLL_SECONDS": "0.2",
+        "ROUTEIQ_PLUGIN_ROUTER_STARTUP_WAIT_SECONDS": "0.5",
+        "ROUTEIQ_PLUGIN_ROUTER_WARM_UP": "false",
+        "ROUTEIQ_PLUGIN_ROUTER_FALLBACK": "first",
+    }.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.delenv("LLMROUTER_MODEL_HMAC_SECRET", raising=False)
+    registry = Registry()
+    manager = PluginManager(PLUGIN_PATH, registry)
+    manager.startup()
+    strategy = manager.plugin.strategy
+    assert manager.health()["status"] == "degraded" and strategy.version is None
+    gateway = LiteLLMRouter(deployments("auto", ["small-model", "large-model"]))
+
+    def route():
+        return registry.route(RoutingContext(gateway, "auto", metadata={EMBEDDING_KEY: PROBE}))
+
+    assert route()[0]["litellm_params"]["model"] == "openai/small-model"  # the group's first
+    metrics = strategy.metrics()
+    assert metrics["fallback_reasons"]["not_loaded"] == 1 and metrics["load_failures"] >= 1
+    publish(store, tmp_path, "1", flip=True)
+    wait_for(lambda: strategy.version == "1")
+    assert route()[0]["litellm_params"]["model"] == "openai/large-model"  # the router's choice
+    assert manager.health()["status"] == "ok"
+    manager.shutdown()
