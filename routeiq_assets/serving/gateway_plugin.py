@@ -27,7 +27,6 @@ import functools
 import json
 import logging
 import math
-import os
 import threading
 import time
 import uuid
@@ -141,6 +140,9 @@ _FIELDS: dict[str, tuple[Callable[[str], Any], Any]] = {
 }
 
 
+VARIABLES = tuple(f"{ENV_PREFIX}{name.upper()}" for name in _FIELDS)
+
+
 @dataclass(frozen=True)
 class PluginConfig:
     store: str | None = None  # artifact store: s3://bucket[/prefix] or a folder
@@ -168,23 +170,18 @@ class PluginConfig:
 
     @classmethod
     def from_sources(
-        cls,
-        config: Mapping[str, Any] | None = None,
-        settings: Mapping[str, Any] | None = None,
-        env: Mapping[str, str] | None = None,
+        cls, config: Mapping[str, Any] | None = None, settings: Mapping[str, Any] | None = None
     ) -> PluginConfig:
         """Each field from ``config`` (field names), else the plugin context's ``settings``
-        (``router_<field>``), else ``env`` (``ROUTEIQ_PLUGIN_ROUTER_<FIELD>``; os.environ by
-        default), else its default. A value that does not parse names its variable."""
-        env = os.environ if env is None else env
+        (``router_<field>``: RouteIQ's plugin manager puts ``ROUTEIQ_PLUGIN_ROUTER_<FIELD>``
+        there; this module never reads the environment for them), else its default. A value
+        that does not parse names its variable."""
         values: dict[str, Any] = {}
         for name, (parse, default) in _FIELDS.items():
             variable = f"{ENV_PREFIX}{name.upper()}"
             raw = (config or {}).get(name)
             if raw is None:
                 raw = (settings or {}).get(f"{SETTINGS_PREFIX}{name}")
-            if raw is None:
-                raw = env.get(variable)
             if raw is None or raw == "":
                 values[name] = default
                 continue

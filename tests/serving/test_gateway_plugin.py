@@ -279,23 +279,26 @@ def test_query_text():
     assert query_text([{"role": "user", "content": None}], [1, 2]) is None
 
 
-def test_configuration_from_settings_environment_and_errors():
-    env = {
-        "ROUTEIQ_PLUGIN_ROUTER_STORE": "s3://bucket",
-        "ROUTEIQ_PLUGIN_ROUTER_MODEL": "knn-router",
-        "ROUTEIQ_PLUGIN_ROUTER_EXPLORATION": "0.1",
-        "ROUTEIQ_PLUGIN_ROUTER_MODEL_MAP": '{"openai/gpt-4o": "gpt-4o"}',
+def test_configuration_from_routeiqs_plugin_settings_and_errors():
+    # RouteIQ's plugin manager: ROUTEIQ_PLUGIN_ROUTER_STORE arrives as settings["router_store"]
+    settings = {
+        "router_store": "s3://bucket",
+        "router_model": "knn-router",
+        "router_exploration": "0.1",
+        "router_model_map": '{"openai/gpt-4o": "gpt-4o"}',
+        "startup_timeout": "30",  # another plugin's setting
     }
-    config = PluginConfig.from_sources(settings={"router_exploration": "0.2"}, env=env)
-    assert config.exploration == 0.2 and config.model == "knn-router" and config.lam is None
+    config = PluginConfig.from_sources(settings=settings)
+    assert config.exploration == 0.1 and config.model == "knn-router" and config.lam is None
     assert config.model_map == {"openai/gpt-4o": "gpt-4o"} and config.poll_seconds == 30.0
-    assert PluginConfig.from_sources({"lambda": 2.0}, env=env).lam == 2.0
+    assert PluginConfig.from_sources({"lambda": 2.0, "exploration": 0.2}, settings).lam == 2.0
+    assert PluginConfig.from_sources({"exploration": 0.2}, settings).exploration == 0.2
     with pytest.raises(ValueError, match="ROUTEIQ_PLUGIN_ROUTER_EXPLORATION"):
-        PluginConfig.from_sources(env={**env, "ROUTEIQ_PLUGIN_ROUTER_EXPLORATION": "nan"})
+        PluginConfig.from_sources(settings={**settings, "router_exploration": "nan"})
     with pytest.raises(ValueError, match="ROUTEIQ_PLUGIN_ROUTER_FOLDER"):
-        PluginConfig.from_sources(env={})
+        PluginConfig.from_sources()
     with pytest.raises(ValueError, match="FALLBACK"):
-        PluginConfig.from_sources({"fallback": "random"}, env=env)
+        PluginConfig.from_sources({"fallback": "random"}, settings)
 
 
 def test_plugin_metadata_without_routeiq():
