@@ -62,13 +62,13 @@ except Exception:
 log = logging.getLogger(__name__)
 
 PLUGIN_NAME = "routeiq-router"
-PENDING_MAX = 10_000  # decisions held for their call's outcome, at most
 PLUGIN_PATH = f"{__name__}.RouteIQRouterPlugin"
 DEFAULT_STRATEGY_NAME = "llmrouter-routeiq-runtime"
 ENV_PREFIX = "ROUTEIQ_PLUGIN_ROUTER_"
 # RouteIQ hands plugins every ROUTEIQ_PLUGIN_* variable in context.settings, prefix stripped and
 # lowercased: ROUTEIQ_PLUGIN_ROUTER_STORE arrives as settings["router_store"].
 SETTINGS_PREFIX = "router_"
+PENDING_MAX = 10_000  # decisions held for their call's outcome, at most
 EMBEDDING_KEY = "routeiq_query_embedding"  # in RoutingContext.metadata: embedded once per request
 FALLBACK_REASONS = (
     "not_loaded",
@@ -538,6 +538,9 @@ class RouterStrategy(_StrategyBase):
         now = time.monotonic()
         expired = []
         with self._lock:
+            retried = self._pending.pop(call_id, None)  # routed again: a retry of the call
+            if retried is not None:
+                expired.append(retried[1])
             self._pending[call_id] = (now, payload)
             while self._pending:
                 oldest, (held_at, held) = next(iter(self._pending.items()))
@@ -859,6 +862,7 @@ def limit_blas_threads(threads: int) -> Any:
     return threadpool_limits(limits=threads, user_api="blas")
 
 
+@functools.cache
 def package_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 

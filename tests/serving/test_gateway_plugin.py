@@ -225,6 +225,12 @@ def test_a_decision_is_logged_with_its_calls_outcome(runtime):
     expiring.listeners.append(payloads.append)
     expiring.decide(context(probe, request_kwargs={"litellm_call_id": "c4"}))
     assert len(payloads) == 4  # no wait: published at once, unobserved
+    retried = strategy_for(runtime)
+    retried.listeners.append(payloads.append)
+    for _ in range(2):  # the same call routed again (a retry): the first decision is published
+        retried.decide(context(probe, request_kwargs={"litellm_call_id": "c5"}))
+    assert len(payloads) == 5 and payloads[4]["custom_attributes"]["outcome_observed"] is False
+    assert retried.metrics()["pending_outcomes"] == 1
 
 
 def test_opentelemetry_instruments_through_the_metrics_accessor(runtime):
