@@ -545,9 +545,8 @@ def _deploy_store(args: argparse.Namespace):
 
 def _cmd_deploy(args: argparse.Namespace) -> int:
     """The seed's deploy script: a registered version to the store, pointer last, then alias."""
-    import yaml
-
     from routeiq_assets.deployment.deploy import deploy_registered
+    from routeiq_assets.deployment.gateway import gateway_lines
     from routeiq_assets.deployment.manifest import ManifestKeys
     from routeiq_assets.deployment.registry import RegistryError
     from routeiq_assets.deployment.store import ArtifactStoreError
@@ -568,7 +567,7 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
     except (RegistryError, ArtifactStoreError) as exc:
         print(f"routeiq deploy: error: {exc}", file=sys.stderr)
         return 1
-    print(yaml.safe_dump(deployment.gateway, sort_keys=False), file=sys.stderr)
+    print(gateway_lines(deployment.gateway), file=sys.stderr)
     summary = deployment.summary()
     print(json.dumps(summary, indent=2))
     return 0

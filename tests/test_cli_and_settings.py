@@ -110,13 +110,17 @@ def test_the_readme_settings_reference_is_the_settings_objects():
 
 def test_every_routeiq_variable_is_a_setting_and_only_settings_read_the_environment():
     """A ROUTEIQ_* name in the package, the README, docs/, the compose file or .env.example is
-    a settings field's variable (ROUTEIQ_BENCH_*: the benchmarks' own, outside the package); no
-    module but settings.py reads one from the environment."""
+    a settings field's variable (ROUTEIQ_BENCH_*: the benchmarks' own, outside the package), or
+    one of the gateway plugin's (RouteIQ's ROUTEIQ_PLUGIN_* namespace, which RouteIQ's plugin
+    manager reads into the plugin's context); no module but settings.py reads one from the
+    environment."""
     import re
 
+    from routeiq_assets.serving.gateway_plugin import ENV_PREFIX, VARIABLES
     from routeiq_assets.settings import REPO_ROOT, environment_name
 
     known = {environment_name(name) for name in RouteIQSettings.model_fields}
+    known |= {*VARIABLES, ENV_PREFIX.rstrip("_"), "ROUTEIQ_PLUGIN"}  # and the prefixes
     places = [
         *(REPO_ROOT / "routeiq_assets").rglob("*.py"),
         *(REPO_ROOT / "docs").rglob("*.md"),

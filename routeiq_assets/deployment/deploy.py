@@ -23,7 +23,6 @@ from routeiq_assets.deployment.manifest import ManifestKeys, build_manifest
 from routeiq_assets.deployment.publish import (
     MODELS_PREFIX,
     fetch_version,
-    model_prefix,
     publish_version,
 )
 from routeiq_assets.deployment.registry import (
@@ -64,6 +63,14 @@ class Deployment:
             "gateway_folder": self.local_folder,
             "gateway_config": self.gateway,
         }
+
+
+def custom_endpoint(store: ArtifactStore) -> str | None:
+    """An S3 store's endpoint when it is not AWS's own (MinIO, a test server)."""
+    if not isinstance(store, S3ArtifactStore):
+        return None
+    endpoint = getattr(getattr(store.client, "meta", None), "endpoint_url", None)
+    return endpoint if endpoint and "amazonaws.com" not in endpoint else None
 
 
 def registered_name_for(router_name: str) -> str:
@@ -116,13 +123,14 @@ def deploy_registered(
             )
             local = install_local(verified, Path(gateway_dir), version)
     set_alias(tracking_uri, registered_name, alias, version)
-    s3 = isinstance(store, S3ArtifactStore)
+    exported = model_path_in(local, meta["router_type"]) if local else None
     config = gateway_config(
         meta["router_type"],
-        s3_bucket=store.bucket if s3 else None,
-        s3_key=f"{store.object_key(model_prefix(registered_name, prefix))}/" if s3 else None,
-        model_path=str(model_path_in(local, meta["router_type"])) if local else None,
-        embedding_model=meta.get("embedding_model"),
+        store_uri=store.uri("").rstrip("/"),
+        model_name=registered_name,
+        models_prefix=prefix,
+        s3_endpoint_url=custom_endpoint(store),
+        model_path=str(exported) if exported and exported.is_file() else None,
     )
     return Deployment(
         registered_name,

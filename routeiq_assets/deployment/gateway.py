@@ -1,4 +1,8 @@
-"""What RouteIQ's gateway reads: its router_settings snippet and files for its current loader.
+"""What RouteIQ's gateway reads: the plugin's configuration lines and files for its mlp loader.
+
+The gateway serves a deployed router through our plugin
+(:mod:`routeiq_assets.serving.gateway_plugin`, loaded by ``LLMROUTER_PLUGINS``), configured by
+``ROUTEIQ_PLUGIN_ROUTER_*`` variables; ``router_settings.routing_strategy`` names its strategy.
 
 The gateway's inference loaders (``llmrouter-<type>`` with ``model_path``) read, per type:
 
@@ -28,7 +32,9 @@ from typing import Any
 import numpy as np
 
 from routeiq_assets.deployment.manifest import MANIFEST_NAME
+from routeiq_assets.deployment.publish import MODELS_PREFIX
 from routeiq_assets.routers.base import WEIGHTS_NPZ, read_router_meta
+from routeiq_assets.serving.gateway_plugin import DEFAULT_STRATEGY_NAME, ENV_PREFIX, PLUGIN_PATH
 
 GATEWAY_SUBDIR = "gateway"
 MLP_STATE_DICT = "model.pt"
@@ -81,26 +87,45 @@ def model_path_in(folder: Path, router_type: str) -> Path:
 def gateway_config(
     router_type: str,
     *,
-    s3_bucket: str | None = None,
-    s3_key: str | None = None,
+    store_uri: str,
+    model_name: str,
+    models_prefix: str = MODELS_PREFIX,
+    s3_endpoint_url: str | None = None,
     model_path: str | None = None,
-    embedding_model: str | None = None,
 ) -> dict[str, Any]:
-    """The gateway's ``router_settings`` for a deployed model."""
-    args: dict[str, Any] = {}
-    if s3_bucket:
-        args.update(model_s3_bucket=s3_bucket, model_s3_key=s3_key)
-    if model_path:
-        args["model_path"] = model_path
-    if embedding_model:
-        args["embedding_model"] = embedding_model
-    args["hot_reload"] = True
-    return {
-        "router_settings": {
-            "routing_strategy": f"llmrouter-{router_type}",
-            "routing_strategy_args": args,
-        }
+    """What the gateway needs to serve a deployed model through our plugin: the environment
+    that loads and configures it (``LLMROUTER_PLUGINS``, ``ROUTEIQ_PLUGIN_ROUTER_*``) and the
+    ``router_settings`` naming its strategy. With an exported mlp (``model_path``), RouteIQ's own
+    ``llmrouter-mlp`` loader's snippet too, under ``legacy_router_settings``."""
+    env = {
+        "LLMROUTER_PLUGINS": PLUGIN_PATH,
+        f"{ENV_PREFIX}STORE": store_uri,
+        f"{ENV_PREFIX}MODEL": model_name,
     }
+    if models_prefix.strip("/") != MODELS_PREFIX:
+        env[f"{ENV_PREFIX}MODELS_PREFIX"] = models_prefix.strip("/")
+    if s3_endpoint_url:
+        env[f"{ENV_PREFIX}S3_ENDPOINT_URL"] = s3_endpoint_url
+    config: dict[str, Any] = {
+        "environment": env,
+        "router_settings": {"routing_strategy": DEFAULT_STRATEGY_NAME},
+    }
+    if model_path and router_type == "mlp":
+        config["legacy_router_settings"] = {
+            "routing_strategy": "llmrouter-mlp",
+            "routing_strategy_args": {"model_path": model_path, "hot_reload": True},
+        }
+    return config
+
+
+def gateway_lines(config: dict[str, Any]) -> str:
+    """``gateway_config``'s output as ``routeiq deploy`` prints it: ``NAME=value`` lines for the
+    gateway's environment, then the YAML of its ``router_settings``."""
+    import yaml
+
+    env = "".join(f"{k}={v}\n" for k, v in config["environment"].items())
+    rest = {k: v for k, v in config.items() if k != "environment"}
+    return env + yaml.safe_dump(rest, sort_keys=False)
 
 
 def install_local(version_folder: Path, dest: Path, version: str) -> Path:

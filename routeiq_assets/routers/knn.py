@@ -76,19 +76,31 @@ class KNNRouter(Router):
         self.centroids_ = _unit(kmeans.cluster_centers_)
         self.order_ = np.argsort(labels, kind="stable").astype(np.int64)
         self.offsets_ = np.searchsorted(labels[self.order_], np.arange(cells + 1)).astype(np.int64)
+        self._cell_major()
         if progress:
             progress(f"knn index: {cells} cells over {len(self.keys_)} queries")
+
+    def _cell_major(self) -> None:
+        """Store the training queries cell by cell (``order_`` becomes the identity), so a query
+        reads its cells' keys as contiguous slices rather than gathering rows one by one."""
+        if np.array_equal(self.order_, np.arange(len(self.order_))):
+            return
+        self.keys_ = np.ascontiguousarray(self.keys_[self.order_])
+        self.quality_ = self.quality_[self.order_]
+        self.mask_ = self.mask_[self.order_]
+        self.order_ = np.arange(len(self.order_), dtype=np.int64)
 
     def _neighbours(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(indices, similarities) of the k nearest training queries of one query via the index."""
         cells = np.argpartition(-(self.centroids_ @ query), self.nprobe - 1)[: self.nprobe]
-        candidates = np.concatenate(
-            [self.order_[self.offsets_[c] : self.offsets_[c + 1]] for c in cells]
-        )
-        sims = self.keys_[candidates] @ query
-        k = min(self.k, len(candidates))
+        starts, ends = self.offsets_[cells], self.offsets_[cells + 1]
+        sims = np.concatenate([self.keys_[a:b] @ query for a, b in zip(starts, ends, strict=True)])
+        k = min(self.k, len(sims))
         top = np.argpartition(-sims, k - 1)[:k]
-        return candidates[top], sims[top]
+        # a position in the concatenated cells -> its training query
+        ends_at = np.cumsum(ends - starts)
+        cell = np.searchsorted(ends_at, top, side="right")
+        return starts[cell] + top - (ends_at[cell] - (ends - starts)[cell]), sims[top]
 
     def predict_quality(self, embeddings: np.ndarray) -> np.ndarray:
         queries = _unit(np.atleast_2d(np.asarray(embeddings)))
@@ -139,4 +151,6 @@ class KNNRouter(Router):
         router.mask_, router.prior_ = arrays["mask"], arrays["prior"]
         router.centroids_, router.order_ = arrays["centroids"], arrays["order"]
         router.offsets_ = arrays["offsets"]
+        if len(router.centroids_):
+            router._cell_major()  # versions saved before it stored keys cell by cell
         return router

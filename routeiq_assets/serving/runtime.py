@@ -44,6 +44,8 @@ class RouteDecision:
     latency_ms: float
     version: str | None = None
     rule: str = "lambda"  # "lambda", "max_cost", or "max_cost_exceeded" (cheapest candidate)
+    lam: float | None = None  # the lambda the "lambda" rule used (None under max_cost)
+    costs: dict[str, float] | None = None  # expected cost per known model, the rule's cost
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,7 @@ class RouterRuntime:
         self.last_error: str | None = None
         self.last_swap_ms: float | None = None
         self.swaps = 0
+        self.failures = 0  # versions that failed to download, verify or load (each attempt)
 
     @classmethod
     def _from_loaded(cls, loaded: LoadedModel) -> RouterRuntime:
@@ -208,6 +211,7 @@ class RouterRuntime:
                 loaded = self._fetch(self._store, pointer, self._keys, self._workdir)
             except Exception as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
+                self.failures += 1
                 log.warning(
                     "router %s: keeping version %s, the new one failed: %s",
                     self._pointer_key,
@@ -331,4 +335,6 @@ class RouterRuntime:
             (time.perf_counter() - started) * 1000,
             active.version,
             rule,
+            lam if rule == "lambda" else None,
+            dict(zip(names, cost.tolist(), strict=True)),
         )

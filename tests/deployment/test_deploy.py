@@ -79,17 +79,19 @@ def test_cli_deploy_route_and_rollback(routeiq_home, tmp_path, s3_server, bucket
     summary = json.loads(first.stdout)
     assert summary["version"] == "1" and summary["signature_type"] == "hmac-sha256"
     assert summary["gateway_config"] == {
-        "router_settings": {
-            "routing_strategy": "llmrouter-knn",
-            "routing_strategy_args": {
-                "model_s3_bucket": bucket,
-                "model_s3_key": f"models/{name}/",
-                "embedding_model": "sentence-transformers/all-MiniLM-L6-v2",
-                "hot_reload": True,
-            },
-        }
+        "environment": {
+            "LLMROUTER_PLUGINS": "routeiq_assets.serving.gateway_plugin.RouteIQRouterPlugin",
+            "ROUTEIQ_PLUGIN_ROUTER_STORE": f"s3://{bucket}",
+            "ROUTEIQ_PLUGIN_ROUTER_MODEL": name,
+            "ROUTEIQ_PLUGIN_ROUTER_S3_ENDPOINT_URL": s3_server["endpoint"],
+        },
+        "router_settings": {"routing_strategy": "llmrouter-routeiq-runtime"},
     }
-    assert "routing_strategy: llmrouter-knn" in first.stderr  # the YAML snippet
+    # the lines that load the plugin, and the router_settings snippet naming its strategy
+    plugin_line = "LLMROUTER_PLUGINS=routeiq_assets.serving.gateway_plugin.RouteIQRouterPlugin"
+    assert plugin_line in first.stderr.splitlines()
+    assert f"ROUTEIQ_PLUGIN_ROUTER_STORE=s3://{bucket}" in first.stderr.splitlines()
+    assert "router_settings:\n  routing_strategy: llmrouter-routeiq-runtime" in first.stderr
     listed = boto3.client("s3", endpoint_url=s3_server["endpoint"]).list_objects_v2(Bucket=bucket)
     keys = {o["Key"] for o in listed["Contents"]}
     assert {f"models/{name}/1/{f}" for f in ("router.json", "weights.npz", "manifest.json")} <= keys
@@ -163,7 +165,8 @@ def test_mlp_gateway_folder_loads_like_routeiqs_loader(routeiq_home, tmp_path, m
     # by default a deployed version holds no pickle-based file at all
     plain = deploy_registered(mlflow_server, name, LocalArtifactStore(tmp_path / "plain"))
     assert not [a for a in plain.manifest["artifacts"] if a["path"].endswith(".pt")]
-    assert "model_path" not in plain.gateway["router_settings"]["routing_strategy_args"]
+    assert "legacy_router_settings" not in plain.gateway
+    assert plain.gateway["environment"]["ROUTEIQ_PLUGIN_ROUTER_STORE"] == str(tmp_path / "plain")
     deployment = deploy_registered(
         mlflow_server,
         name,
@@ -171,8 +174,9 @@ def test_mlp_gateway_folder_loads_like_routeiqs_loader(routeiq_home, tmp_path, m
         gateway_dir=tmp_path / "gateway",
         torch_export=True,
     )
-    args = deployment.gateway["router_settings"]["routing_strategy_args"]
-    assert deployment.gateway["router_settings"]["routing_strategy"] == "llmrouter-mlp"
+    legacy = deployment.gateway["legacy_router_settings"]  # RouteIQ's own mlp loader, opt-in
+    args = legacy["routing_strategy_args"]
+    assert legacy["routing_strategy"] == "llmrouter-mlp"
     model_path = Path(args["model_path"])
     assert model_path == tmp_path / "gateway" / "current" / "gateway" / "model.pt"
     companion = json.loads(model_path.with_suffix(".json").read_text())

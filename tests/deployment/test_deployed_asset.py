@@ -51,9 +51,10 @@ def test_deployed_router_publishes_to_s3_with_gateway_config(
         metadata = {k: getattr(v, "value", v) for k, v in result.metadata.items()}
         assert metadata["version"] == expected and metadata["signature_type"] == "hmac-sha256"
     assert metadata["artifact_uri"] == f"s3://{bucket}/models/knn-router/2"
-    args = metadata["gateway_config"]["router_settings"]["routing_strategy_args"]
-    assert args["model_s3_bucket"] == bucket and args["model_s3_key"] == "models/knn-router/"
-    assert args["model_path"] == str(loc.work_dir / "gateway" / "knn-router" / "current")
+    env = metadata["gateway_config"]["environment"]
+    assert env["ROUTEIQ_PLUGIN_ROUTER_STORE"] == f"s3://{bucket}"
+    assert env["ROUTEIQ_PLUGIN_ROUTER_MODEL"] == "knn-router"
+    assert env["LLMROUTER_PLUGINS"].endswith("gateway_plugin.RouteIQRouterPlugin")
     local = loc.work_dir / "gateway" / "knn-router" / "current"
     assert json.loads((local / "manifest.json").read_text())["version"] == "2"
 
@@ -85,7 +86,10 @@ def test_best_slot_deploys_the_gates_router_as_routeiq_router(routeiq_home, monk
     metadata = {k: getattr(v, "value", v) for k, v in result.metadata.items()}
     assert metadata["registered_model"] == "routeiq-router" and metadata["version"] == "1"
     strategy = metadata["gateway_config"]["router_settings"]["routing_strategy"]
-    assert strategy == "llmrouter-mlp"
+    assert strategy == "llmrouter-routeiq-runtime"
+    assert metadata["gateway_config"]["environment"]["ROUTEIQ_PLUGIN_ROUTER_MODEL"] == (
+        "routeiq-router"
+    )
     pointer = json.loads(
         (routeiq_home / "artifacts" / "models" / "routeiq-router" / "current.json").read_text()
     )
