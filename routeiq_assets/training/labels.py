@@ -169,6 +169,21 @@ _QUALITY_EXPR = {
 }
 
 
+# The decisions that are labelled. RouteIQ's routing pipeline emits its own decision event for a
+# decision our gateway plugin made (same trace, same selected deployment), without the
+# propensity the plugin logs in its event: that copy is kept in router_decisions but not labelled
+# twice (the plugin's event, with the propensity, is).
+DECISIONS_LABELLED_SQL = """
+    SELECT * FROM router_decisions d
+    WHERE NOT (
+        d.selection_propensity IS NULL AND d.trace_id IS NOT NULL AND EXISTS (
+            SELECT 1 FROM router_decisions o
+            WHERE o.trace_id = d.trace_id AND o.event_id <> d.event_id
+              AND o.selection_propensity IS NOT NULL
+              AND o.selected_deployment IS NOT DISTINCT FROM d.selected_deployment))
+"""
+
+
 def routing_examples_sql(policy: LabelingPolicy) -> str:
     quality = "coalesce(" + ", ".join(_QUALITY_EXPR[s] for s in policy.quality_sources) + ")"
     source = (
@@ -184,7 +199,8 @@ def routing_examples_sql(policy: LabelingPolicy) -> str:
         " + coalesce({t}.output_tokens, 0) * p.output_price) / 1e6"
     )
     logged = f"""
-    WITH calls AS (
+    WITH decisions AS ({DECISIONS_LABELLED_SQL}),
+    calls AS (
         SELECT trace_id, arg_min(prompt_text, start_unix_ms) AS prompt_text,
                arg_min(task, start_unix_ms) AS task, sum(duration_ms) AS latency_ms
         FROM llm_calls WHERE prompt_text IS NOT NULL GROUP BY trace_id
@@ -200,7 +216,7 @@ def routing_examples_sql(policy: LabelingPolicy) -> str:
            d.outcome_status, {quality} AS quality, {source} AS label_source,
            {cost.format(t="d")} AS cost_usd, c.latency_ms, d.selection_propensity AS propensity,
            TRUE AS is_logged, d.timestamp_utc
-    FROM router_decisions d
+    FROM decisions d
     JOIN calls c USING (trace_id)
     LEFT JOIN fb USING (event_id)
     LEFT JOIN outcome_quality oq ON oq.status = d.outcome_status
@@ -281,6 +297,7 @@ def build_routing_examples(
         " count(DISTINCT query_sha256), count(*) FILTER (WHERE is_logged) FROM routing_examples"
     ).fetchall()[0]
     decisions = con.execute("SELECT count(*) FROM router_decisions").fetchall()[0][0]
+    labelled = con.execute(f"SELECT count(*) FROM ({DECISIONS_LABELLED_SQL})").fetchall()[0][0]
     logged_decisions = con.execute(
         "SELECT count(*) FROM routing_examples WHERE event_id NOT LIKE 'call:%' AND is_logged"
     ).fetchall()[0][0]
@@ -301,7 +318,9 @@ def build_routing_examples(
         "examples_without_price": int(row[1]),
         "logged_examples_without_propensity": int(row[2]),
         "distinct_queries": int(row[3]),
-        "decisions_not_labelled": int(decisions - logged_decisions),
+        # RouteIQ's own copies of a decision the gateway plugin logged with its propensity
+        "decisions_duplicated_by_gateway": int(decisions - labelled),
+        "decisions_not_labelled": int(labelled - logged_decisions),
         "by_label_source": by_source,
         "label_balance": balance,
     }

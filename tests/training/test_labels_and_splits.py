@@ -184,3 +184,30 @@ def test_feedback_full_information_legacy_and_utility(tmp_path, benchmark_table)
     full = [v for k, v in got.items() if k.startswith("full:")]
     assert len(full) == 45 and not any(v[5] for v in full)
     assert {v[1] for v in full} == {"full_information:bench"}
+
+
+def test_routeiq_copies_of_a_plugin_decision_are_labelled_once(tmp_path):
+    """With the gateway plugin as its routing strategy, RouteIQ's pipeline logs its own decision
+    event for the plugin's decision: same trace, same deployment, no propensity. Both events are
+    kept in router_decisions; the plugin's (with the propensity) is the one labelled."""
+    import json
+
+    from routeiq_assets.telemetry.simulator import decision_payload
+
+    requests = list(simulate_requests(120, seed=9, log_propensities=True))
+    files = write_otlp_files(iter(requests), tmp_path / "l", "p")
+    copies = tmp_path / "l" / "routeiq-pipeline-decisions.jsonl"
+    with copies.open("w") as out:
+        for req in requests[:50]:
+            payload = dict(decision_payload(req), event_id=f"pipeline-{req.event_id}")
+            payload["custom_attributes"] = {}
+            out.write(json.dumps(payload) + "\n")
+    prices = load_prices(REPO_ROOT / "configs" / "prices.yaml")
+    with connect(tmp_path / "w.duckdb") as con:
+        _ingest(con, [*files, copies], tmp_path / "raw")
+        assert con.execute("SELECT count(*) FROM router_decisions").fetchall()[0][0] == 170
+        counts = build_routing_examples(con, prices, LabelingPolicy())
+        assert counts["logged_examples"] == 120 and counts["decisions_duplicated_by_gateway"] == 50
+        assert counts["logged_examples_without_propensity"] == 0
+        labelled = {r[0] for r in con.execute("SELECT event_id FROM routing_examples").fetchall()}
+    assert labelled == {r.event_id for r in requests}
