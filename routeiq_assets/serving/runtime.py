@@ -209,6 +209,14 @@ class RouterRuntime:
                     return False
                 started = time.perf_counter()
                 loaded = self._fetch(self._store, pointer, self._keys, self._workdir)
+                if (
+                    loaded.router.input_kind != "text"
+                    and loaded.embedding_model != self._active.embedding_model
+                ):
+                    # the new version's encoder loads here, in the polling thread, before the
+                    # swap: no request waits for it (and a version whose encoder cannot load
+                    # is refused like any other failure)
+                    self.embed(["warm up"], loaded.embedding_model)
             except Exception as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 self.failures += 1

@@ -183,3 +183,31 @@ def test_a_failed_first_load_leaves_no_temp_folder(store, tmp_path, monkeypatch)
     with pytest.raises(ValueError, match="LLMROUTER_MODEL_HMAC_SECRET"):
         RouterRuntime.from_store(store, pointer_key(NAME))
     assert list(scratch.iterdir()) == []
+
+
+def test_a_new_embedding_model_is_loaded_before_the_swap(store, tmp_path):
+    """A version that embeds with another model: its encoder is loaded by refresh(), in the
+    polling thread, before the swap, so the first request after it does not wait for it; one
+    whose encoder cannot load is refused and the old version keeps serving."""
+    from routeiq_assets.deployment.manifest import build_manifest
+    from routeiq_assets.training.embeddings import load_encoder
+
+    publish(store, tmp_path, "1")
+    runtime = RouterRuntime.from_store(store, pointer_key(NAME))
+
+    def publish_with(version: str, embedding_model: str) -> None:
+        folder = train_router(tmp_path / f"v{version}")
+        meta = json.loads((folder / "router.json").read_text())
+        (folder / "router.json").write_text(
+            json.dumps({**meta, "embedding_model": embedding_model})
+        )
+        publish_version(store, NAME, version, folder, build_manifest(folder, version=version))
+
+    publish_with("2", "all-MiniLM-L6-v2")  # the packaged model under its other name
+    load_encoder.cache_clear()
+    assert runtime.refresh() is True and runtime.embedding_model == "all-MiniLM-L6-v2"
+    assert load_encoder.cache_info().currsize == 1  # loaded before the swap
+    publish_with("3", str(tmp_path / "no-such-model"))
+    assert runtime.refresh() is False and runtime.version == "2"
+    assert "no-such-model" in runtime.last_error and runtime.failures == 1
+    runtime.close()
