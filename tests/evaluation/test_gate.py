@@ -56,7 +56,7 @@ def _register(tmp_path, folder, name):
 
 
 def _gate(warehouse, challengers, production, **policy):
-    policy = {"objective": "quality", "baselines": [], **policy}
+    policy = {"objective": "quality", "baselines": [], "bootstrap_samples": 300, **policy}
     with connect(warehouse.db) as con:
         return evaluate_gate(con, challengers, production, GatePolicy(**policy), warehouse.encoder)
 
@@ -83,7 +83,7 @@ def test_better_challenger_passes_and_same_router_fails(replayed_warehouse, rout
 
 def test_off_policy_gate_and_first_deployment(replayed_warehouse, routers, tmp_path):
     good, bad = routers
-    off_policy = {"min_full_information_queries": 10**6, "bootstrap_samples": 300}
+    off_policy = {"min_full_information_queries": 10**6}
     first = _gate(replayed_warehouse, {"knn": good, "knn_inverted": bad}, None, **off_policy)
     assert first.passed and first.router == "knn" and "nothing in production yet" in first.reason
     assert first.estimate == "off-policy SNIPS"
@@ -121,7 +121,7 @@ def test_a_production_router_that_picks_a_retired_model_does_not_block(
     names[best] = "retired-model"  # production's favourite model is gone from today's data
     renamed = dataclasses.replace(data, train=dataclasses.replace(data.train, model_names=names))
     old = fit_and_save("knn_old", config, renamed, replayed_warehouse.root / "routers").folder
-    for policy in ({}, {"min_full_information_queries": 10**6, "bootstrap_samples": 300}):
+    for policy in ({}, {"min_full_information_queries": 10**6}):
         result = _gate(replayed_warehouse, {"knn": good}, ("3", old), **policy)
         assert np.isfinite(result.production_value) and np.isfinite(result.difference)
         assert result.production_unknown_share > 0.1 and "no longer has" in result.reason
@@ -151,7 +151,7 @@ def test_without_logged_propensities_the_gate_decides_on_estimated_ones(
 
     good, bad = routers
     warehouse = _without_propensities(replayed_warehouse, tmp_path, "no-propensities")
-    off_policy = {"min_full_information_queries": 10**6, "bootstrap_samples": 300}
+    off_policy = {"min_full_information_queries": 10**6}
     first = _gate(warehouse, {"knn": good, "knn_inverted": bad}, None, **off_policy)
     assert first.estimate == "off-policy DR (estimated propensities)"
     assert first.passed and first.router == "knn", first.reason
