@@ -61,6 +61,15 @@ def loop_env(routeiq_home, tmp_path):
     return env, routeiq_home, dagster_home
 
 
+def _open_read_only(path):
+    try:
+        return duckdb.connect(str(path), read_only=True)
+    except duckdb.IOException as exc:
+        if "lock" not in str(exc):
+            raise
+        return None
+
+
 def _runs(instance, job=None):
     filters = dg.RunsFilter(job_name=job) if job else None
     return instance.get_run_records(filters=filters)
@@ -192,7 +201,14 @@ def test_daemon_runs_the_loop_by_itself(loop_env, tmp_path):
             daemon.wait()
         log.close()
 
-    con = duckdb.connect(str(home / "warehouse" / "routeiq.duckdb"), read_only=True)
+    # a run the daemon launched (the automation's next step) may still be finishing in its own
+    # process after the daemon stopped: wait for it to let go of the warehouse
+    con = _wait(
+        lambda: _open_read_only(home / "warehouse" / "routeiq.duckdb"),
+        120,
+        "the last launched run to release the warehouse",
+        log_path,
+    )
     decisions = con.execute("SELECT count(*) FROM router_decisions").fetchall()[0][0]
     examples = con.execute("SELECT count(*) FROM routing_examples").fetchall()[0][0]
     con.close()
