@@ -425,6 +425,7 @@ def _cmd_materialize(args: argparse.Namespace) -> int:
     env = {**os.environ, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "TQDM_DISABLE": "1"}
     print(f"materialising {args.select} (the whole log: {log_path})", file=sys.stderr)
     failures: list[str] = []
+    last_error: str | None = None
     with (
         log_path.open("w") as log,
         subprocess.Popen(
@@ -434,6 +435,8 @@ def _cmd_materialize(args: argparse.Namespace) -> int:
         assert proc.stdout is not None
         for line in proc.stdout:
             log.write(line)
+            if error := _DAGSTER_ERROR.match(line):
+                last_error = f"{error[1]}: {error[2].strip()}"
             shown = step_progress(line)
             if shown:
                 print(shown, file=sys.stderr, flush=True)
@@ -443,11 +446,34 @@ def _cmd_materialize(args: argparse.Namespace) -> int:
     print(materialize_summary(loc, results, time.time() - started, started, log_path))
     if code not in (0, 3):
         print(
-            f"routeiq materialize: error: the run failed ({'; '.join(failures) or 'see the log'})"
-            f"; the whole log: {log_path}",
+            f"routeiq materialize: error: {_run_error(failures, last_error)}; the whole log: "
+            f"{log_path}",
             file=sys.stderr,
         )
     return code
+
+
+# the exception line a Python traceback ends with (`package.module.SomeError: message`)
+_DAGSTER_ERROR = re.compile(r"^((?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception)): (.*)$")
+SELECT_HINT = (
+    "--select takes Dagster's asset selection syntax, for example 'full_information*', "
+    "'router_knn+', 'key:router_* or group:evaluation'; the asset keys: dagster asset list "
+    "-m routeiq_assets.definitions"
+)
+
+
+def _run_error(failures: list[str], last_error: str | None) -> str:
+    """One line for a failed `dagster asset materialize`: the steps that failed, else the error
+    Dagster ended with (a selection it cannot read gets the syntax's hint)."""
+    if failures:
+        return f"the run failed ({'; '.join(failures)})"
+    if last_error is None:
+        return "the run failed (see the log)"
+    name, _, message = last_error.partition(": ")
+    short = name.rsplit(".", 1)[-1]
+    if short in ("DagsterInvalidAssetSelectionError", "DagsterInvalidSubsetError"):
+        return f"{message.split(' Make sure')[0]} ({short}). {SELECT_HINT}"
+    return f"{short}: {message}"
 
 
 _STEP_DONE = re.compile(r'STEP_SUCCESS - Finished execution of step "([^"]+)" in ([0-9.]+\s*m?s)')
@@ -749,6 +775,13 @@ def build_parser() -> argparse.ArgumentParser:
     budget = rte.add_mutually_exclusive_group()
     budget.add_argument("--lambda", dest="lam", type=float, help="cost weight (default: router's)")
     budget.add_argument("--max-cost", type=float, help="best quality with expected cost <= this")
+    rte.add_argument(
+        "--watch",
+        type=float,
+        metavar="SECONDS",
+        help="with --query and an S3 model: poll the deployed pointer every SECONDS and print "
+        "each version switch (with the query's decision) or refused version, until Ctrl-C",
+    )
     rte.set_defaults(func=_cmd_route)
     return parser
 

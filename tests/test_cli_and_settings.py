@@ -138,3 +138,21 @@ def test_every_routeiq_variable_is_a_setting_and_only_settings_read_the_environm
         if path.suffix == ".py" and path.name != "settings.py":
             reads = re.findall(r"(?:environ(?:\.get)?\(|getenv\(|environ\[)\s*[\"']ROUTEIQ_", text)
             assert not reads, f"{path.relative_to(REPO_ROOT)} reads ROUTEIQ_* itself"
+
+
+def test_materialize_with_a_selection_dagster_cannot_read_says_so_in_one_line(routeiq_home):
+    """`routeiq materialize --select "a b"`: no traceback on the terminal, one line naming
+    Dagster's error and the selection syntax, exit 1; an unknown key the same."""
+    import os
+
+    env = dict(os.environ, ROUTEIQ_HOME=str(routeiq_home), DAGSTER_HOME=str(routeiq_home))
+    for select, said in (
+        ("a b", "Invalid selection string: a b (DagsterInvalidAssetSelectionError)."),
+        ("router_nope", "AssetKey(s) ['router_nope'] were selected"),
+    ):
+        result = _routeiq("materialize", "--skip-ingest", "--select", select, env=env)
+        assert result.returncode == 1
+        assert "Traceback" not in result.stderr
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"routeiq materialize: error: {said}")
+        assert "--select takes Dagster's asset selection syntax" in last

@@ -8,6 +8,7 @@ Each input line is ``{"query": ...}`` with optional ``id``, ``candidates``, ``la
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -121,11 +122,75 @@ def route_file(
     }
 
 
+def _timed(fn) -> tuple[Any, float]:
+    started = time.perf_counter()
+    value = fn()
+    return value, round((time.perf_counter() - started) * 1000, 3)
+
+
+def route_one(
+    runtime: RouterRuntime, query: str, candidates, lam, max_cost, load_ms: float | None = None
+) -> dict[str, Any]:
+    """One decision, with the time of each part apart: loading the router (when given), loading
+    the embedding model (0 once loaded), embedding the query, and the decision itself
+    (``latency_ms``: with the embedding given, as in a gateway that embeds once)."""
+    from routeiq_assets.training.embeddings import load_encoder
+
+    timings: dict[str, float] = {} if load_ms is None else {"router_load_ms": load_ms}
+    embedding = None
+    if runtime.router.input_kind != "text":
+        _, timings["encoder_load_ms"] = _timed(lambda: load_encoder(runtime.embedding_model, "cpu"))
+        vectors, timings["embed_ms"] = _timed(lambda: runtime.embed([query]))
+        embedding = vectors[0]
+    decision = runtime.route(
+        query=query if embedding is None else None,
+        embedding=embedding,
+        lam=lam,
+        candidates=candidates,
+        max_cost=max_cost,
+    )
+    timings["decision_ms"] = round(decision.latency_ms, 4)
+    return _decision_row(decision, {"timings": timings})
+
+
+def watch(runtime: RouterRuntime, seconds: float, out: TextIO, decide=None) -> None:
+    """Poll the deployed pointer every ``seconds`` and write a line at each version switch (with
+    ``decide()``'s decision under the new version) and each version refused, until interrupted
+    (the seed guide's hot-reload smoke test)."""
+    refused = None
+    while True:
+        time.sleep(seconds)
+        previous = runtime.version
+        if runtime.refresh():
+            line = {
+                "event": "switch",
+                "from": previous,
+                "to": runtime.version,
+                "swap_ms": round(runtime.last_swap_ms, 1),
+            }
+            if decide is not None:
+                line["decision"] = decide()
+        elif runtime.last_error and runtime.last_error != refused:
+            refused = runtime.last_error
+            line = {"event": "refused", "serving": runtime.version, "error": refused}
+        else:
+            continue
+        out.write(json.dumps(line) + "\n")
+        out.flush()
+
+
 def route_command(args: argparse.Namespace) -> int:
     from routeiq_assets.deployment.store import ArtifactStoreError
 
+    if getattr(args, "watch", None) is not None and not args.model_s3_bucket:
+        print(
+            "routeiq route: error: --watch polls a deployed pointer: give --model-s3-bucket "
+            "and --model-s3-key",
+            file=sys.stderr,
+        )
+        return 2
     try:
-        runtime = runtime_for(args)
+        runtime, load_ms = _timed(lambda: runtime_for(args))
     except ArtifactStoreError as exc:
         print(f"routeiq route: error: {exc}", file=sys.stderr)
         return 1
@@ -133,10 +198,15 @@ def route_command(args: argparse.Namespace) -> int:
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
     try:
         if args.query is not None:
-            decision = runtime.route(
-                query=args.query, lam=args.lam, candidates=candidates, max_cost=args.max_cost
-            )
-            out.write(json.dumps(_decision_row(decision, {})) + "\n")
+
+            def decide(load: float | None = None) -> dict[str, Any]:
+                return route_one(runtime, args.query, candidates, args.lam, args.max_cost, load)
+
+            out.write(json.dumps(decide(load_ms)) + "\n")
+            out.flush()
+            if getattr(args, "watch", None) is not None:
+                with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends the watch
+                    watch(runtime, args.watch, out, decide)
             return 0
         summary = route_file(runtime, Path(args.queries), out, candidates, args.lam, args.max_cost)
     finally:

@@ -140,6 +140,10 @@ def test_cli_deploy_route_and_rollback(routeiq_home, tmp_path, s3_server, bucket
     assert one.returncode == 0, one.stderr
     decision = json.loads(one.stdout)
     assert decision["version"] == "2" and decision["model"] in MODELS
+    # the parts of the time apart: the decision is not charged with loading anything
+    timings = decision["timings"]
+    assert set(timings) == {"router_load_ms", "encoder_load_ms", "embed_ms", "decision_ms"}
+    assert decision["latency_ms"] == timings["decision_ms"] < 50 < timings["router_load_ms"]
 
 
 def test_legacy_stage_is_resolved_and_alias_follows(routeiq_home, tmp_path, mlflow_server):

@@ -211,3 +211,45 @@ def test_a_new_embedding_model_is_loaded_before_the_swap(store, tmp_path):
     assert runtime.refresh() is False and runtime.version == "2"
     assert "no-such-model" in runtime.last_error and runtime.failures == 1
     runtime.close()
+
+
+def test_route_watch_prints_each_switch_and_refusal(store, tmp_path, s3_server, bucket):
+    """`routeiq route --query ... --watch SECONDS` (the seed guide's hot-reload smoke test):
+    the first decision, then a line at each version switch with the decision under the new
+    version, and a line for a version refused (tampered) while the old one serves; Ctrl-C ends
+    it with exit 0."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    publish(store, tmp_path, "1")
+    env = dict(os.environ, ROUTEIQ_S3_ENDPOINT_URL=s3_server["endpoint"], HF_HUB_OFFLINE="1")
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "routeiq_assets.cli", "route", "--model-s3-bucket", bucket,
+         "--model-s3-key", f"models/{NAME}/", "--query", "Say hello", "--watch", "0.2"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT,
+    )  # fmt: skip
+    try:
+        first = json.loads(watcher.stdout.readline())
+        assert first["version"] == "1" and first["latency_ms"] == first["timings"]["decision_ms"]
+        publish(store, tmp_path, "2", flip=True)
+        switch = json.loads(watcher.stdout.readline())
+        assert switch["event"] == "switch" and (switch["from"], switch["to"]) == ("1", "2")
+        assert (
+            switch["decision"]["version"] == "2"
+            and "router_load_ms" not in (switch["decision"]["timings"])
+        )
+        folder = train_router(tmp_path / "v3")
+        manifest = build_manifest(folder, version="3")
+        (folder / "weights.npz").write_bytes(b"tampered after the manifest")
+        publish_version(store, NAME, "3", folder, manifest)
+        refused = json.loads(watcher.stdout.readline())
+        assert refused["event"] == "refused" and refused["serving"] == "2"
+        assert "weights.npz" in refused["error"]
+    finally:
+        watcher.send_signal(signal.SIGINT)
+        _, stderr = watcher.communicate(timeout=60)
+    assert watcher.returncode == 0, stderr[-2000:]
