@@ -82,6 +82,8 @@ def test_whole_graph_materializes_and_deploys(graph_env, tmp_path):
     configs = tmp_path / "configs"
     shutil.copytree(REPO_ROOT / "configs", configs)
     gate_without_baselines(configs)
+    bert = configs / "routers" / "bert.yaml"  # a smaller CPU sample: the suite's time budget
+    bert.write_text(bert.read_text().replace("max_train_queries: 512", "max_train_queries: 128"))
     env = dict(env, ROUTEIQ_CONFIGS_DIR=str(configs))
     _run(
         [PY, "-m", "dagster", "definitions", "validate", "-w", str(REPO_ROOT / "workspace.yaml")],
@@ -186,7 +188,7 @@ def test_whole_graph_materializes_and_deploys(graph_env, tmp_path):
     # a second run over the same landing folder ingests nothing and retrains the same routers:
     # the deployment gate (a blocking check) holds, deployed_router does not run, production stays
     # at version 1, and `routeiq materialize` says why and exits 0
-    env["ROUTEIQ_CONFIGS_DIR"] = str(REPO_ROOT / "configs")
+    shutil.copy(REPO_ROOT / "configs" / "gate.yaml", configs / "gate.yaml")  # the default gate
     second = _run([PY, "-m", "routeiq_assets.cli", "materialize"], env)
     assert "deployment gate held, production unchanged" in second.stderr
     # a short summary a person reads; Dagster's events and MLflow's bars go to the log file

@@ -22,7 +22,7 @@ from routeiq_assets.warehouse.store import connect
 from tests.telemetry.test_jaeger import jaeger_doc, jaeger_trace
 from tests.warehouse.test_otlp_fast import _contents, _line
 
-SECONDS = float(os.environ.get("ROUTEIQ_FUZZ_SECONDS", "20"))
+SECONDS = float(os.environ.get("ROUTEIQ_FUZZ_SECONDS", "10"))
 LINES_PER_FILE = 40
 HOSTILE_VALUES = [
     None,
