@@ -36,7 +36,11 @@ from routeiq_assets.evaluation.gate_rules import Comparison, Draws, Rule, Span, 
 from routeiq_assets.evaluation.metrics import default_lambdas
 from routeiq_assets.evaluation.offpolicy import doubly_robust, estimate_policy_value
 from routeiq_assets.evaluation.propensity import reward_model
-from routeiq_assets.evaluation.run import full_information_matrix, load_test_examples
+from routeiq_assets.evaluation.run import (
+    full_information_matrix,
+    load_test_examples,
+    train_quality_by_model,
+)
 from routeiq_assets.routers.base import Router, decide, load_router, read_router_meta, router_inputs
 from routeiq_assets.training.embeddings import Encoder, embed_with_cache
 
@@ -422,8 +426,6 @@ def _baselines(
     con, scorer: _Scorer, policy: GatePolicy, cost: np.ndarray
 ) -> tuple[list[_Policy], list[str]]:
     """The baselines this data can value, and those it cannot (with why)."""
-    from routeiq_assets.evaluation.run import train_quality_by_model
-
     names, n = scorer.names, scorer.queries
     out, skipped = [], []
     wanted = set(policy.baselines)
@@ -436,7 +438,7 @@ def _baselines(
                 "logging policy: no logged decision on the held-out full-information queries"
             )
     if "always_best" in wanted:
-        out.append(_always_best(con, scorer, train_quality_by_model))
+        out.append(_always_best(con, scorer))
     if "always_cheapest" in wanted:
         priced = np.isfinite(cost)
         if priced.any():
@@ -447,7 +449,7 @@ def _baselines(
     return out, skipped
 
 
-def _always_best(con, scorer: _Scorer, train_quality_by_model) -> _Policy:
+def _always_best(con, scorer: _Scorer) -> _Policy:
     best = int(np.argmax(train_quality_by_model(con, scorer.names)))
     return _Policy(f"always-best ({scorer.names[best]})", np.full(scorer.queries, best))
 
@@ -530,9 +532,7 @@ def evaluate_gate(
             queries=scorer.queries,
         )
     baselines, skipped = _baselines(con, scorer, policy, cost)
-    from routeiq_assets.evaluation.run import train_quality_by_model
-
-    target = _always_best(con, scorer, train_quality_by_model)
+    target = _always_best(con, scorer)
     prod_policy = None
     if production is not None:
         prod_router, prod_model, prod_lam, _ = _load(production[1])
