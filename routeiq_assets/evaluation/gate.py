@@ -595,13 +595,13 @@ def evaluate_gate(
     every = np.arange(scorer.queries)
     for n, folder in {**challenger_folders, **(shown or {})}.items():
         router, model, lam, _ = loaded[n] if n in loaded else _load(folder)
-        chosen = scorer.choices(router, model, lam)
         result.curves[n] = scorer.curve(router, model)
-        result.points[n] = {
-            "lambda": lam,
-            "quality": scorer.quality(chosen, every),
-            "cost": scorer.cost(chosen, every),
-        }
+        if n in mine:  # a challenger's point is valued already
+            quality, cost = mine[n].quality, mine[n].cost
+        else:
+            chosen = scorer.choices(router, model, lam)
+            quality, cost = scorer.quality(chosen, every), scorer.cost(chosen, every)
+        result.points[n] = {"lambda": lam, "quality": quality, "cost": cost}
     if not any(np.isfinite(d.quality) for d in mine.values()):
         result.passed = False
         result.reason = (
